@@ -1,0 +1,333 @@
+//! Events: what reckon ingests.
+//!
+//! An [`Event`] is one timestamped observation of one [`Key`] (its tag set) with typed
+//! fields. Keys are kept in one canonical string form so that two events with the same
+//! tags in a different order are the same series, and so that a key is cheap to hash,
+//! clone (an `Arc`) and print.
+
+use crate::error::{Error, Result};
+use crate::time::EventTime;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// The name of an input stream (InfluxDB's measurement / bucket, a NATS subject...).
+pub type StreamName = Arc<str>;
+/// The name of a field of an event.
+pub type FieldName = Arc<str>;
+
+/// A series key: the event's tag set in canonical form `a=1,b=x` (sorted by tag name,
+/// with `\`, `,` and `=` escaped by a backslash). The empty key is the series with no tags.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Key(Arc<str>);
+
+impl Key {
+    /// The key of events that have no tags.
+    pub fn empty() -> Key {
+        Key(Arc::from(""))
+    }
+
+    /// Builds the canonical key of a tag set. Tags are sorted by name; a tag name given
+    /// twice is an error (it would make the series ambiguous).
+    pub fn from_tags<K, V, I>(tags: I) -> Result<Key>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut pairs: Vec<(K, V)> = tags.into_iter().collect();
+        pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        let mut s = String::new();
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            if k.is_empty() {
+                return Err(Error::InvalidEvent("a tag has an empty name".into()));
+            }
+            if i > 0 {
+                if pairs[i - 1].0.as_ref() == k {
+                    return Err(Error::InvalidEvent(format!("tag `{k}` is given twice")));
+                }
+                s.push(',');
+            }
+            escape_into(&mut s, k);
+            s.push('=');
+            escape_into(&mut s, v);
+        }
+        Ok(Key(Arc::from(s)))
+    }
+
+    /// The canonical string form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The tags, in name order, unescaped.
+    pub fn tags(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let (mut name, mut cur, mut in_value, mut escaped) =
+            (String::new(), String::new(), false, false);
+        for c in self.0.chars() {
+            match (escaped, c) {
+                (true, _) => {
+                    cur.push(c);
+                    escaped = false;
+                }
+                (false, '\\') => escaped = true,
+                (false, '=') if !in_value => {
+                    name = std::mem::take(&mut cur);
+                    in_value = true;
+                }
+                (false, ',') => {
+                    out.push((std::mem::take(&mut name), std::mem::take(&mut cur)));
+                    in_value = false;
+                }
+                (false, _) => cur.push(c),
+            }
+        }
+        if in_value {
+            out.push((name, cur));
+        }
+        out
+    }
+
+    /// Two handles to the very same key allocation (a cheap first check before `==`).
+    pub fn ptr_eq(&self, other: &Key) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+fn escape_into(s: &mut String, raw: &str) {
+    for c in raw.chars() {
+        if matches!(c, '\\' | ',' | '=') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({:?})", &*self.0)
+    }
+}
+
+/// A typed field value. Floats are always finite: [`Value::float`] refuses NaN and
+/// infinities, so no aggregate is ever poisoned by one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// A finite 64-bit float.
+    F64(f64),
+    /// A 64-bit signed integer.
+    I64(i64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(Arc<str>),
+}
+
+impl Value {
+    /// A float value; NaN and infinities are refused with the reason. `-0.0` is stored
+    /// as `0.0` so that equal readings hash equally.
+    pub fn float(x: f64) -> Result<Value> {
+        if x.is_finite() {
+            Ok(Value::F64(if x == 0.0 { 0.0 } else { x }))
+        } else {
+            Err(Error::InvalidEvent(format!(
+                "{x} is not a finite number (NaN and infinities are not accepted)"
+            )))
+        }
+    }
+
+    /// The value as a number, if it is one (integers are widened to `f64`).
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::F64(x) => Some(x),
+            Value::I64(i) => Some(i as f64),
+            _ => None,
+        }
+    }
+
+    /// The name of the value's type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::F64(_) => "float",
+            Value::I64(_) => "integer",
+            Value::Bool(_) => "boolean",
+            Value::Str(_) => "string",
+        }
+    }
+
+    /// Feeds the value into a hasher-like byte sink in a stable, type-tagged form.
+    pub(crate) fn stable_bytes(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::F64(x) => {
+                out.push(1);
+                out.extend_from_slice(&x.to_bits().to_le_bytes());
+            }
+            Value::I64(i) => {
+                out.push(2);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+            Value::Bool(b) => out.extend_from_slice(&[3, u8::from(*b)]),
+            Value::Str(s) => {
+                out.push(4);
+                out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::F64(x) => write!(f, "{x}"),
+            Value::I64(i) => write!(f, "{i}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// An event's identity for de-duplication (e.g. a message id or a CloudEvents `id`).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EventId(pub Arc<str>);
+
+impl EventId {
+    /// A 128-bit fingerprint of the id; collisions are negligible (about 2^-64 among
+    /// 2^32 ids), which lets windows remember ids in 16 bytes each.
+    pub fn fingerprint(&self) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(self.0.as_bytes())
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({:?})", &*self.0)
+    }
+}
+
+/// One timestamped observation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The stream it came from.
+    pub stream: StreamName,
+    /// Its series (tag set).
+    pub key: Key,
+    /// When it happened.
+    pub time: EventTime,
+    /// Its identity, if the source gives one; events with the same id are duplicates.
+    pub id: Option<EventId>,
+    /// Its fields, in the order the source gave them (order does not matter to reckon).
+    pub fields: Vec<(FieldName, Value)>,
+}
+
+impl Event {
+    /// The value of a field, if the event has it.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.as_ref() == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The event's digest: a 64-bit hash of its event time and its fields, independent of
+    /// field order. Window checksums add digests up, so a checksum changes when any
+    /// value in the window changes, not only when the count does. The key is not part of
+    /// it (a window belongs to one key) and neither is the id (it names the event, it is
+    /// not data). The formula is part of the storage format: see `docs/checksum.md`.
+    pub fn digest(&self) -> u64 {
+        let mut buf = Vec::with_capacity(32);
+        let mut h = xxhash_rust::xxh3::xxh3_64_with_seed(&self.time.0.to_le_bytes(), DIGEST_SEED);
+        for (name, value) in &self.fields {
+            buf.clear();
+            buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
+            buf.extend_from_slice(name.as_bytes());
+            value.stable_bytes(&mut buf);
+            h = h.wrapping_add(xxhash_rust::xxh3::xxh3_64_with_seed(&buf, FIELD_SEED));
+        }
+        mix64(h)
+    }
+}
+
+const DIGEST_SEED: u64 = 0x7265_636b_6f6e_0001; // "reckon" v1
+const FIELD_SEED: u64 = 0x7265_636b_6f6e_0002;
+
+/// The finalizer of SplitMix64: a bijective avalanche so the per-field sums spread.
+pub(crate) fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(fields: Vec<(&str, Value)>) -> Event {
+        Event {
+            stream: Arc::from("s"),
+            key: Key::empty(),
+            time: EventTime(42),
+            id: None,
+            fields: fields.into_iter().map(|(n, v)| (Arc::from(n), v)).collect(),
+        }
+    }
+
+    #[test]
+    fn key_is_canonical_whatever_the_tag_order() {
+        let a = Key::from_tags([("site", "a"), ("i", "5")]).unwrap();
+        let b = Key::from_tags([("i", "5"), ("site", "a")]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "i=5,site=a");
+    }
+
+    #[test]
+    fn key_escapes_separators_and_round_trips() {
+        let tags = [("a,b", "x=y"), ("c\\", "")];
+        let k = Key::from_tags(tags).unwrap();
+        assert_eq!(k.as_str(), "a\\,b=x\\=y,c\\\\=");
+        assert_eq!(
+            k.tags(),
+            vec![
+                ("a,b".to_string(), "x=y".to_string()),
+                ("c\\".to_string(), String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn key_refuses_duplicate_and_empty_tag_names() {
+        let e = Key::from_tags([("i", "1"), ("i", "2")]).unwrap_err();
+        assert!(e.to_string().contains("tag `i` is given twice"), "{e}");
+        assert!(Key::from_tags([("", "1")]).is_err());
+    }
+
+    #[test]
+    fn non_finite_floats_are_refused_with_a_reason() {
+        let e = Value::float(f64::NAN).unwrap_err();
+        assert!(e.to_string().contains("NaN is not a finite number"), "{e}");
+        assert!(Value::float(f64::INFINITY).is_err());
+        assert_eq!(Value::float(-0.0).unwrap(), Value::F64(0.0));
+    }
+
+    #[test]
+    fn digest_ignores_field_order_but_sees_every_value() {
+        let a = ev(vec![("x", Value::F64(1.5)), ("y", Value::I64(2))]);
+        let b = ev(vec![("y", Value::I64(2)), ("x", Value::F64(1.5))]);
+        assert_eq!(a.digest(), b.digest());
+        let c = ev(vec![("x", Value::F64(1.5)), ("y", Value::I64(3))]);
+        assert_ne!(a.digest(), c.digest());
+        // Same number, different type: a different event.
+        let d = ev(vec![("x", Value::F64(1.5)), ("y", Value::F64(2.0))]);
+        assert_ne!(a.digest(), d.digest());
+        let mut e = a.clone();
+        e.time = EventTime(43);
+        assert_ne!(a.digest(), e.digest());
+    }
+}

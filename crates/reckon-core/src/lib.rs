@@ -1,0 +1,37 @@
+//! `reckon-core`: the pure engine of reckon.
+//!
+//! Everything hard about time lives here, with no I/O, no clock reads and no async:
+//! a [`Pipeline`] is driven by [`Pipeline::ingest`] (an event arrives) and
+//! [`Pipeline::advance`] (processing time passes), and answers with [`Emission`]s and
+//! one [`Outcome`] per event. Being pure makes it deterministic: the same calls in the
+//! same order give the same emissions, which is what the property tests lean on.
+//!
+//! The semantics are the contract in `DESIGN.md`: watermarks per source partition,
+//! lateness tiers (hot correction within allowed lateness, cold recompute beyond it,
+//! dead letter beyond retention), versioned emissions that replace each other, and
+//! checksums that can be audited against the raw events.
+
+pub mod aggregate;
+pub mod batch;
+pub mod checksum;
+pub mod emission;
+pub mod error;
+pub mod event;
+pub mod pipeline;
+pub mod sketch;
+pub mod snapshot;
+pub mod spec;
+pub mod time;
+pub mod watermark;
+pub mod window;
+
+pub use aggregate::{AggKind, AggState, AggregateSpec};
+pub use checksum::Checksum;
+pub use emission::{DeadLetterReason, Emission, EmissionKind, Outcome, Version};
+pub use error::{Error, Result};
+pub use event::{Event, EventId, FieldName, Key, StreamName, Value};
+pub use pipeline::{Counters, Pipeline, Prior};
+pub use spec::{PipelineSpec, PipelineSpecBuilder};
+pub use time::{EventTime, ProcessingTime, Span};
+pub use watermark::{PartitionId, Watermark};
+pub use window::{CalendarUnit, Window, WindowSpec};

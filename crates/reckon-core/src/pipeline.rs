@@ -1,0 +1,701 @@
+//! The windowed pipeline engine: events in, versioned window results out.
+//!
+//! A [`Pipeline`] keeps the *hot* state of every window that may still change from
+//! memory: open windows, and closed windows within `allowed_lateness`. For each event
+//! it decides the lateness tier of every window the event falls into:
+//!
+//! | watermark `wm` vs window `[start, end)` | tier | what happens |
+//! |---|---|---|
+//! | `wm < end` | open | the event is added; the result comes when `wm` reaches `end` |
+//! | `end <= wm < end + allowed_lateness` | hot late | added, and a `late` correction is emitted at once |
+//! | `end + allowed_lateness <= wm`, `start >= wm - retention` | cold | [`Outcome::Recompute`]: the driver recomputes from raw events |
+//! | `start < wm - retention` (earliest window) | dead | [`Outcome::DeadLettered`] |
+//!
+//! So `wm == end + allowed_lateness` is already cold: the state is evicted exactly when
+//! the watermark reaches that point. Window results are versioned per window; every
+//! emission is the previous version + 1 and replaces it.
+//!
+//! The engine is pure and deterministic: same calls, same emissions. Processing time
+//! only enters through [`Pipeline::advance`].
+
+use crate::aggregate::AggState;
+use crate::checksum::Checksum;
+use crate::emission::{DeadLetterReason, Emission, EmissionKind, Outcome, Version};
+use crate::error::{Error, Result};
+use crate::event::{Event, Key};
+use crate::spec::PipelineSpec;
+use crate::time::{EventTime, ProcessingTime};
+use crate::watermark::{PartitionId, Watermark, WatermarkTracker};
+use crate::window::Window;
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// What the driver knows of a window's latest stored version, handed to
+/// [`Pipeline::recompute`] so the recomputed result gets the next version.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Prior {
+    /// The latest stored version.
+    pub version: Version,
+    /// Its checksum; a recompute that finds the same checksum emits nothing.
+    pub checksum: Checksum,
+}
+
+/// What happened, counted. Every ingested event is counted in exactly one of
+/// `applied`, `corrected`, `recompute_requested`, `duplicates`, `dead_lettered`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Counters {
+    /// Events ingested.
+    pub events: u64,
+    /// Events added to open windows only.
+    pub applied: u64,
+    /// Late events that corrected hot windows.
+    pub corrected: u64,
+    /// Late events that needed a cold recompute of at least one window.
+    pub recompute_requested: u64,
+    /// Events not counted again because their id was already in the window.
+    pub duplicates: u64,
+    /// Events kept out of every result (dead letters).
+    pub dead_lettered: u64,
+    /// Emissions of kind `early`.
+    pub emitted_early: u64,
+    /// Emissions of kind `on_time`.
+    pub emitted_on_time: u64,
+    /// Emissions of kind `late`.
+    pub emitted_late: u64,
+    /// Emissions of kind `recomputed`.
+    pub emitted_recomputed: u64,
+    /// Recomputes that found the window unchanged (e.g. a duplicate in a cold window).
+    pub recompute_unchanged: u64,
+    /// Window states evicted from memory after allowed lateness.
+    pub evicted: u64,
+}
+
+impl Counters {
+    fn count_emission(&mut self, kind: EmissionKind) {
+        match kind {
+            EmissionKind::Early => self.emitted_early += 1,
+            EmissionKind::OnTime => self.emitted_on_time += 1,
+            EmissionKind::Late => self.emitted_late += 1,
+            EmissionKind::Recomputed => self.emitted_recomputed += 1,
+        }
+    }
+}
+
+/// Ids seen in one window (128-bit fingerprints); serialised sorted so snapshots of
+/// equal states are equal bytes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct IdSet(HashSet<u128, foldhash::fast::RandomState>);
+
+impl Serialize for IdSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut v: Vec<u128> = self.0.iter().copied().collect();
+        v.sort_unstable();
+        v.serialize(s)
+    }
+}
+impl<'de> Deserialize<'de> for IdSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = Vec::<u128>::deserialize(d)?;
+        Ok(IdSet(v.into_iter().collect()))
+    }
+}
+
+/// The aggregation of one window's events: aggregate states, checksum and the ids
+/// seen. Shared by the hot path, the cold recompute and the batch computation, so the
+/// three cannot disagree on what a window's result is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Accumulator {
+    pub(crate) aggs: Vec<AggState>,
+    pub(crate) checksum: Checksum,
+    ids: Option<Box<IdSet>>,
+}
+
+impl Accumulator {
+    pub(crate) fn new(spec: &PipelineSpec) -> Accumulator {
+        Accumulator {
+            aggs: spec.aggregates.iter().map(|a| a.empty_state()).collect(),
+            checksum: Checksum::default(),
+            ids: None,
+        }
+    }
+
+    /// Whether an event with this id fingerprint is already in the window.
+    #[inline]
+    pub(crate) fn has_id(&self, fp: Option<u128>) -> bool {
+        match (fp, &self.ids) {
+            (Some(fp), Some(ids)) => ids.0.contains(&fp),
+            _ => false,
+        }
+    }
+
+    /// Adds an event (the caller has checked it is not a duplicate).
+    #[inline]
+    pub(crate) fn add(&mut self, spec: &PipelineSpec, e: &Event, digest: u64, fp: Option<u128>) {
+        if let Some(fp) = fp {
+            self.ids.get_or_insert_with(Box::default).0.insert(fp);
+        }
+        self.checksum.add(digest);
+        for (state, a) in self.aggs.iter_mut().zip(&spec.aggregates) {
+            let value = a.field.as_deref().and_then(|f| e.field(f));
+            state.update(value, a.field.is_none(), e.time, digest);
+        }
+    }
+
+    pub(crate) fn values(&self) -> Vec<Option<crate::event::Value>> {
+        self.aggs.iter().map(AggState::output).collect()
+    }
+}
+
+/// Hot state of one window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WindowState {
+    window: Window,
+    acc: Accumulator,
+    /// Last emitted version; 0 before the first emission.
+    version: u32,
+    /// The window has closed (its on-time result, or a first late one, was emitted).
+    closed: bool,
+    /// Changed since the last emission (for early emissions).
+    dirty: bool,
+}
+
+/// All hot windows of one key, sorted by start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Series {
+    key: Key,
+    windows: VecDeque<WindowState>,
+}
+
+impl Series {
+    /// The index of the window starting at `start`, or where it would go.
+    #[inline]
+    fn find(&self, start: EventTime) -> std::result::Result<usize, usize> {
+        // Most events go to the newest window: check it before searching.
+        match self.windows.back() {
+            Some(last) if last.window.start == start => Ok(self.windows.len() - 1),
+            Some(last) if last.window.start < start => Err(self.windows.len()),
+            _ => self
+                .windows
+                .binary_search_by_key(&start, |w| w.window.start),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub(crate) enum TimerKind {
+    /// Close the window: emit its on-time result.
+    Close,
+    /// Allowed lateness is over: evict the state.
+    Evict,
+}
+
+/// A timer due when the watermark reaches `at`. Ordered by due time, then kind (a
+/// window closes before it is evicted), then key and start, so firing order is
+/// deterministic.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub(crate) struct Timer {
+    at: EventTime,
+    kind: TimerKind,
+    key: u32,
+    start: EventTime,
+}
+
+/// The windowed pipeline engine. See the module documentation for the tiers.
+#[derive(Debug)]
+pub struct Pipeline {
+    spec: Arc<PipelineSpec>,
+    columns: Arc<[Arc<str>]>,
+    watermark: WatermarkTracker,
+    now: ProcessingTime,
+    keys: FastMap<Key, u32>,
+    series: Vec<Series>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    next_early: Option<ProcessingTime>,
+    counters: Counters,
+    /// Scratch buffer for window assignment (no allocation per event).
+    assigned: Vec<Window>,
+    /// The last window assigned, for non-overlapping assigners: consecutive events
+    /// mostly fall into the same window, and calendar windows are costly to compute.
+    last_window: Option<Window>,
+    /// The last key looked up, with its index.
+    last_key: Option<(Key, u32)>,
+}
+
+impl Pipeline {
+    /// A new pipeline; the spec is validated.
+    pub fn new(spec: PipelineSpec) -> Result<Pipeline> {
+        spec.validate()?;
+        let columns = spec.columns();
+        let watermark = WatermarkTracker::new(spec.out_of_orderness, spec.idle_timeout);
+        Ok(Pipeline {
+            spec: Arc::new(spec),
+            columns,
+            watermark,
+            now: ProcessingTime::MIN,
+            keys: FastMap::default(),
+            series: Vec::new(),
+            timers: BinaryHeap::new(),
+            next_early: None,
+            counters: Counters::default(),
+            assigned: Vec::with_capacity(4),
+            last_window: None,
+            last_key: None,
+        })
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &PipelineSpec {
+        &self.spec
+    }
+    /// The pipeline watermark.
+    pub fn watermark(&self) -> Watermark {
+        self.watermark.current()
+    }
+    /// The watermark of one source partition.
+    pub fn partition_watermark(&self, p: PartitionId) -> Option<Watermark> {
+        self.watermark.partition(p)
+    }
+    /// The latest processing time handed to [`Pipeline::advance`].
+    pub fn now(&self) -> ProcessingTime {
+        self.now
+    }
+    /// What happened so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    /// Number of windows held in memory.
+    pub fn hot_windows(&self) -> usize {
+        self.series.iter().map(|s| s.windows.len()).sum()
+    }
+    /// Whether the window `[start, ..)` of `key` is held in memory.
+    pub fn is_hot(&self, key: &Key, start: EventTime) -> bool {
+        self.keys
+            .get(key)
+            .is_some_and(|&k| self.series[k as usize].find(start).is_ok())
+    }
+
+    /// Processing time has reached `now` (it never goes back: an older `now` is
+    /// ignored). Applies idle-partition and stalled-watermark rules, emits results of
+    /// windows the watermark has passed, and early results when they are due.
+    pub fn advance(&mut self, now: ProcessingTime, out: &mut Vec<Emission>) {
+        if now > self.now {
+            self.now = now;
+        }
+        if self.watermark.tick(self.now) {
+            self.fire_timers(out);
+        }
+        if let Some(interval) = self.spec.early_interval {
+            match self.next_early {
+                None => self.next_early = Some(self.now.plus(interval)),
+                Some(due) if self.now >= due => {
+                    self.emit_early(out);
+                    self.next_early = Some(self.now.plus(interval));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// The input is complete (end of a bounded replay or a test): the watermark jumps
+    /// to the end of time, every window emits its final result and leaves memory.
+    pub fn finish(&mut self, out: &mut Vec<Emission>) {
+        self.watermark.finish();
+        self.fire_timers(out);
+    }
+
+    /// Ingests one event from a source partition. Returns what happened to it and
+    /// appends any emissions (a `late` correction, results of windows the event's
+    /// progress closed) to `out`.
+    pub fn ingest(
+        &mut self,
+        partition: PartitionId,
+        e: &Event,
+        out: &mut Vec<Emission>,
+    ) -> Outcome {
+        self.counters.events += 1;
+        let outcome = self.classify_and_apply(e, out);
+        match &outcome {
+            Outcome::Applied => self.counters.applied += 1,
+            Outcome::Corrected => self.counters.corrected += 1,
+            Outcome::Recompute { .. } => self.counters.recompute_requested += 1,
+            Outcome::Duplicate => self.counters.duplicates += 1,
+            Outcome::DeadLettered(_) => self.counters.dead_lettered += 1,
+        }
+        // A duplicate still shows how far its partition has got. A dead letter does
+        // not: one event with an absurd timestamp must not close every window, and a
+        // replay of the raw log (which holds no dead letters) must see the same
+        // watermarks as the first run.
+        if !matches!(outcome, Outcome::DeadLettered(_))
+            && self.watermark.observe(partition, e.time, self.now)
+        {
+            self.fire_timers(out);
+        }
+        outcome
+    }
+
+    fn assign(&mut self, t: EventTime) -> Result<()> {
+        self.assigned.clear();
+        if let Some(w) = self.last_window {
+            if w.contains(t) {
+                self.assigned.push(w);
+                return Ok(());
+            }
+        }
+        self.spec.window.assign(t, &mut self.assigned)?;
+        if let [only] = self.assigned[..] {
+            if !self.spec.window.is_overlapping() {
+                self.last_window = Some(only);
+            }
+        }
+        Ok(())
+    }
+
+    fn key_index(&mut self, key: &Key) -> u32 {
+        if let Some((k, i)) = &self.last_key {
+            if k.ptr_eq(key) || k == key {
+                return *i;
+            }
+        }
+        let i = match self.keys.get(key) {
+            Some(&i) => i,
+            None => {
+                let i = u32::try_from(self.series.len()).unwrap_or(u32::MAX);
+                self.keys.insert(key.clone(), i);
+                self.series.push(Series {
+                    key: key.clone(),
+                    windows: VecDeque::new(),
+                });
+                i
+            }
+        };
+        self.last_key = Some((key.clone(), i));
+        i
+    }
+
+    fn classify_and_apply(&mut self, e: &Event, out: &mut Vec<Emission>) -> Outcome {
+        if let Err(err) = self.assign(e.time) {
+            return Outcome::DeadLettered(DeadLetterReason::Unwindowable {
+                message: err.to_string(),
+            });
+        }
+        let wm = self.watermark.current();
+        let lateness = self.spec.allowed_lateness;
+        let earliest = self.assigned[0];
+        if earliest.start < wm.0.minus(self.spec.retention) {
+            return Outcome::DeadLettered(DeadLetterReason::BeyondRetention {
+                window: earliest,
+                watermark: wm,
+            });
+        }
+        let k = self.key_index(&e.key);
+        let fp = e.id.as_ref().map(|id| id.fingerprint());
+        let series = &mut self.series[k as usize];
+        if fp.is_some() {
+            let dup = self.assigned.iter().any(|w| {
+                series
+                    .find(w.start)
+                    .is_ok_and(|i| series.windows[i].acc.has_id(fp))
+            });
+            if dup {
+                return Outcome::Duplicate;
+            }
+        }
+        let digest = e.digest();
+        let mut cold: Vec<Window> = Vec::new();
+        let mut corrected = false;
+        for &w in &self.assigned {
+            if w.end.plus(lateness) <= wm.0 {
+                cold.push(w);
+                continue;
+            }
+            let is_open = wm.0 < w.end;
+            let (i, created) = match series.find(w.start) {
+                Ok(i) => (i, false),
+                Err(i) => {
+                    series.windows.insert(
+                        i,
+                        WindowState {
+                            window: w,
+                            acc: Accumulator::new(&self.spec),
+                            version: 0,
+                            closed: !is_open,
+                            dirty: false,
+                        },
+                    );
+                    (i, true)
+                }
+            };
+            let ws = &mut series.windows[i];
+            ws.acc.add(&self.spec, e, digest, fp);
+            ws.dirty = true;
+            if created {
+                let timer = if is_open {
+                    Timer {
+                        at: w.end,
+                        kind: TimerKind::Close,
+                        key: k,
+                        start: w.start,
+                    }
+                } else {
+                    Timer {
+                        at: w.end.plus(lateness),
+                        kind: TimerKind::Evict,
+                        key: k,
+                        start: w.start,
+                    }
+                };
+                self.timers.push(Reverse(timer));
+            }
+            if !is_open {
+                corrected = true;
+                let em = emit(
+                    &self.spec,
+                    &self.columns,
+                    &series.key,
+                    ws,
+                    EmissionKind::Late,
+                    self.now,
+                    wm,
+                );
+                self.counters.count_emission(EmissionKind::Late);
+                out.push(em);
+            }
+        }
+        if !cold.is_empty() {
+            Outcome::Recompute {
+                key: series.key.clone(),
+                windows: cold,
+            }
+        } else if corrected {
+            Outcome::Corrected
+        } else {
+            Outcome::Applied
+        }
+    }
+
+    /// Fires every timer the watermark has reached: closes windows (on-time results)
+    /// and evicts those whose allowed lateness is over.
+    fn fire_timers(&mut self, out: &mut Vec<Emission>) {
+        let wm = self.watermark.current();
+        while let Some(&Reverse(t)) = self.timers.peek() {
+            if t.at > wm.0 {
+                break;
+            }
+            self.timers.pop();
+            let series = &mut self.series[t.key as usize];
+            let Ok(i) = series.find(t.start) else {
+                // Cannot happen: a window leaves memory only by its own Evict timer.
+                debug_assert!(false, "timer for a window not in memory: {t:?}");
+                continue;
+            };
+            match t.kind {
+                TimerKind::Close => {
+                    let ws = &mut series.windows[i];
+                    ws.closed = true;
+                    let em = emit(
+                        &self.spec,
+                        &self.columns,
+                        &series.key,
+                        ws,
+                        EmissionKind::OnTime,
+                        self.now,
+                        wm,
+                    );
+                    self.counters.count_emission(EmissionKind::OnTime);
+                    out.push(em);
+                    self.timers.push(Reverse(Timer {
+                        at: ws.window.end.plus(self.spec.allowed_lateness),
+                        kind: TimerKind::Evict,
+                        key: t.key,
+                        start: t.start,
+                    }));
+                }
+                TimerKind::Evict => {
+                    series.windows.remove(i);
+                    self.counters.evicted += 1;
+                }
+            }
+        }
+    }
+
+    fn emit_early(&mut self, out: &mut Vec<Emission>) {
+        let wm = self.watermark.current();
+        for series in &mut self.series {
+            for ws in series.windows.iter_mut().filter(|w| !w.closed && w.dirty) {
+                let em = emit(
+                    &self.spec,
+                    &self.columns,
+                    &series.key,
+                    ws,
+                    EmissionKind::Early,
+                    self.now,
+                    wm,
+                );
+                self.counters.count_emission(EmissionKind::Early);
+                out.push(em);
+            }
+        }
+    }
+
+    /// The cold path: recomputes one window of `key` from its raw events (every stored
+    /// event of the key with a time in the window, in arrival order; duplicates by id
+    /// are skipped, the first copy wins; events outside the window are ignored).
+    /// `prior` is the latest stored version of the window, if any. Returns the
+    /// `recomputed` emission, or `None` when the result is unchanged (same checksum).
+    ///
+    /// The window must be cold (past allowed lateness): recomputing a hot window would
+    /// fork it from its in-memory state, which is a driver bug reported as
+    /// [`Error::Internal`], as is a window this pipeline's spec does not produce.
+    pub fn recompute<'a, I>(
+        &mut self,
+        key: &Key,
+        window: Window,
+        prior: Option<Prior>,
+        events: I,
+    ) -> Result<Option<Emission>>
+    where
+        I: IntoIterator<Item = &'a Event>,
+    {
+        let wm = self.watermark.current();
+        let mut check = Vec::new();
+        self.spec.window.assign(window.start, &mut check)?;
+        if !check.contains(&window) {
+            return Err(Error::Internal(format!(
+                "recompute of {window}, which pipeline `{}` does not produce",
+                self.spec.name
+            )));
+        }
+        if wm.0 < window.end.plus(self.spec.allowed_lateness) {
+            return Err(Error::Internal(format!(
+                "recompute of {window} of `{key}` while it is still hot (watermark {wm})"
+            )));
+        }
+        let acc = accumulate(&self.spec, key, window, events);
+        if prior.is_some_and(|p| p.checksum == acc.checksum) {
+            self.counters.recompute_unchanged += 1;
+            return Ok(None);
+        }
+        let mut ws = WindowState {
+            window,
+            acc,
+            version: prior.map_or(0, |p| p.version.0),
+            closed: true,
+            dirty: true,
+        };
+        let em = emit(
+            &self.spec,
+            &self.columns,
+            key,
+            &mut ws,
+            EmissionKind::Recomputed,
+            self.now,
+            wm,
+        );
+        self.counters.count_emission(EmissionKind::Recomputed);
+        Ok(Some(em))
+    }
+
+    pub(crate) fn snapshot_parts(&self) -> Result<crate::snapshot::StateRef<'_>> {
+        let mut timers: Vec<Timer> = self.timers.iter().map(|r| r.0).collect();
+        timers.sort_unstable();
+        Ok(crate::snapshot::StateRef {
+            spec: crate::snapshot::spec_fingerprint(&self.spec)?,
+            watermark: &self.watermark,
+            now: self.now,
+            series: &self.series,
+            timers,
+            next_early: self.next_early,
+            counters: self.counters,
+        })
+    }
+
+    pub(crate) fn from_parts(
+        spec: PipelineSpec,
+        s: crate::snapshot::StateOwned,
+    ) -> Result<Pipeline> {
+        let mut p = Pipeline::new(spec)?;
+        p.watermark = s.watermark;
+        p.now = s.now;
+        p.next_early = s.next_early;
+        p.counters = s.counters;
+        for (i, series) in s.series.iter().enumerate() {
+            let i = u32::try_from(i).map_err(|_| Error::Snapshot("too many keys".into()))?;
+            if p.keys.insert(series.key.clone(), i).is_some() {
+                return Err(Error::Snapshot(format!(
+                    "key `{}` appears twice",
+                    series.key
+                )));
+            }
+        }
+        for t in &s.timers {
+            if s.series
+                .get(t.key as usize)
+                .is_none_or(|x| x.find(t.start).is_err())
+            {
+                return Err(Error::Snapshot(format!(
+                    "a timer refers to a window not in the snapshot: {t:?}"
+                )));
+            }
+        }
+        p.series = s.series;
+        p.timers = s.timers.into_iter().map(Reverse).collect();
+        Ok(p)
+    }
+}
+
+/// Aggregates the events of `key` in `window`, skipping duplicate ids (first wins).
+pub(crate) fn accumulate<'a, I>(
+    spec: &PipelineSpec,
+    key: &Key,
+    window: Window,
+    events: I,
+) -> Accumulator
+where
+    I: IntoIterator<Item = &'a Event>,
+{
+    let mut acc = Accumulator::new(spec);
+    for e in events {
+        if &e.key != key || !window.contains(e.time) {
+            continue;
+        }
+        let fp = e.id.as_ref().map(|id| id.fingerprint());
+        if acc.has_id(fp) {
+            continue;
+        }
+        acc.add(spec, e, e.digest(), fp);
+    }
+    acc
+}
+
+/// Builds the next emission of a window and bumps its version.
+fn emit(
+    spec: &PipelineSpec,
+    columns: &Arc<[Arc<str>]>,
+    key: &Key,
+    ws: &mut WindowState,
+    kind: EmissionKind,
+    now: ProcessingTime,
+    wm: Watermark,
+) -> Emission {
+    ws.version = ws.version.saturating_add(1);
+    ws.dirty = false;
+    Emission {
+        pipeline: spec.name.clone(),
+        key: key.clone(),
+        window: ws.window,
+        version: Version(ws.version),
+        kind,
+        columns: columns.clone(),
+        values: ws.acc.values(),
+        count: ws.acc.checksum.count,
+        checksum: ws.acc.checksum,
+        emitted_at: now,
+        watermark: wm,
+    }
+}
+
+pub(crate) use self::{Series as SeriesState, Timer as TimerState};
