@@ -213,10 +213,10 @@ impl SumState {
         if self.n() == 0 {
             return None;
         }
-        if self.n_float == 0 {
-            if let Ok(i) = i64::try_from(self.int) {
-                return Some(Value::I64(i));
-            }
+        if self.n_float == 0
+            && let Ok(i) = i64::try_from(self.int)
+        {
+            return Some(Value::I64(i));
         }
         Some(Value::F64(self.total()))
     }
@@ -345,42 +345,41 @@ impl AggState {
                 }
             }
             AggState::Min(cur) => {
-                if let Some(v) = value.filter(|v| v.as_f64().is_some()) {
-                    if cur.as_ref().is_none_or(|c| num_cmp(v, c) == Ordering::Less) {
-                        *cur = Some(v.clone());
-                    }
+                if let Some(v) = value.filter(|v| v.as_f64().is_some())
+                    && cur.as_ref().is_none_or(|c| num_cmp(v, c) == Ordering::Less)
+                {
+                    *cur = Some(v.clone());
                 }
             }
             AggState::Max(cur) => {
-                if let Some(v) = value.filter(|v| v.as_f64().is_some()) {
-                    if cur
+                if let Some(v) = value.filter(|v| v.as_f64().is_some())
+                    && cur
                         .as_ref()
                         .is_none_or(|c| num_cmp(v, c) == Ordering::Greater)
-                    {
-                        *cur = Some(v.clone());
-                    }
+                {
+                    *cur = Some(v.clone());
                 }
             }
             AggState::First(cur) => {
-                if let Some(v) = value {
-                    if cur.as_ref().is_none_or(|c| (time, digest) < c.order()) {
-                        *cur = Some(Stamped {
-                            time,
-                            digest,
-                            value: v.clone(),
-                        });
-                    }
+                if let Some(v) = value
+                    && cur.as_ref().is_none_or(|c| (time, digest) < c.order())
+                {
+                    *cur = Some(Stamped {
+                        time,
+                        digest,
+                        value: v.clone(),
+                    });
                 }
             }
             AggState::Last(cur) => {
-                if let Some(v) = value {
-                    if cur.as_ref().is_none_or(|c| (time, digest) > c.order()) {
-                        *cur = Some(Stamped {
-                            time,
-                            digest,
-                            value: v.clone(),
-                        });
-                    }
+                if let Some(v) = value
+                    && cur.as_ref().is_none_or(|c| (time, digest) > c.order())
+                {
+                    *cur = Some(Stamped {
+                        time,
+                        digest,
+                        value: v.clone(),
+                    });
                 }
             }
             AggState::Variance(m) | AggState::Stddev(m) => {
@@ -413,35 +412,33 @@ impl AggState {
                 a.merge(b)
             }
             (AggState::Min(a), AggState::Min(b)) => {
-                if let Some(bv) = b {
-                    if a.as_ref()
+                if let Some(bv) = b
+                    && a.as_ref()
                         .is_none_or(|av| num_cmp(bv, av) == Ordering::Less)
-                    {
-                        *a = Some(bv.clone());
-                    }
+                {
+                    *a = Some(bv.clone());
                 }
             }
             (AggState::Max(a), AggState::Max(b)) => {
-                if let Some(bv) = b {
-                    if a.as_ref()
+                if let Some(bv) = b
+                    && a.as_ref()
                         .is_none_or(|av| num_cmp(bv, av) == Ordering::Greater)
-                    {
-                        *a = Some(bv.clone());
-                    }
+                {
+                    *a = Some(bv.clone());
                 }
             }
             (AggState::First(a), AggState::First(b)) => {
-                if let Some(bv) = b {
-                    if a.as_ref().is_none_or(|av| bv.order() < av.order()) {
-                        *a = Some(bv.clone());
-                    }
+                if let Some(bv) = b
+                    && a.as_ref().is_none_or(|av| bv.order() < av.order())
+                {
+                    *a = Some(bv.clone());
                 }
             }
             (AggState::Last(a), AggState::Last(b)) => {
-                if let Some(bv) = b {
-                    if a.as_ref().is_none_or(|av| bv.order() > av.order()) {
-                        *a = Some(bv.clone());
-                    }
+                if let Some(bv) = b
+                    && a.as_ref().is_none_or(|av| bv.order() > av.order())
+                {
+                    *a = Some(bv.clone());
                 }
             }
             (AggState::Variance(a), AggState::Variance(b))

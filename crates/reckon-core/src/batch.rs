@@ -9,7 +9,7 @@
 use crate::checksum::Checksum;
 use crate::error::Result;
 use crate::event::{Event, Key, Value};
-use crate::pipeline::Accumulator;
+use crate::pipeline::{Accumulator, FieldSlot};
 use crate::spec::PipelineSpec;
 use crate::window::Window;
 use std::collections::BTreeMap;
@@ -25,16 +25,16 @@ pub struct WindowResult {
     pub checksum: Checksum,
 }
 
+/// Every window's batch result, by key and window.
+pub type BatchResults = BTreeMap<(Key, Window), WindowResult>;
+
+/// Events that could not be windowed, with their index in the input and the reason.
+pub type Rejected = Vec<(usize, crate::Error)>;
+
 /// Computes every window of every key from `events` (in arrival order: with duplicate
-/// ids the first copy wins). Events that cannot be windowed are returned as errors in
-/// the second list with their index, so nothing is dropped silently.
-pub fn compute<'a, I>(
-    spec: &PipelineSpec,
-    events: I,
-) -> Result<(
-    BTreeMap<(Key, Window), WindowResult>,
-    Vec<(usize, crate::Error)>,
-)>
+/// ids the first copy wins). Events that cannot be windowed are returned in the second
+/// list with their index, so nothing is dropped silently.
+pub fn compute<'a, I>(spec: &PipelineSpec, events: I) -> Result<(BatchResults, Rejected)>
 where
     I: IntoIterator<Item = &'a Event>,
 {
@@ -42,6 +42,7 @@ where
     let mut accs: BTreeMap<(Key, Window), Accumulator> = BTreeMap::new();
     let mut rejected = Vec::new();
     let mut windows = Vec::new();
+    let mut slots = vec![FieldSlot::default(); spec.aggregates.len()];
     for (i, e) in events.into_iter().enumerate() {
         windows.clear();
         if let Err(err) = spec.window.assign(e.time, &mut windows) {
@@ -55,7 +56,7 @@ where
                 .entry((e.key.clone(), w))
                 .or_insert_with(|| Accumulator::new(spec));
             if !acc.has_id(fp) {
-                acc.add(spec, e, digest, fp);
+                acc.add(spec, &mut slots, e, digest, fp);
             }
         }
     }

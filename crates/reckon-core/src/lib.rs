@@ -30,7 +30,7 @@ pub use checksum::Checksum;
 pub use emission::{DeadLetterReason, Emission, EmissionKind, Outcome, Version};
 pub use error::{Error, Result};
 pub use event::{Event, EventId, FieldName, Key, StreamName, Value};
-pub use pipeline::{Counters, Pipeline, Prior};
+pub use pipeline::{BatchReport, Counters, Pipeline, Prior};
 pub use spec::{PipelineSpec, PipelineSpecBuilder};
 pub use time::{EventTime, ProcessingTime, Span};
 pub use watermark::{PartitionId, Watermark};

@@ -85,6 +85,68 @@ impl Counters {
     }
 }
 
+/// Where an aggregate's field was found in the last event. Events of one source
+/// usually share their field-name `Arc`s and field order, so a pointer check replaces
+/// a string comparison; the slot holds a clone of the name, so the pointer it compares
+/// with cannot be freed and reused for another name.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FieldSlot {
+    name: Option<Arc<str>>,
+    pos: usize,
+}
+
+impl FieldSlot {
+    #[inline]
+    pub(crate) fn find<'e>(
+        &mut self,
+        field: &str,
+        e: &'e Event,
+    ) -> Option<&'e crate::event::Value> {
+        if let (Some(cached), Some((n, v))) = (&self.name, e.fields.get(self.pos))
+            && Arc::ptr_eq(cached, n)
+        {
+            return Some(v);
+        }
+        let pos = e.fields.iter().position(|(n, _)| n.as_ref() == field)?;
+        let (n, v) = &e.fields[pos];
+        self.name = Some(n.clone());
+        self.pos = pos;
+        Some(v)
+    }
+}
+
+/// Facts about an event computed ahead of its sequential turn.
+#[derive(Clone, Copy, Default, Debug)]
+struct LookAhead {
+    key: Option<u32>,
+    digest: u64,
+}
+
+/// The outcomes of a batch: the common ones counted, the ones the driver must act on
+/// (recomputes, dead letters) listed with the event's index in the batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchReport {
+    /// Events added to open windows.
+    pub applied: u64,
+    /// Late events that corrected hot windows.
+    pub corrected: u64,
+    /// Duplicates not counted again.
+    pub duplicates: u64,
+    /// `Recompute` and `DeadLettered` outcomes, by index in the batch.
+    pub follow_ups: Vec<(usize, Outcome)>,
+}
+
+impl BatchReport {
+    fn record(&mut self, index: usize, outcome: Outcome) {
+        match outcome {
+            Outcome::Applied => self.applied += 1,
+            Outcome::Corrected => self.corrected += 1,
+            Outcome::Duplicate => self.duplicates += 1,
+            other => self.follow_ups.push((index, other)),
+        }
+    }
+}
+
 /// Ids seen in one window (128-bit fingerprints); serialised sorted so snapshots of
 /// equal states are equal bytes.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -134,13 +196,20 @@ impl Accumulator {
 
     /// Adds an event (the caller has checked it is not a duplicate).
     #[inline]
-    pub(crate) fn add(&mut self, spec: &PipelineSpec, e: &Event, digest: u64, fp: Option<u128>) {
+    pub(crate) fn add(
+        &mut self,
+        spec: &PipelineSpec,
+        slots: &mut [FieldSlot],
+        e: &Event,
+        digest: u64,
+        fp: Option<u128>,
+    ) {
         if let Some(fp) = fp {
             self.ids.get_or_insert_with(Box::default).0.insert(fp);
         }
         self.checksum.add(digest);
-        for (state, a) in self.aggs.iter_mut().zip(&spec.aggregates) {
-            let value = a.field.as_deref().and_then(|f| e.field(f));
+        for ((state, a), slot) in self.aggs.iter_mut().zip(&spec.aggregates).zip(slots) {
+            let value = a.field.as_deref().and_then(|f| slot.find(f, e));
             state.update(value, a.field.is_none(), e.time, digest);
         }
     }
@@ -216,13 +285,17 @@ pub struct Pipeline {
     timers: BinaryHeap<Reverse<Timer>>,
     next_early: Option<ProcessingTime>,
     counters: Counters,
+    /// Field positions cache, one slot per aggregate.
+    slots: Vec<FieldSlot>,
+    /// Direct-mapped cache from a key's allocation address to its index; a hit is
+    /// confirmed by pointer identity with the series' own key (which keeps that
+    /// allocation alive), so drivers that reuse key handles skip hashing.
+    key_cache: Box<[u32; 256]>,
     /// Scratch buffer for window assignment (no allocation per event).
     assigned: Vec<Window>,
     /// The last window assigned, for non-overlapping assigners: consecutive events
     /// mostly fall into the same window, and calendar windows are costly to compute.
     last_window: Option<Window>,
-    /// The last key looked up, with its index.
-    last_key: Option<(Key, u32)>,
 }
 
 impl Pipeline {
@@ -230,6 +303,7 @@ impl Pipeline {
     pub fn new(spec: PipelineSpec) -> Result<Pipeline> {
         spec.validate()?;
         let columns = spec.columns();
+        let spec_len = spec.aggregates.len();
         let watermark = WatermarkTracker::new(spec.out_of_orderness, spec.idle_timeout);
         Ok(Pipeline {
             spec: Arc::new(spec),
@@ -241,9 +315,10 @@ impl Pipeline {
             timers: BinaryHeap::new(),
             next_early: None,
             counters: Counters::default(),
+            slots: vec![FieldSlot::default(); spec_len],
+            key_cache: Box::new([u32::MAX; 256]),
             assigned: Vec::with_capacity(4),
             last_window: None,
-            last_key: None,
         })
     }
 
@@ -316,8 +391,77 @@ impl Pipeline {
         e: &Event,
         out: &mut Vec<Emission>,
     ) -> Outcome {
+        let ahead = self.look_ahead(e);
+        self.ingest_prepared(partition, e, ahead, out)
+    }
+
+    /// Ingests a batch of events from one partition, exactly as if each were passed to
+    /// [`Pipeline::ingest`] in order, and sums up the outcomes in `report`.
+    ///
+    /// It is faster: a short first pass over each chunk computes the events' digests
+    /// and looks up their keys, so the cache misses of many events overlap instead of
+    /// stalling one by one; the sequential pass then finds them in cache.
+    ///
+    /// For the cold path the driver appends the batch to the raw log, then recomputes
+    /// each window listed in `report.follow_ups` once (several events of a batch may
+    /// name the same window; one recompute over the raw log covers them all).
+    pub fn ingest_batch<E: AsRef<Event>>(
+        &mut self,
+        partition: PartitionId,
+        events: &[E],
+        report: &mut BatchReport,
+        out: &mut Vec<Emission>,
+    ) {
+        const CHUNK: usize = 32;
+        let mut ahead = [LookAhead::default(); CHUNK];
+        for (c, chunk) in events.chunks(CHUNK).enumerate() {
+            for (a, e) in ahead.iter_mut().zip(chunk) {
+                *a = self.look_ahead(e.as_ref());
+            }
+            for (i, (e, a)) in chunk.iter().zip(&ahead).enumerate() {
+                let outcome = self.ingest_prepared(partition, e.as_ref(), *a, out);
+                report.record(c * CHUNK + i, outcome);
+            }
+        }
+    }
+
+    /// What can be known of an event before its turn: its digest, and its key's index
+    /// if the key is known (a new key is interned in the sequential pass, in order).
+    #[inline]
+    fn look_ahead(&mut self, e: &Event) -> LookAhead {
+        LookAhead {
+            key: self.cached_key_index(&e.key),
+            digest: e.digest(),
+        }
+    }
+
+    #[inline]
+    fn cached_key_index(&mut self, key: &Key) -> Option<u32> {
+        let slot = (key.addr() >> 4) & 255;
+        let cached = self.key_cache[slot];
+        if self
+            .series
+            .get(cached as usize)
+            .is_some_and(|s| s.key.ptr_eq(key))
+        {
+            return Some(cached);
+        }
+        let i = *self.keys.get(key)?;
+        if self.series[i as usize].key.ptr_eq(key) {
+            self.key_cache[slot] = i;
+        }
+        Some(i)
+    }
+
+    fn ingest_prepared(
+        &mut self,
+        partition: PartitionId,
+        e: &Event,
+        ahead: LookAhead,
+        out: &mut Vec<Emission>,
+    ) -> Outcome {
         self.counters.events += 1;
-        let outcome = self.classify_and_apply(e, out);
+        let outcome = self.classify_and_apply(e, ahead, out);
         match &outcome {
             Outcome::Applied => self.counters.applied += 1,
             Outcome::Corrected => self.counters.corrected += 1,
@@ -339,44 +483,40 @@ impl Pipeline {
 
     fn assign(&mut self, t: EventTime) -> Result<()> {
         self.assigned.clear();
-        if let Some(w) = self.last_window {
-            if w.contains(t) {
-                self.assigned.push(w);
-                return Ok(());
-            }
+        if let Some(w) = self.last_window
+            && w.contains(t)
+        {
+            self.assigned.push(w);
+            return Ok(());
         }
         self.spec.window.assign(t, &mut self.assigned)?;
-        if let [only] = self.assigned[..] {
-            if !self.spec.window.is_overlapping() {
-                self.last_window = Some(only);
-            }
+        if let [only] = self.assigned[..]
+            && !self.spec.window.is_overlapping()
+        {
+            self.last_window = Some(only);
         }
         Ok(())
     }
 
     fn key_index(&mut self, key: &Key) -> u32 {
-        if let Some((k, i)) = &self.last_key {
-            if k.ptr_eq(key) || k == key {
-                return *i;
-            }
+        if let Some(&i) = self.keys.get(key) {
+            return i;
         }
-        let i = match self.keys.get(key) {
-            Some(&i) => i,
-            None => {
-                let i = u32::try_from(self.series.len()).unwrap_or(u32::MAX);
-                self.keys.insert(key.clone(), i);
-                self.series.push(Series {
-                    key: key.clone(),
-                    windows: VecDeque::new(),
-                });
-                i
-            }
-        };
-        self.last_key = Some((key.clone(), i));
+        let i = u32::try_from(self.series.len()).unwrap_or(u32::MAX);
+        self.keys.insert(key.clone(), i);
+        self.series.push(Series {
+            key: key.clone(),
+            windows: VecDeque::new(),
+        });
         i
     }
 
-    fn classify_and_apply(&mut self, e: &Event, out: &mut Vec<Emission>) -> Outcome {
+    fn classify_and_apply(
+        &mut self,
+        e: &Event,
+        ahead: LookAhead,
+        out: &mut Vec<Emission>,
+    ) -> Outcome {
         if let Err(err) = self.assign(e.time) {
             return Outcome::DeadLettered(DeadLetterReason::Unwindowable {
                 message: err.to_string(),
@@ -391,7 +531,10 @@ impl Pipeline {
                 watermark: wm,
             });
         }
-        let k = self.key_index(&e.key);
+        let k = match ahead.key {
+            Some(k) => k,
+            None => self.key_index(&e.key),
+        };
         let fp = e.id.as_ref().map(|id| id.fingerprint());
         let series = &mut self.series[k as usize];
         if fp.is_some() {
@@ -404,7 +547,7 @@ impl Pipeline {
                 return Outcome::Duplicate;
             }
         }
-        let digest = e.digest();
+        let digest = ahead.digest;
         let mut cold: Vec<Window> = Vec::new();
         let mut corrected = false;
         for &w in &self.assigned {
@@ -430,7 +573,7 @@ impl Pipeline {
                 }
             };
             let ws = &mut series.windows[i];
-            ws.acc.add(&self.spec, e, digest, fp);
+            ws.acc.add(&self.spec, &mut self.slots, e, digest, fp);
             ws.dirty = true;
             if created {
                 let timer = if is_open {
@@ -658,6 +801,7 @@ where
     I: IntoIterator<Item = &'a Event>,
 {
     let mut acc = Accumulator::new(spec);
+    let mut slots = vec![FieldSlot::default(); spec.aggregates.len()];
     for e in events {
         if &e.key != key || !window.contains(e.time) {
             continue;
@@ -666,7 +810,7 @@ where
         if acc.has_id(fp) {
             continue;
         }
-        acc.add(spec, e, e.digest(), fp);
+        acc.add(spec, &mut slots, e, e.digest(), fp);
     }
     acc
 }

@@ -91,10 +91,10 @@ impl PipelineSpec {
             ("idle_timeout", self.idle_timeout),
             ("early_interval", self.early_interval),
         ] {
-            if let Some(s) = s {
-                if s.0 <= 0 {
-                    return bad(format!("{what} must be positive when set, got {s:?}"));
-                }
+            if let Some(s) = s
+                && s.0 <= 0
+            {
+                return bad(format!("{what} must be positive when set, got {s:?}"));
             }
         }
         Ok(())

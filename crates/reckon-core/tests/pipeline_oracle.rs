@@ -7,6 +7,8 @@
 //! `PROPTEST_CASES` raises the number of cases (CI runs the default below; the soak
 //! command in the README runs thousands).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failure
+
 use proptest::prelude::*;
 use reckon_core::batch;
 use reckon_core::{
@@ -272,5 +274,36 @@ proptest! {
         let (b, _) = run(&c);
         let strip = |d: &Driver| d.latest.iter().map(|(k, e)| (k.clone(), (e.values.clone(), e.checksum))).collect::<BTreeMap<_, _>>();
         prop_assert_eq!(strip(&a), strip(&b));
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `ingest_batch` is `ingest` in a loop: same emissions in the same order, same
+    /// counters, and the same follow-ups (recomputes, dead letters) at the same indexes.
+    #[test]
+    fn batch_ingest_equals_event_by_event_ingest(c in case(Some(Span::days(1)))) {
+        use reckon_core::{BatchReport, Outcome, Pipeline};
+        let arrivals = c.workload.arrivals();
+        let (mut one, mut many) = (Pipeline::new(c.spec.clone()).unwrap(), Pipeline::new(c.spec.clone()).unwrap());
+        let (mut out1, mut out2) = (Vec::new(), Vec::new());
+        for batch in arrivals.chunk_by(|a, b| a.partition == b.partition && a.at.0 / 60_000_000_000 == b.at.0 / 60_000_000_000) {
+            one.advance(batch[0].at, &mut out1);
+            many.advance(batch[0].at, &mut out2);
+            let mut expected = Vec::new();
+            for (i, a) in batch.iter().enumerate() {
+                match one.ingest(a.partition, &a.event, &mut out1) {
+                    Outcome::Applied | Outcome::Corrected | Outcome::Duplicate => {}
+                    other => expected.push((i, other)),
+                }
+            }
+            let mut report = BatchReport::default();
+            many.ingest_batch(batch[0].partition, batch, &mut report, &mut out2);
+            prop_assert_eq!(report.follow_ups, expected);
+        }
+        prop_assert_eq!(out1, out2);
+        prop_assert_eq!(one.counters(), many.counters());
+        prop_assert_eq!(one.snapshot().unwrap(), many.snapshot().unwrap());
     }
 }

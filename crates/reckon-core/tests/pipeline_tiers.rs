@@ -2,6 +2,8 @@
 //! edges, idle partitions, a stalled watermark, early results, duplicates, dead
 //! letters, snapshots, and calendar windows across DST.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failure
+
 use reckon_core::{
     AggKind, AggregateSpec, CalendarUnit, DeadLetterReason, Emission, EmissionKind, Event, EventId,
     EventTime, Key, Outcome, PartitionId, Pipeline, PipelineSpec, Prior, ProcessingTime, Span,

@@ -108,10 +108,10 @@ pub fn oracle(spec: &PipelineSpec, events: &[Event]) -> BTreeMap<(Key, Window), 
     let mut seen = HashSet::new();
     let mut groups: BTreeMap<(Key, Window), Vec<&Event>> = BTreeMap::new();
     for e in events {
-        if let Some(id) = &e.id {
-            if !seen.insert(id.clone()) {
-                continue;
-            }
+        if let Some(id) = &e.id
+            && !seen.insert(id.clone())
+        {
+            continue;
         }
         for w in oracle_windows(&spec.window, e.time) {
             groups.entry((e.key.clone(), w)).or_default().push(e);

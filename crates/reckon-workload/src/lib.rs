@@ -57,6 +57,12 @@ pub struct Arrival {
     pub event: Event,
 }
 
+impl AsRef<Event> for Arrival {
+    fn as_ref(&self) -> &Event {
+        &self.event
+    }
+}
+
 /// Seed 000's workload (`write.py`).
 #[derive(Clone, Debug)]
 pub struct Seed000 {
