@@ -1,1 +1,40 @@
-fn main() {}
+//! The `reckon` binary: subcommands, argument parsing and exit codes. Logic lives in
+//! the library crates; this file only wires them to a terminal.
+//!
+//! Exit codes: 0 success; 1 the run found a wrong result (a window that disagrees with
+//! its batch recomputation); 2 bad usage or configuration.
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// reckon keeps event-time aggregates correct when data arrives late.
+#[derive(Debug, Parser)]
+#[command(name = "reckon", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run seed 000's water-level workload through the engine and watch late data being
+    /// corrected: windows closing, late points, corrections with old and new values,
+    /// cold recomputes, and a final check of every window against a batch recompute.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

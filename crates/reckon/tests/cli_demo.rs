@@ -1,0 +1,69 @@
+//! `reckon demo` as a user runs it: the real binary, its output and exit codes.
+
+use std::process::Command;
+
+fn reckon(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_reckon"))
+        .args(args)
+        .output()
+        .expect("run reckon");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn demo_shows_corrections_and_verifies_every_window() {
+    let (code, out, err) = reckon(&[
+        "demo",
+        "--hours",
+        "2",
+        "--locations",
+        "5",
+        "--allowed-lateness-minutes",
+        "120",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for needle in [
+        "window closed",
+        "late point",
+        "cold recompute",
+        "WARNING: Late arriving data.",
+        "Old Count:  360",
+        "New Count : 361",
+        "verified: all",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in:\n{out}");
+    }
+    // Every line of a correction names old and new values and versions.
+    assert!(
+        out.lines().any(|l| l.starts_with("late point")
+            && l.contains("→")
+            && l.contains(" late, window [")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("cold recompute")
+            && l.contains("count 360 → 361")
+            && l.contains("v1 → v2")),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    let (code, _, err) = reckon(&["demo", "--late-probability", "2"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--late-probability must be between 0 and 1, got 2"),
+        "{err}"
+    );
+    let (code, _, err) = reckon(&["demo", "--allowed-lateness-minutes=-5"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("allowed_lateness must not be negative"),
+        "{err}"
+    );
+}
