@@ -10,6 +10,33 @@
 //! lateness tiers (hot correction within allowed lateness, cold recompute beyond it,
 //! dead letter beyond retention), versioned emissions that replace each other, and
 //! checksums that can be audited against the raw events.
+//!
+//! ```
+//! use reckon_core::{AggKind, AggregateSpec, Event, EventTime, Key, Outcome, PartitionId,
+//!                   Pipeline, PipelineSpec, Span, Value, WindowSpec};
+//! # fn main() -> Result<(), reckon_core::Error> {
+//! let spec = PipelineSpec::builder("water_level_mean_1h")
+//!     .window(WindowSpec::tumbling(Span::hours(1)))
+//!     .aggregate(AggregateSpec::new(AggKind::Mean, "level").named("mean"))
+//!     .allowed_lateness(Span::hours(24))
+//!     .build()?;
+//! let mut pipeline = Pipeline::new(spec)?;
+//! let mut out = Vec::new();
+//! let reading = |secs, level| Event {
+//!     stream: "water_level".into(),
+//!     key: Key::from_tags([("i", "7")]).unwrap(),
+//!     time: EventTime::from_secs(secs),
+//!     id: None,
+//!     fields: vec![("level".into(), Value::F64(level))],
+//! };
+//! pipeline.ingest(PartitionId(0), &reading(60, 4.0), &mut out);
+//! pipeline.ingest(PartitionId(0), &reading(3600, 5.0), &mut out); // closes [0, 1h): v1, mean 4.0
+//! let late = pipeline.ingest(PartitionId(0), &reading(120, 6.0), &mut out); // late: v2, mean 5.0
+//! assert_eq!(late, Outcome::Corrected);
+//! assert_eq!(out[1].value("mean"), Some(&Value::F64(5.0)));
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod aggregate;
 pub mod batch;
