@@ -255,18 +255,56 @@ impl Event {
     pub fn digest(&self) -> u64 {
         let mut h = mix64(self.time.0 as u64 ^ DIGEST_SEED);
         for (name, value) in &self.fields {
-            h = h.wrapping_add(field_digest(name, value));
+            h = h.wrapping_add(field_digest(name_hash(name), value));
+        }
+        mix64(h)
+    }
+
+    /// [`Event::digest`], with the hashes of field names remembered across events:
+    /// events of one source share their field-name `Arc`s, so the name's hash is found
+    /// by identity instead of hashing the name again. Same result as `digest`.
+    #[inline]
+    pub(crate) fn digest_with(&self, names: &mut NameHashes) -> u64 {
+        let mut h = mix64(self.time.0 as u64 ^ DIGEST_SEED);
+        for (i, (name, value)) in self.fields.iter().enumerate() {
+            h = h.wrapping_add(field_digest(names.hash(i, name), value));
         }
         mix64(h)
     }
 }
 
-/// Digest of one field: `mix64(xxh3(name) * K ^ value_digest)`. Computed in registers
-/// from the name's and value's own bytes (building a byte buffer first costs a
+/// Hashes of the field names at the first positions of the last events, each with the
+/// name's `Arc` (held, so its address cannot be reused by another name).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NameHashes([Option<(FieldName, u64)>; 4]);
+
+impl NameHashes {
+    #[inline]
+    fn hash(&mut self, position: usize, name: &FieldName) -> u64 {
+        let Some(slot) = self.0.get_mut(position) else {
+            return name_hash(name);
+        };
+        if let Some((known, h)) = slot
+            && Arc::ptr_eq(known, name)
+        {
+            return *h;
+        }
+        let h = name_hash(name);
+        *slot = Some((name.clone(), h));
+        h
+    }
+}
+
+#[inline]
+fn name_hash(name: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), FIELD_SEED)
+}
+
+/// Digest of one field: `mix64(xxh3(name) * K ^ value_digest)`, computed in registers
+/// from the name's hash and the value's own bytes (building a byte buffer first costs a
 /// store-to-load stall per event on this hot path).
 #[inline]
-fn field_digest(name: &str, value: &Value) -> u64 {
-    let name_h = xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), FIELD_SEED);
+fn field_digest(name_h: u64, value: &Value) -> u64 {
     let value_h = match value {
         Value::F64(x) => mix64(x.to_bits() ^ TAG_F64),
         Value::I64(i) => mix64(*i as u64 ^ TAG_I64),

@@ -285,6 +285,8 @@ pub struct Pipeline {
     timers: BinaryHeap<Reverse<Timer>>,
     next_early: Option<ProcessingTime>,
     counters: Counters,
+    /// Field-name hashes of recent events, for digests.
+    names: crate::event::NameHashes,
     /// Field positions cache, one slot per aggregate.
     slots: Vec<FieldSlot>,
     /// Direct-mapped cache from a key's allocation address to its index; a hit is
@@ -315,6 +317,7 @@ impl Pipeline {
             timers: BinaryHeap::new(),
             next_early: None,
             counters: Counters::default(),
+            names: Default::default(),
             slots: vec![FieldSlot::default(); spec_len],
             key_cache: Box::new([u32::MAX; 256]),
             assigned: Vec::with_capacity(4),
@@ -431,7 +434,7 @@ impl Pipeline {
     fn look_ahead(&mut self, e: &Event) -> LookAhead {
         LookAhead {
             key: self.cached_key_index(&e.key),
-            digest: e.digest(),
+            digest: e.digest_with(&mut self.names),
         }
     }
 
