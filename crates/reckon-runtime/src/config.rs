@@ -1,0 +1,514 @@
+//! `reckon.toml`: streams and pipelines, as a user writes them.
+//!
+//! The doc comments of these structs are the user documentation of the file (see the
+//! example in `docs/config.md`). Unknown keys are errors, so a typo never silently
+//! falls back to a default.
+//!
+//! ```toml
+//! [store]
+//! path = "reckon-data"
+//!
+//! [[stream]]
+//! name = "water_level"
+//! key_fields = ["i"]
+//! time_field = "time"
+//! time_format = "rfc3339"
+//!
+//! [[pipeline]]
+//! name = "water_level_mean_1h"
+//! stream = "water_level"
+//! window = { type = "tumbling", size = "1h" }
+//! aggregates = [{ fn = "mean", field = "level", name = "mean" }, { fn = "count" }]
+//! out_of_orderness = "10s"
+//! allowed_lateness = "24h"
+//! retention = "7d"
+//! ```
+
+use crate::error::{Error, Result};
+use reckon_core::{AggKind, AggregateSpec, CalendarUnit, PipelineSpec, Span, WindowSpec};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded store lives.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Input streams: how to read keys, times and ids from their events.
+    #[serde(default, rename = "stream")]
+    pub streams: Vec<StreamConfig>,
+    /// Pipelines: what to compute over which stream.
+    #[serde(default, rename = "pipeline")]
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the embedded store (created if missing). Default `reckon-data`.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: default_store_path(),
+        }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("reckon-data")
+}
+
+/// How event times are written in a stream's JSON events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    /// An RFC 3339 string such as `2024-01-01T00:00:00.5Z` (default).
+    #[default]
+    Rfc3339,
+    /// A number of seconds since the Unix epoch (fractions allowed).
+    UnixS,
+    /// A number of milliseconds since the Unix epoch.
+    UnixMs,
+    /// A number of microseconds since the Unix epoch.
+    UnixUs,
+    /// A number of nanoseconds since the Unix epoch.
+    UnixNs,
+}
+
+/// `[[stream]]`: one input stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// The stream's name (InfluxDB's measurement or bucket, a topic...).
+    pub name: String,
+    /// Fields whose values form the series key (tags). Other fields are values.
+    #[serde(default)]
+    pub key_fields: Vec<String>,
+    /// The field holding the event time. Default `time`.
+    #[serde(default = "default_time_field")]
+    pub time_field: String,
+    /// How the event time is written. Default `rfc3339`.
+    #[serde(default)]
+    pub time_format: TimeFormat,
+    /// A field holding the event's id, for de-duplication (optional).
+    #[serde(default)]
+    pub id_field: Option<String>,
+}
+
+fn default_time_field() -> String {
+    "time".into()
+}
+
+/// A window as written in the file: `{ type = "tumbling", size = "1h" }`,
+/// `{ type = "hopping", size = "1h", slide = "15m" }`,
+/// `{ type = "calendar", unit = "day", tz = "Europe/Berlin" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WindowConfig {
+    /// Back-to-back windows of `size`.
+    Tumbling {
+        /// Length of each window.
+        size: Duration,
+        /// Shift of the grid from the epoch (default 0).
+        #[serde(default)]
+        offset: Duration,
+    },
+    /// Windows of `size` every `slide`.
+    Hopping {
+        /// Length of each window.
+        size: Duration,
+        /// Distance between starts.
+        slide: Duration,
+        /// Shift of the grid from the epoch (default 0).
+        #[serde(default)]
+        offset: Duration,
+    },
+    /// Local days, ISO weeks or months in an IANA time zone.
+    Calendar {
+        /// `day`, `week` or `month`.
+        unit: CalendarUnit,
+        /// IANA zone name, e.g. `Europe/Berlin`. Default `UTC`.
+        #[serde(default = "default_tz")]
+        tz: String,
+    },
+}
+
+fn default_tz() -> String {
+    "UTC".into()
+}
+
+/// An aggregate: `{ fn = "mean", field = "level", name = "mean" }`. `fn` is one of
+/// count, sum, mean, min, max, first, last, variance, stddev, distinct, quantile (with
+/// `q` and optional `accuracy`, default 0.01). `name` defaults to `<fn>_<field>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateConfig {
+    /// The function.
+    #[serde(rename = "fn")]
+    pub function: String,
+    /// The field it reads (all but `count` need one).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Output column name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// For `quantile`: which one, in [0, 1].
+    #[serde(default)]
+    pub q: Option<f64>,
+    /// For `quantile`: relative accuracy of the sketch (default 0.01).
+    #[serde(default)]
+    pub accuracy: Option<f64>,
+}
+
+/// `[[pipeline]]`: windows and aggregates over one stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The pipeline's name (part of every window's identity).
+    pub name: String,
+    /// The stream it reads.
+    pub stream: String,
+    /// Its windows.
+    pub window: WindowConfig,
+    /// What each window computes.
+    pub aggregates: Vec<AggregateConfig>,
+    /// Bounded out-of-orderness of the watermark (default 0s).
+    #[serde(default)]
+    pub out_of_orderness: Option<Duration>,
+    /// How long a closed window stays hot for instant corrections (default 24h).
+    #[serde(default)]
+    pub allowed_lateness: Option<Duration>,
+    /// How long raw events are kept behind the watermark (default 7d).
+    #[serde(default)]
+    pub retention: Option<Duration>,
+    /// Silence after which a source partition stops holding the watermark, and a
+    /// stalled watermark advances with the wall clock (default: never).
+    #[serde(default)]
+    pub idle_timeout: Option<Duration>,
+    /// Interval of early results of open windows (default: none).
+    #[serde(default)]
+    pub early_interval: Option<Duration>,
+}
+
+/// A duration written as `"90s"`, `"1h30m"`, `"7d"` (units ns, us, ms, s, m, h, d, w).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Duration(pub Span);
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Duration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"1h30m"`-style durations; the error says what was expected.
+pub fn parse_duration(s: &str) -> std::result::Result<Span, String> {
+    let text = s.trim();
+    if text.is_empty() {
+        return Err("empty duration (write e.g. \"10s\", \"1h30m\", \"7d\")".into());
+    }
+    let mut total: i64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "`{s}` is not a duration: expected a number at `{rest}`"
+            ));
+        }
+        let n: i64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{s}`: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
+            "w" => 604_800_000_000_000,
+            "" => {
+                return Err(format!(
+                    "`{s}`: the number {n} needs a unit (ns, us, ms, s, m, h, d, w)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{other}` (ns, us, ms, s, m, h, d, w)"
+                ));
+            }
+        };
+        rest = &rest[unit_len..];
+        total = n
+            .checked_mul(unit)
+            .and_then(|x| total.checked_add(x))
+            .ok_or_else(|| format!("`{s}` is too long (at most about 292 years)"))?;
+    }
+    Ok(Span(total))
+}
+
+impl Config {
+    /// Parses and checks a configuration; errors name the line, or the pipeline and
+    /// setting.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        Config::from_toml(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        for (i, s) in self.streams.iter().enumerate() {
+            if self.streams[..i].iter().any(|t| t.name == s.name) {
+                return Err(Error::Config(format!(
+                    "stream `{}` is defined twice",
+                    s.name
+                )));
+            }
+        }
+        for (i, p) in self.pipelines.iter().enumerate() {
+            if self.pipelines[..i].iter().any(|q| q.name == p.name) {
+                return Err(Error::Config(format!(
+                    "pipeline `{}` is defined twice",
+                    p.name
+                )));
+            }
+            if self.stream(&p.stream).is_none() {
+                return Err(Error::Config(format!(
+                    "pipeline `{}` reads stream `{}`, which no [[stream]] defines",
+                    p.name, p.stream
+                )));
+            }
+            p.spec()?;
+        }
+        Ok(())
+    }
+
+    /// A stream by name.
+    pub fn stream(&self, name: &str) -> Option<&StreamConfig> {
+        self.streams.iter().find(|s| s.name == name)
+    }
+}
+
+impl PipelineConfig {
+    /// The engine's spec for this pipeline.
+    pub fn spec(&self) -> Result<PipelineSpec> {
+        let bad = |m: String| Error::Config(format!("pipeline `{}`: {m}", self.name));
+        let window = match &self.window {
+            WindowConfig::Tumbling { size, offset } => WindowSpec::Tumbling {
+                size: size.0,
+                offset: offset.0,
+            },
+            WindowConfig::Hopping {
+                size,
+                slide,
+                offset,
+            } => WindowSpec::Hopping {
+                size: size.0,
+                slide: slide.0,
+                offset: offset.0,
+            },
+            WindowConfig::Calendar { unit, tz } => {
+                WindowSpec::calendar(*unit, tz).map_err(|e| bad(e.to_string()))?
+            }
+        };
+        let mut b = PipelineSpec::builder(&self.name).window(window);
+        for a in &self.aggregates {
+            b = b.aggregate(aggregate(a).map_err(bad)?);
+        }
+        if let Some(d) = self.out_of_orderness {
+            b = b.out_of_orderness(d.0);
+        }
+        if let Some(d) = self.allowed_lateness {
+            b = b.allowed_lateness(d.0);
+        }
+        if let Some(d) = self.retention {
+            b = b.retention(d.0);
+        }
+        if let Some(d) = self.idle_timeout {
+            b = b.idle_timeout(d.0);
+        }
+        if let Some(d) = self.early_interval {
+            b = b.early_interval(d.0);
+        }
+        b.build().map_err(|e| Error::Config(e.to_string()))
+    }
+}
+
+fn aggregate(a: &AggregateConfig) -> std::result::Result<AggregateSpec, String> {
+    let kind = match a.function.as_str() {
+        "count" => AggKind::Count,
+        "sum" => AggKind::Sum,
+        "mean" | "avg" => AggKind::Mean,
+        "min" => AggKind::Min,
+        "max" => AggKind::Max,
+        "first" => AggKind::First,
+        "last" => AggKind::Last,
+        "variance" => AggKind::Variance,
+        "stddev" => AggKind::Stddev,
+        "distinct" => AggKind::DistinctApprox,
+        "quantile" => AggKind::Quantile {
+            q: a.q
+                .ok_or("aggregate `quantile` needs `q` (e.g. q = 0.99)")?,
+            accuracy: a.accuracy.unwrap_or(0.01),
+        },
+        other => {
+            return Err(format!(
+                "unknown aggregate fn `{other}` (count, sum, mean, min, max, first, last, variance, stddev, distinct, quantile)"
+            ));
+        }
+    };
+    if a.function != "quantile" && (a.q.is_some() || a.accuracy.is_some()) {
+        return Err(format!(
+            "`q` and `accuracy` only apply to quantile, not `{}`",
+            a.function
+        ));
+    }
+    let spec = match (&a.field, kind) {
+        (None, AggKind::Count) => AggregateSpec::count(),
+        (None, _) => return Err(format!("aggregate `{}` needs a `field`", a.function)),
+        (Some(f), k) => AggregateSpec::new(k, f),
+    };
+    Ok(match &a.name {
+        Some(n) => spec.named(n),
+        None => spec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED000: &str = r#"
+        [store]
+        path = "/tmp/x"
+
+        [[stream]]
+        name = "water_level"
+        key_fields = ["i"]
+        time_format = "unix_ns"
+
+        [[pipeline]]
+        name = "water_level_mean_1h"
+        stream = "water_level"
+        window = { type = "tumbling", size = "1h" }
+        aggregates = [{ fn = "mean", field = "level", name = "mean" }, { fn = "count" }]
+        out_of_orderness = "10s"
+        allowed_lateness = "24h"
+        retention = "7d"
+        idle_timeout = "1m30s"
+    "#;
+
+    #[test]
+    fn seed000_config_builds_the_expected_spec() {
+        let c = Config::from_toml(SEED000).unwrap();
+        assert_eq!(
+            c.stream("water_level").unwrap().time_format,
+            TimeFormat::UnixNs
+        );
+        let spec = c.pipelines[0].spec().unwrap();
+        assert_eq!(spec.window, WindowSpec::tumbling(Span::hours(1)));
+        assert_eq!(
+            &*spec
+                .columns()
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>(),
+            ["mean", "count"]
+        );
+        assert_eq!(spec.out_of_orderness, Span::secs(10));
+        assert_eq!(spec.retention, Span::days(7));
+        assert_eq!(spec.idle_timeout, Some(Span::secs(90)));
+        assert_eq!(c.store.path, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn durations_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_duration("1h30m"), Ok(Span::minutes(90)));
+        assert_eq!(parse_duration("2w"), Ok(Span::days(14)));
+        assert_eq!(parse_duration("250ms"), Ok(Span(250_000_000)));
+        assert!(parse_duration("10").unwrap_err().contains("needs a unit"));
+        assert!(
+            parse_duration("10x")
+                .unwrap_err()
+                .contains("unknown unit `x`")
+        );
+        assert!(
+            parse_duration("h")
+                .unwrap_err()
+                .contains("expected a number")
+        );
+        assert!(
+            parse_duration("999999999999d")
+                .unwrap_err()
+                .contains("too long")
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named_with_their_place() {
+        let typo = SEED000.replace("allowed_lateness", "allowed_latenes");
+        let e = Config::from_toml(&typo).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field `allowed_latenes`") && e.contains("line"),
+            "{e}"
+        );
+        let e =
+            Config::from_toml(&SEED000.replace("stream = \"water_level\"", "stream = \"nope\""))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains("reads stream `nope`, which no [[stream]] defines"),
+            "{e}"
+        );
+        let e = Config::from_toml(&SEED000.replace("fn = \"mean\"", "fn = \"median\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pipeline `water_level_mean_1h`: unknown aggregate fn `median`"),
+            "{e}"
+        );
+        let e = Config::from_toml(&SEED000.replace("retention = \"7d\"", "retention = \"1h\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("retention") && e.contains("allowed_lateness"),
+            "{e}"
+        );
+        let e = Config::from_toml(&SEED000.replace("\"1h\" }", "\"1h\", tz = \"UTC\" }"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `tz`"), "{e}");
+        let cal = SEED000.replace(
+            "{ type = \"tumbling\", size = \"1h\" }",
+            "{ type = \"calendar\", unit = \"day\", tz = \"Mars/Base\" }",
+        );
+        let e = Config::from_toml(&cal).unwrap_err().to_string();
+        assert!(e.contains("unknown time zone `Mars/Base`"), "{e}");
+    }
+}
