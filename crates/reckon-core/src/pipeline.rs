@@ -102,8 +102,13 @@ impl FieldSlot {
         field: &str,
         e: &'e Event,
     ) -> Option<&'e crate::event::Value> {
+        // The cached position holds only if it is the field's first occurrence (an
+        // event may repeat a name; `Event::field` and the oracle read the first).
         if let (Some(cached), Some((n, v))) = (&self.name, e.fields.get(self.pos))
             && Arc::ptr_eq(cached, n)
+            && e.fields[..self.pos]
+                .iter()
+                .all(|(m, _)| m.as_ref() != field)
         {
             return Some(v);
         }
@@ -528,7 +533,9 @@ impl Pipeline {
         let wm = self.watermark.current();
         let lateness = self.spec.allowed_lateness;
         let earliest = self.assigned[0];
-        if earliest.start < wm.0.minus(self.spec.retention) {
+        // Retention only matters to a window that must be recomputed from raw events
+        // (cold): an open or hot window is never dead-lettered, however long it is.
+        if earliest.end.plus(lateness) <= wm.0 && earliest.start < wm.0.minus(self.spec.retention) {
             return Outcome::DeadLettered(DeadLetterReason::BeyondRetention {
                 window: earliest,
                 watermark: wm,

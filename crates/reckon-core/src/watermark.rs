@@ -57,7 +57,8 @@ pub struct WatermarkTracker {
     idle_timeout: Option<Span>,
     partitions: Vec<Partition>,
     current: Watermark,
-    /// The highest data-driven watermark so far (min over active partitions).
+    /// The data-driven watermark last computed (min over active partitions); it can
+    /// go down when a partition joins or comes back behind.
     data: Watermark,
     /// The pipeline watermark and processing time when `data` last increased: the
     /// stall rule measures from here.
@@ -139,6 +140,20 @@ impl WatermarkTracker {
     /// Processing time passed: applies the idle and stall rules. Returns whether the
     /// pipeline watermark moved.
     pub fn tick(&mut self, now: ProcessingTime) -> bool {
+        // Events seen before the first processing time was known start their idle and
+        // stall clocks now, not at the beginning of time.
+        if now > ProcessingTime::MIN {
+            for p in &mut self.partitions {
+                if p.last_seen == ProcessingTime::MIN {
+                    p.last_seen = now;
+                }
+            }
+            if let Some((w, at)) = self.anchor
+                && at == ProcessingTime::MIN
+            {
+                self.anchor = Some((w, now));
+            }
+        }
         let moved = self.recompute(now);
         if let (Some(z), Some((w, at))) = (self.idle_timeout, self.anchor) {
             let stalled_for = now.since(at);
@@ -173,9 +188,9 @@ impl WatermarkTracker {
         // Progress of the data resets the stall clock even when a stall already pushed
         // the watermark further than the data: the sources are alive again.
         if data_wm > self.data {
-            self.data = data_wm;
             self.anchor = Some((data_wm.max(self.current), now));
         }
+        self.data = data_wm;
         if data_wm > self.current {
             self.current = data_wm;
             true

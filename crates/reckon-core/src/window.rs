@@ -219,12 +219,18 @@ impl WindowSpec {
                 let last = grid_floor(t, slide, offset)?;
                 // Starts at last, last - slide, ... while the window still covers t.
                 let mut first = last;
-                while let Some(prev) = first.0.checked_sub(slide.0) {
-                    if prev.saturating_add(size.0) > t.0 {
-                        first = EventTime(prev);
-                    } else {
+                loop {
+                    // The window before `first` still covers t if prev + size > t.
+                    let prev = i128::from(first.0) - i128::from(slide.0);
+                    if prev + i128::from(size.0) <= i128::from(t.0) {
                         break;
                     }
+                    first = i64::try_from(prev).map(EventTime).map_err(|_| {
+                        Error::TimeOutOfRange {
+                            nanos: t.0,
+                            reason: "one of its windows would start before the earliest representable time".into(),
+                        }
+                    })?;
                 }
                 let mut s = first;
                 while s <= last {
@@ -350,5 +356,19 @@ mod tests {
         let mut out = Vec::new();
         assert!(spec.assign(EventTime(i64::MAX), &mut out).is_err());
         assert!(spec.assign(EventTime(i64::MIN), &mut out).is_err());
+    }
+
+    /// Regression: near the earliest time a hopping assigner silently returned only
+    /// the windows it could represent, putting the event into some of its windows.
+    #[test]
+    fn hopping_near_the_earliest_time_is_all_windows_or_an_error() {
+        let spec = WindowSpec::hopping(Span(30), Span(10));
+        let mut out = Vec::new();
+        let r = spec.assign(EventTime(i64::MIN + 8), &mut out);
+        assert!(r.is_err(), "got {out:?}");
+        out.clear();
+        // Far enough from the edge: all three windows.
+        spec.assign(EventTime(i64::MIN + 100), &mut out).unwrap();
+        assert_eq!(out.len(), 3);
     }
 }

@@ -375,3 +375,122 @@ fn calendar_days_follow_dst_in_the_pipeline_zone() {
     assert_eq!(day.end.0 - day.start.0, Span::hours(23).0);
     assert_eq!(day.start.to_string(), "2024-03-10T05:00:00Z");
 }
+
+/// Regression: an on-time event of an open window longer than retention (a monthly
+/// rollup with 7 days of retention) was dead-lettered; retention only concerns cold
+/// windows.
+#[test]
+fn open_and_hot_windows_longer_than_retention_are_never_dead_lettered() {
+    let spec = PipelineSpec::builder("monthly")
+        .window(WindowSpec::calendar(CalendarUnit::Month, "UTC").unwrap())
+        .aggregate(AggregateSpec::count())
+        .allowed_lateness(Span::days(1))
+        .retention(Span::days(7))
+        .build()
+        .unwrap();
+    let mut p = Pipeline::new(spec).unwrap();
+    let mut out = Vec::new();
+    let jan10 = s(1_704_844_800);
+    p.ingest(P0, &ev(jan10, 1.0), &mut out);
+    assert_eq!(
+        p.ingest(P0, &ev(EventTime(jan10.0 + 1), 1.0), &mut out),
+        Outcome::Applied
+    );
+    // Feb 1 + 12 h: January is closed but hot: corrected, not dead.
+    let feb1 = s(1_706_745_600);
+    p.ingest(P0, &ev(feb1.plus(Span::hours(12)), 1.0), &mut out);
+    assert_eq!(p.ingest(P0, &ev(jan10, 2.0), &mut out), Outcome::Corrected);
+    // Feb 2: January is cold and starts more than 7 days back: now it is dead.
+    p.ingest(P0, &ev(feb1.plus(Span::days(1)), 1.0), &mut out);
+    assert!(matches!(
+        p.ingest(P0, &ev(jan10, 3.0), &mut out),
+        Outcome::DeadLettered(_)
+    ));
+
+    // Tumbling windows longer than retention, the same rule.
+    let spec = spec_with(|b| {
+        b.window(WindowSpec::tumbling(Span::secs(100)))
+            .retention(Span::secs(10))
+    });
+    let mut p = Pipeline::new(spec).unwrap();
+    p.ingest(P0, &ev(s(50), 1.0), &mut out);
+    assert_eq!(p.ingest(P0, &ev(s(60), 1.0), &mut out), Outcome::Applied);
+}
+
+fn spec_with(
+    f: impl FnOnce(reckon_core::PipelineSpecBuilder) -> reckon_core::PipelineSpecBuilder,
+) -> PipelineSpec {
+    f(spec()).build().unwrap()
+}
+
+/// Regression: with a field name repeated in an event, the hot path's field cache
+/// read the second occurrence while recompute and the oracle read the first.
+#[test]
+fn a_repeated_field_name_reads_its_first_occurrence_on_every_path() {
+    let spec = spec_with(|b| b.allowed_lateness(Span::ZERO));
+    let mut p = Pipeline::new(spec).unwrap();
+    let mut out = Vec::new();
+    let (x_a, x_b): (Arc<str>, Arc<str>) = (Arc::from("x"), Arc::from("x"));
+    let mk = |t: i64, fields: Vec<(Arc<str>, Value)>| Event {
+        fields,
+        ..ev(s(t), 0.0)
+    };
+    let e1 = mk(
+        1,
+        vec![
+            (Arc::from("y"), Value::F64(0.0)),
+            (x_a.clone(), Value::F64(1.0)),
+        ],
+    );
+    let e2 = mk(
+        61,
+        vec![(x_b, Value::F64(10.0)), (x_a.clone(), Value::F64(100.0))],
+    );
+    p.ingest(P0, &e1, &mut out);
+    p.ingest(P0, &e2, &mut out);
+    p.finish(&mut out);
+    let hot = out.iter().find(|e| e.window.start == s(60)).unwrap();
+    assert_eq!(hot.value("sum_x"), Some(&Value::F64(10.0)));
+    let cold = p
+        .recompute(&e1.key, hot.window, None, [&e1, &e2])
+        .unwrap()
+        .unwrap();
+    assert_eq!(hot.values, cold.values);
+}
+
+/// Regression: progress of a partition that joined behind did not restart the stall
+/// clock, so the stall rule pushed the watermark past every live partition.
+#[test]
+fn progress_behind_the_watermark_restarts_the_stall_clock() {
+    let spec = spec_with(|b| {
+        b.window(WindowSpec::tumbling(Span::secs(10)))
+            .allowed_lateness(Span::ZERO)
+            .idle_timeout(Span::secs(30))
+    });
+    let mut p = Pipeline::new(spec).unwrap();
+    let mut out = Vec::new();
+    p.advance(ProcessingTime::from_secs(0), &mut out);
+    p.ingest(P0, &ev(s(1000), 1.0), &mut out);
+    p.ingest(P1, &ev(s(100), 1.0), &mut out);
+    for i in 1..=40 {
+        p.advance(ProcessingTime::from_secs(i), &mut out);
+        p.ingest(P0, &ev(s(1000), 1.0), &mut out);
+        p.ingest(P1, &ev(s(100 + 10 * i), 1.0), &mut out);
+    }
+    assert_eq!(p.watermark().0, s(1000));
+}
+
+/// Regression: events ingested before the first `advance` anchored the idle and stall
+/// clocks at the beginning of time, and the first `advance` sent the watermark to +inf.
+#[test]
+fn ingest_before_the_first_advance_does_not_stall_to_infinity() {
+    let spec = spec_with(|b| b.idle_timeout(Span::secs(60)));
+    let mut p = Pipeline::new(spec).unwrap();
+    let mut out = Vec::new();
+    p.ingest(P0, &ev(s(1_700_000_000), 1.0), &mut out);
+    p.advance(ProcessingTime::from_secs(1_700_000_001), &mut out);
+    assert_eq!(p.watermark().0, s(1_700_000_000));
+    // The stall rule then runs from the first processing time it knew.
+    p.advance(ProcessingTime::from_secs(1_700_000_061), &mut out);
+    assert_eq!(p.watermark().0, s(1_700_000_060));
+}

@@ -294,6 +294,8 @@ pub struct Driver {
     pub emissions: Vec<Emission>,
     /// Checkpoint: the engine snapshot and the journal length it covers.
     checkpoint: Option<(Vec<u8>, usize)>,
+    /// Every version ever emitted per window: a replay must reproduce each exactly.
+    versions: std::collections::HashMap<(Key, Window, u32), Emission>,
     buf: Vec<Emission>,
 }
 
@@ -308,6 +310,7 @@ impl Driver {
             latest: BTreeMap::new(),
             emissions: Vec::new(),
             checkpoint: None,
+            versions: std::collections::HashMap::new(),
             buf: Vec::new(),
         }
     }
@@ -318,6 +321,9 @@ impl Driver {
         let outcome = self.pipeline.ingest(a.partition, &a.event, &mut self.buf);
         if let Outcome::DeadLettered(reason) = outcome {
             self.dead_letters.push((a.event.clone(), reason));
+            // The raw log will not hold it, but its arrival advanced processing time:
+            // journal that, or a replay would follow another processing-time history.
+            self.journal.push(Entry::Tick(a.at));
         } else {
             // The runtime appends the event to the raw log before any recompute reads it.
             self.journal.push(Entry::Arrive(a.clone()));
@@ -402,22 +408,27 @@ impl Driver {
         for em in self.buf.drain(..) {
             check_emission_timing(&self.spec, &em);
             let k = (em.key.clone(), em.window);
-            match self.latest.get(&k) {
-                Some(cur) if cur.version > em.version => {}
-                Some(cur) if cur.version == em.version => {
-                    // A replay must reproduce what was emitted before, bit for bit
-                    // (emission time aside).
-                    assert_eq!(
-                        (&cur.values, cur.checksum, cur.kind),
-                        (&em.values, em.checksum, em.kind),
-                        "replayed version {} of {:?} differs",
-                        em.version,
-                        k
-                    );
+            // A replay must reproduce every version emitted before, bit for bit
+            // (emission time and watermark aside), not only the latest one.
+            match self.versions.get(&(k.0.clone(), k.1, em.version.0)) {
+                Some(first) => assert_eq!(
+                    (&first.values, first.checksum, first.kind),
+                    (&em.values, em.checksum, em.kind),
+                    "replayed version {} of {:?} differs from the first emission",
+                    em.version,
+                    k
+                ),
+                None => {
+                    self.versions
+                        .insert((k.0.clone(), k.1, em.version.0), em.clone());
                 }
-                _ => {
-                    self.latest.insert(k, em.clone());
-                }
+            }
+            if self
+                .latest
+                .get(&k)
+                .is_none_or(|cur| cur.version < em.version)
+            {
+                self.latest.insert(k, em.clone());
             }
             self.emissions.push(em);
         }
