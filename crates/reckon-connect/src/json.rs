@@ -1,0 +1,361 @@
+//! JSON events: one object per event (NDJSON lines or array items), read according to
+//! the stream's configuration (key fields, time field and format, id field).
+//!
+//! Every bad event gets an error naming its field (and, for NDJSON, its line); the good
+//! events of the same input are kept. Field names and keys are interned per decoder,
+//! so events of one source share their `Arc`s and the engine recognises them by
+//! identity instead of hashing and comparing strings.
+
+use reckon_core::{Event, EventId, EventTime, Key, StreamName, Value};
+use reckon_runtime::{StreamConfig, TimeFormat};
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Why one event could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct DecodeError {
+    /// 1-based line of NDJSON input (or item index + 1 of an array), if known.
+    pub line: Option<usize>,
+    /// The field at fault, if one is.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(l) = self.line {
+            write!(f, "line {l}: ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "field `{field}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+fn err(field: Option<&str>, message: impl Into<String>) -> DecodeError {
+    DecodeError {
+        line: None,
+        field: field.map(str::to_string),
+        message: message.into(),
+    }
+}
+
+/// Decodes JSON objects into events of one stream.
+#[derive(Debug)]
+pub struct JsonDecoder {
+    stream: StreamName,
+    config: StreamConfig,
+    names: HashMap<String, Arc<str>>,
+    keys: HashMap<String, Key>,
+}
+
+/// Interning tables stop growing past this many entries (a bound on memory under
+/// hostile input; beyond it names and keys are simply not shared).
+const INTERN_LIMIT: usize = 100_000;
+
+impl JsonDecoder {
+    /// A decoder for the stream `config` describes.
+    pub fn new(config: &StreamConfig) -> JsonDecoder {
+        JsonDecoder {
+            stream: Arc::from(config.name.as_str()),
+            config: config.clone(),
+            names: HashMap::new(),
+            keys: HashMap::new(),
+        }
+    }
+
+    fn name(&mut self, n: &str) -> Arc<str> {
+        if let Some(a) = self.names.get(n) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(n);
+        if self.names.len() < INTERN_LIMIT {
+            self.names.insert(n.to_string(), a.clone());
+        }
+        a
+    }
+
+    /// Decodes one JSON object.
+    pub fn decode(&mut self, v: &Json) -> Result<Event, DecodeError> {
+        let Json::Object(obj) = v else {
+            return Err(err(
+                None,
+                format!("expected a JSON object, got {}", kind(v)),
+            ));
+        };
+        let time_field = self.config.time_field.as_str();
+        let raw_time = obj.get(time_field).ok_or_else(|| {
+            err(
+                Some(time_field),
+                "missing (every event needs its event time)",
+            )
+        })?;
+        let time =
+            parse_time(raw_time, self.config.time_format).map_err(|m| err(Some(time_field), m))?;
+        let mut tags = Vec::with_capacity(self.config.key_fields.len());
+        for k in &self.config.key_fields {
+            let v = obj
+                .get(k)
+                .ok_or_else(|| err(Some(k), "missing (it is a key field of this stream)"))?;
+            tags.push((k.as_str(), scalar_text(v).map_err(|m| err(Some(k), m))?));
+        }
+        let canonical = Key::from_tags(tags.iter().map(|(k, v)| (*k, v.as_str())))
+            .map_err(|e| err(None, e.to_string()))?;
+        let key = match self.keys.get(canonical.as_str()) {
+            Some(k) => k.clone(),
+            None => {
+                if self.keys.len() < INTERN_LIMIT {
+                    self.keys
+                        .insert(canonical.as_str().to_string(), canonical.clone());
+                }
+                canonical
+            }
+        };
+        let id = match &self.config.id_field {
+            Some(f) => match obj.get(f) {
+                None | Some(Json::Null) => None,
+                Some(v) => Some(EventId(Arc::from(
+                    scalar_text(v).map_err(|m| err(Some(f), m))?,
+                ))),
+            },
+            None => None,
+        };
+        let mut fields = Vec::with_capacity(obj.len());
+        for (n, v) in obj {
+            if *n == self.config.time_field
+                || self.config.key_fields.iter().any(|k| k == n)
+                || self.config.id_field.as_deref() == Some(n.as_str())
+            {
+                continue;
+            }
+            let value = match v {
+                Json::Null => continue,
+                Json::Bool(b) => Value::Bool(*b),
+                Json::Number(num) => match num.as_i64() {
+                    Some(i) => Value::I64(i),
+                    None => {
+                        let x = num
+                            .as_f64()
+                            .ok_or_else(|| err(Some(n), format!("{num} is not representable")))?;
+                        Value::float(x).map_err(|e| err(Some(n), e.to_string()))?
+                    }
+                },
+                Json::String(s) => Value::Str(Arc::from(s.as_str())),
+                other => {
+                    return Err(err(
+                        Some(n),
+                        format!(
+                            "{} values are not supported; use numbers, strings or booleans",
+                            kind(other)
+                        ),
+                    ));
+                }
+            };
+            fields.push((self.name(n), value));
+        }
+        Ok(Event {
+            stream: self.stream.clone(),
+            key,
+            time,
+            id,
+            fields,
+        })
+    }
+
+    /// Decodes NDJSON text: the events of the good lines, and an error per bad line.
+    /// Blank lines are skipped.
+    pub fn decode_ndjson(&mut self, text: &str) -> (Vec<Event>, Vec<DecodeError>) {
+        let (mut events, mut errors) = (Vec::new(), Vec::new());
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let decoded = serde_json::from_str::<Json>(line)
+                .map_err(|e| err(None, format!("invalid JSON: {e}")))
+                .and_then(|v| self.decode(&v));
+            match decoded {
+                Ok(e) => events.push(e),
+                Err(mut e) => {
+                    e.line = Some(i + 1);
+                    errors.push(e);
+                }
+            }
+        }
+        (events, errors)
+    }
+}
+
+fn kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::Number(_) => "number",
+        Json::String(_) => "string",
+        Json::Array(_) => "array",
+        Json::Object(_) => "object",
+    }
+}
+
+/// A key or id value as text: strings as they are, numbers and booleans printed.
+fn scalar_text(v: &Json) -> Result<String, String> {
+    match v {
+        Json::String(s) => Ok(s.clone()),
+        Json::Number(n) => Ok(n.to_string()),
+        Json::Bool(b) => Ok(b.to_string()),
+        other => Err(format!(
+            "expected a string, number or boolean, got {}",
+            kind(other)
+        )),
+    }
+}
+
+fn parse_time(v: &Json, format: TimeFormat) -> Result<EventTime, String> {
+    let out_of_range = || "is outside the supported range (years 1678 to 2262)".to_string();
+    match format {
+        TimeFormat::Rfc3339 => {
+            let Json::String(s) = v else {
+                return Err(format!(
+                    "expected an RFC 3339 timestamp string, got {}",
+                    kind(v)
+                ));
+            };
+            let ts: jiff::Timestamp = s
+                .parse()
+                .map_err(|e| format!("`{s}` is not an RFC 3339 timestamp: {e}"))?;
+            i64::try_from(ts.as_nanosecond())
+                .map(EventTime)
+                .map_err(|_| out_of_range())
+        }
+        unix => {
+            let Json::Number(n) = v else {
+                return Err(format!(
+                    "expected a number ({}), got {}",
+                    unit_name(unix),
+                    kind(v)
+                ));
+            };
+            let scale: i64 = match unix {
+                TimeFormat::UnixS => 1_000_000_000,
+                TimeFormat::UnixMs => 1_000_000,
+                TimeFormat::UnixUs => 1_000,
+                _ => 1,
+            };
+            if let Some(i) = n.as_i64() {
+                return i.checked_mul(scale).map(EventTime).ok_or_else(out_of_range);
+            }
+            let x = n.as_f64().ok_or_else(|| format!("{n} is not a number"))? * scale as f64;
+            if x.is_finite() && x >= i64::MIN as f64 && x < i64::MAX as f64 {
+                Ok(EventTime(x.round() as i64))
+            } else {
+                Err(format!("{n} {}", out_of_range()))
+            }
+        }
+    }
+}
+
+fn unit_name(f: TimeFormat) -> &'static str {
+    match f {
+        TimeFormat::UnixS => "seconds since the Unix epoch",
+        TimeFormat::UnixMs => "milliseconds since the Unix epoch",
+        TimeFormat::UnixUs => "microseconds since the Unix epoch",
+        _ => "nanoseconds since the Unix epoch",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(format: &str) -> StreamConfig {
+        let cfg = reckon_runtime::Config::from_toml(&format!(
+            "[[stream]]\nname = \"water_level\"\nkey_fields = [\"i\"]\ntime_format = \"{format}\"\nid_field = \"id\"\n"
+        ))
+        .unwrap();
+        cfg.streams[0].clone()
+    }
+
+    #[test]
+    fn decodes_keys_times_ids_and_typed_fields() {
+        let mut d = JsonDecoder::new(&stream("rfc3339"));
+        let (events, errors) = d.decode_ndjson(
+            "{\"time\":\"2022-06-13T14:58:51.5Z\",\"i\":7,\"id\":\"a1\",\"level\":4.25,\"n\":3,\"ok\":true,\"site\":\"x\",\"gone\":null}\n\n\
+             {\"time\":\"2022-06-13T14:58:52Z\",\"i\":\"7\",\"level\":1}\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let e = &events[0];
+        assert_eq!(e.key.as_str(), "i=7");
+        assert_eq!(e.time, EventTime(1_655_132_331_500_000_000));
+        assert_eq!(e.id, Some(EventId(Arc::from("a1"))));
+        assert_eq!(e.field("level"), Some(&Value::F64(4.25)));
+        assert_eq!(e.field("n"), Some(&Value::I64(3)));
+        assert_eq!(e.field("ok"), Some(&Value::Bool(true)));
+        assert_eq!(e.field("site"), Some(&Value::Str(Arc::from("x"))));
+        assert_eq!(e.field("gone"), None);
+        assert_eq!(e.fields.len(), 4);
+        // Keys and names are interned: the engine sees the same Arcs.
+        assert!(events[0].key.ptr_eq(&events[1].key));
+        let name = |e: &Event| {
+            e.fields
+                .iter()
+                .find(|(n, _)| &**n == "level")
+                .map(|(n, _)| n.clone())
+                .unwrap()
+        };
+        assert!(Arc::ptr_eq(&name(&events[0]), &name(&events[1])));
+    }
+
+    #[test]
+    fn unix_formats_scale_to_nanoseconds() {
+        for (format, input, want) in [
+            ("unix_s", "1.5", 1_500_000_000),
+            ("unix_ms", "1500", 1_500_000_000),
+            ("unix_us", "1500000", 1_500_000_000),
+            ("unix_ns", "1500000000", 1_500_000_000),
+        ] {
+            let mut d = JsonDecoder::new(&stream(format));
+            let (events, errors) = d.decode_ndjson(&format!("{{\"time\":{input},\"i\":1}}"));
+            assert!(errors.is_empty(), "{format}: {errors:?}");
+            assert_eq!(events[0].time, EventTime(want), "{format}");
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_named_and_good_lines_kept() {
+        let mut d = JsonDecoder::new(&stream("rfc3339"));
+        let input = [
+            "{\"time\":\"2022-06-13T00:00:00Z\",\"i\":1,\"level\":1.0}",
+            "{\"time\":\"yesterday\",\"i\":1}",
+            "{\"i\":1}",
+            "{\"time\":\"2022-06-13T00:00:00Z\"}",
+            "{\"time\":\"2022-06-13T00:00:00Z\",\"i\":{\"a\":1}}",
+            "{\"time\":\"2022-06-13T00:00:00Z\",\"i\":1,\"level\":[1]}",
+            "[1,2]",
+            "{not json",
+            "{\"time\":\"2022-06-13T00:00:00Z\",\"i\":1,\"level\":1e999}",
+            "{\"time\":\"9999-01-01T00:00:00Z\",\"i\":1}",
+        ]
+        .join("\n");
+        let (events, errors) = d.decode_ndjson(&input);
+        assert_eq!(events.len(), 1);
+        let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let want = [
+            "line 2: field `time`: `yesterday` is not an RFC 3339 timestamp",
+            "line 3: field `time`: missing (every event needs its event time)",
+            "line 4: field `i`: missing (it is a key field of this stream)",
+            "line 5: field `i`: expected a string, number or boolean, got object",
+            "line 6: field `level`: array values are not supported",
+            "line 7: expected a JSON object, got array",
+            "line 8: invalid JSON",
+            "line 9: invalid JSON",
+            "line 10: field `time`: is outside the supported range",
+        ];
+        assert_eq!(msgs.len(), want.len(), "{msgs:#?}");
+        for (m, w) in msgs.iter().zip(want) {
+            assert!(m.starts_with(w), "`{m}` should start with `{w}`");
+        }
+    }
+}
