@@ -10,6 +10,9 @@ pub enum Error {
     /// The engine refused something (a spec, a snapshot).
     #[error(transparent)]
     Engine(#[from] reckon_core::Error),
+    /// The store failed (I/O, a poisoned store after a failed fsync, a newer format).
+    #[error(transparent)]
+    Store(#[from] reckon_store::Error),
 }
 
 /// `Result` with the runtime's [`Error`].

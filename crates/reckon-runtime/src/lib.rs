@@ -1,11 +1,14 @@
 //! `reckon-runtime`: pipelines from configuration, driven from sources through the
 //! engine into the store.
 //!
-//! Today: the configuration file (`reckon.toml`). The driver around the store comes
-//! with the store crate.
+//! - [`config`]: the configuration file (`reckon.toml`).
+//! - [`runtime`]: the driver: batches through the engines into the store, the cold
+//!   path, checkpoints, restore and replay.
 
 pub mod config;
 pub mod error;
+pub mod runtime;
 
 pub use config::{Config, PipelineConfig, StreamConfig, TimeFormat};
 pub use error::{Error, Result};
+pub use runtime::{IngestReport, Runtime, RuntimeOptions};

@@ -2,9 +2,12 @@
 //! the library crates; this file only wires them to a terminal.
 //!
 //! Exit codes: 0 success; 1 the run found a wrong result (a window that disagrees with
-//! its batch recomputation); 2 bad usage or configuration.
+//! its batch recomputation); 2 bad usage or configuration, or the store could not be
+//! used (the message says which).
 
 mod demo;
+mod ingest;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,12 +26,20 @@ enum Command {
     /// corrected: windows closing, late points, corrections with old and new values,
     /// cold recomputes, and a final check of every window against a batch recompute.
     Demo(demo::DemoArgs),
+    /// Read NDJSON events from standard input into a stream; prints `ack <lines> <seq>`
+    /// after each batch is durable.
+    Ingest(ingest::IngestArgs),
+    /// Recompute every stored window from the raw log and report any that disagrees
+    /// (values, count or checksum); exit 1 if one does.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Ingest(args) => ingest::run(&args),
+        Command::Verify(args) => verify::run(&args),
     };
     match result {
         Ok(code) => code,

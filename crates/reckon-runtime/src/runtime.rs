@@ -1,0 +1,406 @@
+//! The runtime: drives batches of events through every pipeline of their stream and
+//! commits what happened to the store in one atomic, durable write.
+//!
+//! For each batch: duplicates by id are dropped (the store remembers ids for the whole
+//! retention, beyond what the engine keeps hot); each pipeline of the stream advances
+//! to the batch's processing time and ingests it; windows past allowed lateness are
+//! recomputed from the raw log (plus the batch itself, which is not committed yet);
+//! then the events, the emissions they caused, dead letters and — every
+//! `checkpoint_every` batches — the engine snapshots go to the store in one commit,
+//! acknowledged only after fsync. On open, each pipeline restores its checkpoint and
+//! replays the journal written after it, so the state is as if it had never stopped.
+//!
+//! The runtime is the store's only writer, which lets it know the journal sequence
+//! numbers a commit will get (a checkpoint names the last one it covers).
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use reckon_core::{
+    BatchReport, Emission, Event, EventId, Key, Outcome, PartitionId, Pipeline, Prior,
+    ProcessingTime, Window,
+};
+use reckon_store::{Checkpoint, CommitBatch, DeadLetter, JournalEntry, RawRecord, Store};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+/// Options of a running instance.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Snapshot every pipeline in the commit of every n-th batch (bounds replay on
+    /// restart; 0 = only on `checkpoint()`).
+    pub checkpoint_every: u64,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            checkpoint_every: 64,
+        }
+    }
+}
+
+struct PipelineRun {
+    engine: Pipeline,
+    stream: Arc<str>,
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct IngestReport {
+    /// Events stored in the raw log.
+    pub accepted: u64,
+    /// Events dropped as duplicates (by id, against the store or earlier in the batch).
+    pub duplicates: u64,
+    /// Late events: the most any one pipeline of the stream found late (hot
+    /// corrections plus cold recomputes).
+    pub late: u64,
+    /// Events dead-lettered by at least one pipeline (and stored as dead letters).
+    pub dead_lettered: u64,
+    /// Journal sequence number of the batch's last entry.
+    pub last_seq: u64,
+}
+
+/// A running reckon: the store and the engines of all configured pipelines.
+pub struct Runtime {
+    store: Store,
+    pipelines: Vec<PipelineRun>,
+    options: RuntimeOptions,
+    batches: u64,
+    buf: Vec<Emission>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("pipelines", &self.pipelines.len())
+            .field("batches", &self.batches)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Opens the store of `config`, restores every pipeline from its checkpoint and
+    /// replays the journal written since.
+    pub fn open(config: &Config, options: RuntimeOptions) -> Result<Runtime> {
+        let store = Store::open(&config.store.path)?;
+        Runtime::with_store(config, store, options)
+    }
+
+    /// Like [`Runtime::open`], on an already open store.
+    pub fn with_store(config: &Config, store: Store, options: RuntimeOptions) -> Result<Runtime> {
+        let mut pipelines = Vec::new();
+        let mut from = u64::MAX;
+        for p in &config.pipelines {
+            let spec = p.spec()?;
+            let (engine, seq) = match store.checkpoint(&p.name)? {
+                Some(cp) => (Pipeline::restore(spec, &cp.snapshot)?, cp.seq),
+                None => (Pipeline::new(spec)?, 0),
+            };
+            from = from.min(seq);
+            pipelines.push((
+                PipelineRun {
+                    engine,
+                    stream: Arc::from(p.stream.as_str()),
+                },
+                seq,
+            ));
+        }
+        let mut rt = Runtime {
+            store,
+            pipelines: Vec::new(),
+            options,
+            batches: 0,
+            buf: Vec::new(),
+        };
+        let covered: Vec<u64> = pipelines.iter().map(|(_, s)| *s).collect();
+        rt.pipelines = pipelines.into_iter().map(|(p, _)| p).collect();
+        if from != u64::MAX {
+            rt.replay(from, &covered)?;
+        }
+        Ok(rt)
+    }
+
+    /// Replays the journal after `from`; pipeline `i` skips entries it already covers.
+    fn replay(&mut self, from: u64, covered: &[u64]) -> Result<()> {
+        let journal = self.store.journal_after(from)?;
+        let mut emissions = Vec::new();
+        for (seq, entry) in journal {
+            for (i, &covered_to) in covered.iter().enumerate() {
+                if seq <= covered_to {
+                    continue;
+                }
+                match &entry {
+                    JournalEntry::Tick { pipeline, at }
+                        if **pipeline == *self.pipelines[i].engine.spec().name =>
+                    {
+                        self.pipelines[i].engine.advance(*at, &mut self.buf);
+                    }
+                    JournalEntry::Event(r) if *r.event.stream == *self.pipelines[i].stream => {
+                        let p = &mut self.pipelines[i];
+                        p.engine.advance(r.ingested_at, &mut self.buf);
+                        let outcome = p.engine.ingest(r.partition, &r.event, &mut self.buf);
+                        if let Outcome::Recompute { key, windows } = outcome {
+                            self.recompute(i, &key, &windows, &[])?;
+                        }
+                    }
+                    _ => {}
+                }
+                emissions.append(&mut self.buf);
+            }
+        }
+        // Everything replayed was committed before, with these versions; the store keeps
+        // the newer of the two, so this commit only restores what a crash lost between
+        // a commit and nothing (it is harmless either way).
+        if !emissions.is_empty() {
+            self.store.commit(CommitBatch {
+                emissions,
+                ..CommitBatch::default()
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The engine of a pipeline.
+    pub fn pipeline(&self, name: &str) -> Option<&Pipeline> {
+        self.pipelines
+            .iter()
+            .map(|p| &p.engine)
+            .find(|p| &*p.spec().name == name)
+    }
+
+    /// Ingests a batch of `stream`'s events from one partition, arrived at `now`.
+    /// Returns once everything it caused is durable. Emissions are handed to `sink`
+    /// after the commit, in order.
+    pub fn ingest(
+        &mut self,
+        stream: &str,
+        partition: PartitionId,
+        now: ProcessingTime,
+        events: Vec<Event>,
+        sink: &mut dyn FnMut(&Emission),
+    ) -> Result<IngestReport> {
+        let mut report = IngestReport::default();
+        // Duplicates: against the store (whole retention) and within the batch.
+        let ids: Vec<&EventId> = events.iter().filter_map(|e| e.id.as_ref()).collect();
+        let seen = self.store.ids_seen(stream, &ids)?;
+        let mut known: HashSet<&EventId> = ids
+            .iter()
+            .zip(&seen)
+            .filter(|(_, s)| **s)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut fresh = Vec::with_capacity(events.len());
+        for e in &events {
+            if let Some(id) = &e.id
+                && !known.insert(id)
+            {
+                report.duplicates += 1;
+                continue;
+            }
+            fresh.push(e.clone());
+        }
+        drop(known);
+        let mut dead = vec![false; fresh.len()];
+        let mut accepted_by_any =
+            vec![self.pipelines.iter().all(|p| *p.stream != *stream); fresh.len()];
+        let mut batch = CommitBatch::default();
+        for i in 0..self.pipelines.len() {
+            if *self.pipelines[i].stream != *stream {
+                continue;
+            }
+            let mut br = BatchReport::default();
+            let p = &mut self.pipelines[i];
+            p.engine.advance(now, &mut self.buf);
+            p.engine
+                .ingest_batch(partition, &fresh, &mut br, &mut self.buf);
+            let mut cold: BTreeSet<(Key, Window)> = BTreeSet::new();
+            let mut late_here = br.corrected;
+            let mut dead_here = vec![false; fresh.len()];
+            for (idx, outcome) in &br.follow_ups {
+                match outcome {
+                    Outcome::Recompute { key, windows } => {
+                        late_here += 1;
+                        cold.extend(windows.iter().map(|w| (key.clone(), *w)));
+                    }
+                    Outcome::DeadLettered(reason) => {
+                        dead_here[*idx] = true;
+                        batch.dead_letters.push(DeadLetter {
+                            pipeline: p.engine.spec().name.clone(),
+                            stream: Arc::from(stream),
+                            event: fresh[*idx].clone(),
+                            kind: dead_letter_kind(reason).into(),
+                            reason: reason.to_string(),
+                            at: now,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            for (j, d) in dead_here.iter().enumerate() {
+                if *d {
+                    dead[j] = true;
+                } else {
+                    accepted_by_any[j] = true;
+                }
+            }
+            let in_batch: Vec<&Event> = fresh
+                .iter()
+                .zip(&dead_here)
+                .filter(|(_, d)| !**d)
+                .map(|(e, _)| e)
+                .collect();
+            for (key, w) in cold {
+                self.recompute(i, &key, &[w], &in_batch)?;
+            }
+            batch.emissions.append(&mut self.buf);
+            report.late = report.late.max(late_here);
+        }
+        for (j, e) in fresh.into_iter().enumerate() {
+            if accepted_by_any[j] {
+                batch.events.push(RawRecord {
+                    partition,
+                    ingested_at: now,
+                    event: e,
+                });
+                report.accepted += 1;
+            }
+            if dead[j] {
+                report.dead_lettered += 1;
+            }
+        }
+        self.batches += 1;
+        let entries = batch.events.len() as u64;
+        if self.options.checkpoint_every > 0
+            && self.batches.is_multiple_of(self.options.checkpoint_every)
+        {
+            let seq = self.store.last_seq() + entries;
+            self.checkpoints_into(&mut batch, seq)?;
+        }
+        let checkpointed = !batch.checkpoints.is_empty();
+        let emissions = batch.emissions.clone();
+        let committed = self.store.commit(batch)?;
+        report.last_seq = committed.last_seq;
+        emissions.iter().for_each(sink);
+        if checkpointed {
+            self.apply_retention(stream)?;
+        }
+        Ok(report)
+    }
+
+    /// Deletes raw events of `stream` that no pipeline reading it can need any more:
+    /// older than `watermark - retention` of every one of them (results are kept).
+    /// Returns how many were deleted.
+    pub fn apply_retention(&self, stream: &str) -> Result<u64> {
+        let horizon = self
+            .pipelines
+            .iter()
+            .filter(|p| *p.stream == *stream)
+            .map(|p| p.engine.watermark().0.minus(p.engine.spec().retention))
+            .min();
+        match horizon {
+            Some(before) if before > reckon_core::EventTime::MIN => {
+                Ok(self.store.apply_retention(stream, before)?)
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// Processing time passed with no event: timers, idle partitions, stalled
+    /// watermarks and early results. Commits what it emitted with a journal tick per
+    /// pipeline, so a replay advances exactly as this run did.
+    pub fn tick(&mut self, now: ProcessingTime, sink: &mut dyn FnMut(&Emission)) -> Result<usize> {
+        let mut batch = CommitBatch::default();
+        for p in &mut self.pipelines {
+            p.engine.advance(now, &mut self.buf);
+            batch.ticks.push((p.engine.spec().name.clone(), now));
+            batch.emissions.append(&mut self.buf);
+        }
+        let emissions = batch.emissions.clone();
+        self.store.commit(batch)?;
+        emissions.iter().for_each(sink);
+        Ok(emissions.len())
+    }
+
+    /// The input is complete (end of a bounded replay): every pipeline closes all its
+    /// windows; the final results are committed with a checkpoint.
+    pub fn finish(&mut self, sink: &mut dyn FnMut(&Emission)) -> Result<()> {
+        let mut batch = CommitBatch::default();
+        for p in &mut self.pipelines {
+            p.engine.finish(&mut self.buf);
+            batch.emissions.append(&mut self.buf);
+        }
+        let seq = self.store.last_seq();
+        self.checkpoints_into(&mut batch, seq)?;
+        let emissions = batch.emissions.clone();
+        self.store.commit(batch)?;
+        emissions.iter().for_each(sink);
+        Ok(())
+    }
+
+    /// Snapshots every pipeline now, in one commit.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        let mut batch = CommitBatch::default();
+        let seq = self.store.last_seq();
+        self.checkpoints_into(&mut batch, seq)?;
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    fn checkpoints_into(&self, batch: &mut CommitBatch, seq: u64) -> Result<()> {
+        for p in &self.pipelines {
+            batch.checkpoints.push(Checkpoint {
+                pipeline: p.engine.spec().name.clone(),
+                seq,
+                snapshot: p.engine.snapshot()?,
+            });
+        }
+        Ok(())
+    }
+
+    /// The cold path: recomputes windows of pipeline `i` from the raw log plus events
+    /// of the current batch that are not committed yet.
+    fn recompute(
+        &mut self,
+        i: usize,
+        key: &Key,
+        windows: &[Window],
+        uncommitted: &[&Event],
+    ) -> Result<()> {
+        let p = &mut self.pipelines[i];
+        for &w in windows {
+            let prior = self
+                .buf
+                .iter()
+                .rev()
+                .find(|e| &e.key == key && e.window == w)
+                .cloned()
+                .or(self.store.latest(&p.engine.spec().name, key, w.start)?)
+                .map(|e| Prior {
+                    version: e.version,
+                    checksum: e.checksum,
+                });
+            let stored = self.store.raw_range(&p.stream, key, w.start, w.end)?;
+            let events = stored.iter().chain(uncommitted.iter().copied());
+            if let Some(em) = p
+                .engine
+                .recompute(key, w, prior, events)
+                .map_err(Error::Engine)?
+            {
+                self.buf.push(em);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn dead_letter_kind(r: &reckon_core::DeadLetterReason) -> &'static str {
+    match r {
+        reckon_core::DeadLetterReason::BeyondRetention { .. } => "beyond_retention",
+        reckon_core::DeadLetterReason::Unwindowable { .. } => "unwindowable",
+    }
+}

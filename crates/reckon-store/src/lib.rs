@@ -1,0 +1,193 @@
+//! `reckon-store`: reckon's durable store.
+//!
+//! It owns everything that must survive a crash: the raw log of events (indexed by
+//! stream, series key and event time, so one window's events are one range scan), the
+//! journal that says what to replay after restoring a checkpoint, every version of every
+//! result (the revision history), the pipelines' checkpoints, dead letters, and the ids
+//! seen for de-duplication.
+//!
+//! A [`CommitBatch`] (events, the results they produced, a checkpoint...) is written in
+//! one atomic storage-engine batch and fsync'd before [`Store::commit`] returns, so a
+//! result is never durable without the events it was computed from (seed 000's first
+//! failure mode). Concurrent commits share one fsync (group commit). A failed write or
+//! fsync poisons the store: it refuses every later commit until reopened.
+//!
+//! The engine underneath is [fjall](https://docs.rs/fjall) 3, a pure-Rust LSM tree. The
+//! on-disk format (keyspaces, key and value encodings, format version, what is pruned
+//! when) is specified in `docs/storage.md`.
+//!
+//! ```
+//! use reckon_core::{Event, EventTime, Key, PartitionId, ProcessingTime, Value};
+//! use reckon_store::{CommitBatch, RawRecord, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! let key = Key::from_tags([("i", "7")])?;
+//! let event = Event {
+//!     stream: "water_level".into(),
+//!     key: key.clone(),
+//!     time: EventTime::from_secs(60),
+//!     id: None,
+//!     fields: vec![("level".into(), Value::F64(4.2))],
+//! };
+//! let committed = store.commit(CommitBatch {
+//!     events: vec![RawRecord { partition: PartitionId(0), ingested_at: ProcessingTime::from_secs(61), event }],
+//!     ..CommitBatch::default()
+//! })?;
+//! assert_eq!((committed.first_seq, committed.last_seq), (1, 1));
+//! let window = store.raw_range("water_level", &key, EventTime::from_secs(0), EventTime::from_secs(3600))?;
+//! assert_eq!(window.len(), 1);
+//! # Ok(())
+//! # }
+//! ```
+
+mod commit;
+pub mod error;
+mod keys;
+mod store;
+mod values;
+
+pub use error::{Error, Result};
+pub use store::Store;
+
+use reckon_core::{DeadLetterReason, Event, PartitionId, ProcessingTime};
+use std::sync::Arc;
+
+/// The on-disk format version this build writes and reads. A store written with a newer
+/// version is refused with [`Error::FormatTooNew`]; see `docs/storage.md`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything one atomic, durable commit writes. Each part may be empty.
+#[derive(Clone, Debug, Default)]
+pub struct CommitBatch {
+    /// Appended to the raw log and the journal in this order (one sequence number
+    /// each); their ids are recorded for de-duplication.
+    pub events: Vec<RawRecord>,
+    /// Journaled processing-time advances with no event, `(pipeline, now)`: replaying
+    /// the journal must advance the pipeline at the same points as the first run. Each
+    /// gets a sequence number after the batch's events.
+    pub ticks: Vec<(Arc<str>, ProcessingTime)>,
+    /// Results, upserted on `(pipeline, key, window start)`. An emission is stored only
+    /// if its version is newer than the newest stored version of its window; an older
+    /// or equal version is ignored, so replays are harmless.
+    pub emissions: Vec<reckon_core::Emission>,
+    /// Events kept out of every result, with the reason.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Replaces each named pipeline's checkpoint. Journal entries no checkpoint still
+    /// needs are pruned by this commit (see [`Store::commit`]).
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+impl CommitBatch {
+    /// Whether the batch writes nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.ticks.is_empty()
+            && self.emissions.is_empty()
+            && self.dead_letters.is_empty()
+            && self.checkpoints.is_empty()
+    }
+}
+
+/// One event as it was ingested: where from and when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawRecord {
+    /// The source partition it came from (watermarks are per partition).
+    pub partition: PartitionId,
+    /// Processing time of its arrival.
+    pub ingested_at: ProcessingTime,
+    /// The event.
+    pub event: Event,
+}
+
+/// One journal entry: what a pipeline must be fed again, in sequence order, after
+/// restoring a checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JournalEntry {
+    /// An event was ingested.
+    Event(RawRecord),
+    /// Processing time advanced with no event.
+    Tick {
+        /// The pipeline that was advanced.
+        pipeline: Arc<str>,
+        /// The processing time it was advanced to.
+        at: ProcessingTime,
+    },
+}
+
+/// A pipeline's checkpoint: an engine snapshot and how much of the journal it covers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// The pipeline.
+    pub pipeline: Arc<str>,
+    /// The snapshot includes the effect of every journal entry with a sequence number
+    /// `<= seq`; recovery replays [`Store::journal_after`]`(seq)`.
+    pub seq: u64,
+    /// The engine snapshot (`reckon_core::Pipeline::snapshot`), stored as is.
+    pub snapshot: Vec<u8>,
+}
+
+/// An event kept out of every result, with the reason (nothing is dropped silently).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    /// The pipeline that refused it.
+    pub pipeline: Arc<str>,
+    /// The stream it came from (dead letters are listed per stream).
+    pub stream: Arc<str>,
+    /// The event.
+    pub event: Event,
+    /// A short machine-readable kind, e.g. `beyond_retention` or `unwindowable`.
+    pub kind: String,
+    /// The reason in words.
+    pub reason: String,
+    /// Processing time when it was dead-lettered.
+    pub at: ProcessingTime,
+}
+
+impl DeadLetter {
+    /// A dead letter for an engine outcome, with the reason's kind and message.
+    pub fn from_reason(
+        pipeline: Arc<str>,
+        event: Event,
+        reason: &DeadLetterReason,
+        at: ProcessingTime,
+    ) -> DeadLetter {
+        DeadLetter {
+            pipeline,
+            stream: event.stream.clone(),
+            kind: reason_kind(reason).to_string(),
+            reason: reason.to_string(),
+            event,
+            at,
+        }
+    }
+}
+
+/// The short kind string stored for a dead-letter reason.
+pub fn reason_kind(reason: &DeadLetterReason) -> &'static str {
+    match reason {
+        DeadLetterReason::BeyondRetention { .. } => "beyond_retention",
+        DeadLetterReason::Unwindowable { .. } => "unwindowable",
+    }
+}
+
+/// What a commit was assigned: the journal sequence numbers of its events and ticks,
+/// `first_seq..=last_seq` (events first, then ticks, in batch order). A commit with no
+/// events and no ticks gets the empty range `first_seq == last_seq + 1`, with
+/// `last_seq` the store's last sequence number at that commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The sequence number of the commit's first journal entry.
+    pub first_seq: u64,
+    /// The sequence number of its last journal entry.
+    pub last_seq: u64,
+}
+
+/// Counters of the store since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Commit batches made durable.
+    pub commits: u64,
+    /// fsyncs done for them (fewer than `commits` when group commit shared them).
+    pub fsyncs: u64,
+}

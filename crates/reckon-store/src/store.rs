@@ -1,0 +1,831 @@
+//! The store: opening, the format-version check, and every read.
+//!
+//! Writes go through the committer thread (`commit.rs`); reads go straight to the
+//! keyspaces. fjall applies one write batch under one sequence number, so a read sees a
+//! commit group entirely or not at all.
+
+use crate::commit::{self, CommitterState, Request};
+use crate::error::{Error, Result};
+use crate::keys::{self, KeyReader};
+use crate::values::{self, ColumnsCache, Interner};
+use crate::{
+    Checkpoint, CommitBatch, Committed, DeadLetter, FORMAT_VERSION, JournalEntry, RawRecord,
+    StoreStats,
+};
+use fjall::config::{BlockSizePolicy, CompressionPolicy, FilterPolicy};
+use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use reckon_core::{Emission, Event, EventId, EventTime, Key, ProcessingTime};
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+/// fjall's journal is bounded to this size: once it is exceeded, memtables are flushed
+/// and old journal files deleted, so a restart replays at most this much.
+const MAX_JOURNALING_SIZE: u64 = 64 * 1024 * 1024;
+/// Retention deletes in storage batches of this many rows.
+const RETENTION_CHUNK: usize = 10_000;
+
+pub(crate) const META_FORMAT_VERSION: &[u8] = b"format_version";
+pub(crate) const META_LAST_SEQ: &[u8] = b"last_seq";
+pub(crate) const META_LAST_DEAD_LETTER: &[u8] = b"last_dead_letter";
+
+/// Journal value tags.
+pub(crate) const JOURNAL_EVENT: u8 = 0;
+pub(crate) const JOURNAL_TICK: u8 = 1;
+
+/// The keyspaces of the store (names and layouts in `docs/storage.md`).
+pub(crate) struct Keyspaces {
+    pub(crate) meta: Keyspace,
+    pub(crate) raw: Keyspace,
+    pub(crate) ids: Keyspace,
+    pub(crate) journal: Keyspace,
+    pub(crate) results: Keyspace,
+    pub(crate) checkpoints: Keyspace,
+    pub(crate) dead: Keyspace,
+}
+
+impl Keyspaces {
+    fn open(db: &Database) -> Result<Keyspaces> {
+        // Range-scanned keyspaces: no bloom filters (they only help point reads), lz4 in
+        // every level (fjall's default leaves the first two levels uncompressed) and
+        // 16 KiB blocks, which compress better than the default 4 KiB.
+        let scanned = || {
+            KeyspaceCreateOptions::default()
+                .filter_policy(FilterPolicy::disabled())
+                .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
+                .data_block_size_policy(BlockSizePolicy::all(16 * 1024))
+        };
+        Ok(Keyspaces {
+            meta: db.keyspace("meta", KeyspaceCreateOptions::default)?,
+            raw: db.keyspace("raw", scanned)?,
+            // Point-read keyspace (fingerprints are random: compression would not help).
+            ids: db.keyspace("ids", KeyspaceCreateOptions::default)?,
+            journal: db.keyspace("journal", scanned)?,
+            results: db.keyspace("results", scanned)?,
+            checkpoints: db.keyspace("checkpoints", KeyspaceCreateOptions::default)?,
+            dead: db.keyspace("dead_letters", scanned)?,
+        })
+    }
+}
+
+/// State shared by the store handles and the committer thread.
+pub(crate) struct Shared {
+    pub(crate) db: Database,
+    pub(crate) ks: Keyspaces,
+    pub(crate) queue: Mutex<commit::Queue>,
+    pub(crate) wake: Condvar,
+    /// Set (with the cause) by the first failed write or fsync; never cleared.
+    pub(crate) poison: Mutex<Option<String>>,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) fail_next_persist: AtomicBool,
+    /// Held while a storage batch is built and written, so that retention and the
+    /// committer never interleave their read-then-write of the ids keyspace.
+    pub(crate) write_lock: Mutex<()>,
+    pub(crate) last_seq: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn poison_error(&self) -> Error {
+        let msg = self
+            .poison
+            .lock()
+            .map(|p| p.clone().unwrap_or_default())
+            .unwrap_or_else(|e| e.into_inner().clone().unwrap_or_default());
+        Error::Poisoned(msg)
+    }
+
+    pub(crate) fn set_poison(&self, cause: &str) {
+        let mut p = self.poison.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none() {
+            *p = Some(cause.to_string());
+        }
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            Err(self.poison_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Owns the committer thread: dropping the last store handle stops it (after it has
+/// written every batch already queued) and closes the database.
+struct Handle {
+    shared: Arc<Shared>,
+    committer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Ok(mut q) = self.shared.queue.lock() {
+            q.shutdown = true;
+        }
+        self.shared.wake.notify_all();
+        if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// reckon's durable store. Cheap to clone (a handle); safe to share between threads.
+#[derive(Clone)]
+pub struct Store {
+    handle: Arc<Handle>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("last_seq", &self.last_seq())
+            .field("poisoned", &self.shared().poisoned.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// Opens the store at `path`, creating it if it does not exist.
+    ///
+    /// A new store records [`FORMAT_VERSION`]; an existing one must have a version this
+    /// build reads, else [`Error::FormatTooNew`] ("store format 2 is newer than this
+    /// reckon supports (1); upgrade reckon"). Opening replays fjall's journal (bounded
+    /// to 64 MiB), dropping a torn last write if the previous process died mid-write.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = open_database(path)?;
+        let ks = Keyspaces::open(&db)?;
+        check_format(&db, &ks)?;
+
+        let meta_u64 = |name: &[u8]| -> Result<u64> {
+            match ks.meta.get(name)? {
+                Some(v) => keys::u64_from_bytes(&v, "meta value"),
+                None => Ok(0),
+            }
+        };
+        let mut last_seq = meta_u64(META_LAST_SEQ)?;
+        // The meta counter is written in the same batch as the entries, so they agree;
+        // the journal's last row is a second witness.
+        if let Some(kv) = ks.journal.last_key_value() {
+            let (k, v) = kv.into_inner()?;
+            last_seq = last_seq.max(journal_row_span(&k, &v)?.1);
+        }
+        let state = CommitterState {
+            last_seq,
+            last_dead_letter: meta_u64(META_LAST_DEAD_LETTER)?,
+        };
+
+        let shared = Arc::new(Shared {
+            db,
+            ks,
+            queue: Mutex::new(commit::Queue::default()),
+            wake: Condvar::new(),
+            poison: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
+            fail_next_persist: AtomicBool::new(false),
+            write_lock: Mutex::new(()),
+            last_seq: AtomicU64::new(last_seq),
+            commits: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+        });
+        let for_thread = shared.clone();
+        let committer = std::thread::Builder::new()
+            .name("reckon-store-commit".into())
+            .spawn(move || commit::run(&for_thread, state))?;
+        Ok(Store {
+            handle: Arc::new(Handle {
+                shared,
+                committer: Some(committer),
+            }),
+        })
+    }
+
+    /// Writes `batch` atomically and durably.
+    ///
+    /// Everything in the batch goes into one storage write batch across keyspaces,
+    /// which is fsync'd before this returns: after `Ok`, the batch survives a crash;
+    /// after a crash during the call, either all of it is there or none of it.
+    ///
+    /// Group commit: one committer thread takes every batch waiting, writes them in
+    /// one storage batch, fsyncs once and wakes all their callers, so concurrent callers
+    /// share an fsync. Sequence numbers are assigned in commit order.
+    ///
+    /// Emissions with a version not newer than the stored latest of their window are
+    /// ignored. A checkpoint replaces its pipeline's checkpoint, and journal entries
+    /// that were durable before this commit and that every pipeline's checkpoint covers
+    /// are deleted.
+    ///
+    /// A failed write or fsync poisons the store: that commit and every later one
+    /// return [`Error::Poisoned`] until the store is reopened.
+    pub fn commit(&self, batch: CommitBatch) -> Result<Committed> {
+        let shared = self.shared();
+        shared.check_writable()?;
+        if batch.is_empty() {
+            let last = shared.last_seq.load(Ordering::SeqCst);
+            return Ok(Committed {
+                first_seq: last + 1,
+                last_seq: last,
+            });
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let mut q = shared
+                .queue
+                .lock()
+                .map_err(|_| Error::Closed("commit queue lock poisoned".into()))?;
+            if q.shutdown {
+                return Err(Error::Closed("the store is shutting down".into()));
+            }
+            q.pending.push(Request { batch, reply });
+        }
+        shared.wake.notify_one();
+        answer.recv().map_err(|_| {
+            Error::Closed("the committer thread stopped (this is a bug in reckon)".into())
+        })?
+    }
+
+    /// The sequence number of the last durable journal entry (0 if none yet).
+    pub fn last_seq(&self) -> u64 {
+        self.shared().last_seq.load(Ordering::SeqCst)
+    }
+
+    /// Commit and fsync counters since the store was opened.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.shared().commits.load(Ordering::SeqCst),
+            fsyncs: self.shared().fsyncs.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Whether a failed write poisoned the store.
+    pub fn is_poisoned(&self) -> bool {
+        self.shared().poisoned.load(Ordering::SeqCst)
+    }
+
+    /// Test hook: the next fsync of a commit group fails as if the disk had failed.
+    #[doc(hidden)]
+    pub fn fail_next_persist_for_tests(&self) {
+        self.shared()
+            .fail_next_persist
+            .store(true, Ordering::SeqCst);
+    }
+
+    // ---------------------------------------------------------------- raw log
+
+    /// Events of `stream` and `key` with `start <= time < end`, in (time, seq) order.
+    pub fn raw_range(
+        &self,
+        stream: &str,
+        key: &Key,
+        start: EventTime,
+        end: EventTime,
+    ) -> Result<Vec<Event>> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let mut prefix = Vec::with_capacity(stream.len() + key.as_str().len() + 20);
+        keys::put_str(&mut prefix, stream);
+        keys::put_str(&mut prefix, key.as_str());
+        let (mut lo, mut hi) = (prefix.clone(), prefix.clone());
+        keys::put_time(&mut lo, start.0);
+        keys::put_time(&mut hi, end.0);
+        let stream: Arc<str> = Arc::from(stream);
+        let mut names = Interner::default();
+        for kv in self.shared().ks.raw.range(lo..hi) {
+            let (k, v) = kv.into_inner()?;
+            let mut r = KeyReader::new(k.get(prefix.len()..).unwrap_or_default(), "raw");
+            let time = r.time()?;
+            r.u64()?;
+            r.end()?;
+            out.push(values::decode_raw(&stream, key, time, &v, &mut names)?.event);
+        }
+        Ok(out)
+    }
+
+    /// Every raw event of `stream`, in (key, time, seq) order (for `verify`).
+    pub fn raw_scan(&self, stream: &str) -> Result<Vec<Event>> {
+        Ok(self
+            .raw_records(stream)?
+            .into_iter()
+            .map(|r| r.event)
+            .collect())
+    }
+
+    /// Every raw record of `stream` (with partition and ingest time), in (key, time,
+    /// seq) order.
+    pub fn raw_records(&self, stream: &str) -> Result<Vec<RawRecord>> {
+        let mut prefix = Vec::new();
+        keys::put_str(&mut prefix, stream);
+        let stream: Arc<str> = Arc::from(stream);
+        let mut names = Interner::default();
+        let mut last: Option<(Vec<u8>, Key)> = None;
+        let mut out = Vec::new();
+        for kv in self.shared().ks.raw.prefix(&prefix) {
+            let (k, v) = kv.into_inner()?;
+            let mut r = KeyReader::new(k.get(prefix.len()..).unwrap_or_default(), "raw");
+            let key_bytes = r.skip_str()?;
+            let key = match &last {
+                Some((b, key)) if b.as_slice() == key_bytes => key.clone(),
+                _ => {
+                    let key = values::key_from_canonical(&KeyReader::new(key_bytes, "raw").str()?)?;
+                    last = Some((key_bytes.to_vec(), key.clone()));
+                    key
+                }
+            };
+            let time = r.time()?;
+            r.u64()?;
+            r.end()?;
+            let d = values::decode_raw(&stream, &key, time, &v, &mut names)?;
+            out.push(RawRecord {
+                partition: d.partition,
+                ingested_at: d.ingested_at,
+                event: d.event,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The journal after `seq` (exclusive), in sequence order: what must be replayed
+    /// after restoring a checkpoint that covers `seq`. An event whose raw row was
+    /// already deleted by retention is left out (see `docs/storage.md`).
+    pub fn journal_after(&self, seq: u64) -> Result<Vec<(u64, JournalEntry)>> {
+        let mut out = Vec::new();
+        let Some(from) = seq.checked_add(1) else {
+            return Ok(out);
+        };
+        let ks = &self.shared().ks;
+        // Rows are keyed by their first seq: start at the row holding `from`, if any.
+        let start = match ks.journal.range(..=from.to_be_bytes()).next_back() {
+            Some(kv) => kv.key()?.to_vec(),
+            None => from.to_be_bytes().to_vec(),
+        };
+        let mut names = Interner::default();
+        let mut last: Option<(Vec<u8>, Arc<str>, Key)> = None;
+        let mut raw_key = Vec::new();
+        for kv in ks.journal.range(start..) {
+            let (k, v) = kv.into_inner()?;
+            let (first, _) = journal_row_span(&k, &v)?;
+            let mut rest = v.get(4..).unwrap_or_default();
+            let mut n = first;
+            while let Some((&tag, body)) = rest.split_first() {
+                match tag {
+                    JOURNAL_EVENT => {
+                        let mut r = KeyReader::new(body, "journal event");
+                        let sk = r.skip_str()?;
+                        let kk = r.skip_str()?;
+                        let time = r.time()?;
+                        let len = sk.len() + kk.len() + 8;
+                        let at = &body[..len];
+                        rest = &body[len..];
+                        if n >= from {
+                            raw_key.clear();
+                            raw_key.extend_from_slice(at);
+                            keys::put_u64(&mut raw_key, n);
+                            // A missing row was removed by retention: left out.
+                            if let Some(value) = ks.raw.get(&raw_key)? {
+                                let head = &at[..sk.len() + kk.len()];
+                                let (stream, key) = match &last {
+                                    Some((b, s, k)) if b.as_slice() == head => {
+                                        (s.clone(), k.clone())
+                                    }
+                                    _ => {
+                                        let s: Arc<str> =
+                                            Arc::from(KeyReader::new(sk, "journal event").str()?);
+                                        let k = values::key_from_canonical(
+                                            &KeyReader::new(kk, "journal event").str()?,
+                                        )?;
+                                        last = Some((head.to_vec(), s.clone(), k.clone()));
+                                        (s, k)
+                                    }
+                                };
+                                let d =
+                                    values::decode_raw(&stream, &key, time, &value, &mut names)?;
+                                out.push((
+                                    n,
+                                    JournalEntry::Event(RawRecord {
+                                        partition: d.partition,
+                                        ingested_at: d.ingested_at,
+                                        event: d.event,
+                                    }),
+                                ));
+                            }
+                        }
+                    }
+                    JOURNAL_TICK => {
+                        let ((pipeline, at), tail) = values::decode_tick(body)?;
+                        rest = tail;
+                        if n >= from {
+                            out.push((n, JournalEntry::Tick { pipeline, at }));
+                        }
+                    }
+                    _ => return Err(Error::corrupt(format!("journal entry {n}"), "unknown tag")),
+                }
+                n += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- ids
+
+    /// For each id: was an event of `stream` with this id committed (and not yet
+    /// removed by retention)?
+    pub fn ids_seen(&self, stream: &str, ids: &[&EventId]) -> Result<Vec<bool>> {
+        let mut prefix = Vec::new();
+        keys::put_str(&mut prefix, stream);
+        let mut key = prefix.clone();
+        ids.iter()
+            .map(|id| {
+                key.truncate(prefix.len());
+                put_fingerprint(&mut key, id);
+                Ok(self.shared().ks.ids.contains_key(&key)?)
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- results
+
+    /// The newest version of the window of `pipeline` and `key` that starts at `start`.
+    pub fn latest(&self, pipeline: &str, key: &Key, start: EventTime) -> Result<Option<Emission>> {
+        let prefix = result_prefix(pipeline, key, start);
+        let Some(kv) = self.shared().ks.results.prefix(&prefix).next_back() else {
+            return Ok(None);
+        };
+        let (k, v) = kv.into_inner()?;
+        let version = result_version(&k, prefix.len())?;
+        let p: Arc<str> = Arc::from(pipeline);
+        values::decode_emission(&p, key, start.0, version, &v, &mut ColumnsCache::default())
+            .map(Some)
+    }
+
+    /// Every stored version of one window, in version order (its revision history).
+    pub fn history(&self, pipeline: &str, key: &Key, start: EventTime) -> Result<Vec<Emission>> {
+        let prefix = result_prefix(pipeline, key, start);
+        let p: Arc<str> = Arc::from(pipeline);
+        let mut cols = ColumnsCache::default();
+        let mut out = Vec::new();
+        for kv in self.shared().ks.results.prefix(&prefix) {
+            let (k, v) = kv.into_inner()?;
+            let version = result_version(&k, prefix.len())?;
+            out.push(values::decode_emission(
+                &p, key, start.0, version, &v, &mut cols,
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// The newest version of every window of `pipeline` with `from <= start < to`, of
+    /// one key or (with `key = None`) of every key, ordered by (key, start).
+    ///
+    /// With `as_of`, each window is read as it was known at that processing time: its
+    /// newest version with `emitted_at <= as_of` ("what did the dashboard show at
+    /// 09:00?"); windows first emitted later are left out.
+    pub fn windows(
+        &self,
+        pipeline: &str,
+        key: Option<&Key>,
+        from: EventTime,
+        to: EventTime,
+        as_of: Option<ProcessingTime>,
+    ) -> Result<Vec<Emission>> {
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        let p: Arc<str> = Arc::from(pipeline);
+        let mut cols = ColumnsCache::default();
+        let mut pipeline_prefix = Vec::new();
+        keys::put_str(&mut pipeline_prefix, pipeline);
+        match key {
+            Some(key) => {
+                let mut kp = pipeline_prefix.clone();
+                keys::put_str(&mut kp, key.as_str());
+                self.windows_of_key(&p, key, &kp, from, to, as_of, &mut cols, &mut out)?;
+            }
+            None => {
+                // Skip-scan: find the next key, read its windows in range, jump past it.
+                let end = keys::after_str_prefix(&pipeline_prefix);
+                let mut cursor = pipeline_prefix.clone();
+                while let Some(kv) = self.shared().ks.results.range(cursor..end.clone()).next() {
+                    let k = kv.key()?;
+                    let mut r = KeyReader::new(&k[pipeline_prefix.len()..], "results");
+                    let key_bytes = r.skip_str()?;
+                    let key =
+                        values::key_from_canonical(&KeyReader::new(key_bytes, "results").str()?)?;
+                    let mut kp = pipeline_prefix.clone();
+                    kp.extend_from_slice(key_bytes);
+                    self.windows_of_key(&p, &key, &kp, from, to, as_of, &mut cols, &mut out)?;
+                    cursor = keys::after_str_prefix(&kp);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn windows_of_key(
+        &self,
+        pipeline: &Arc<str>,
+        key: &Key,
+        key_prefix: &[u8],
+        from: EventTime,
+        to: EventTime,
+        as_of: Option<ProcessingTime>,
+        cols: &mut ColumnsCache,
+        out: &mut Vec<Emission>,
+    ) -> Result<()> {
+        let (mut lo, mut hi) = (key_prefix.to_vec(), key_prefix.to_vec());
+        keys::put_time(&mut lo, from.0);
+        keys::put_time(&mut hi, to.0);
+        // The chosen row of the window being read: (start, version, value).
+        let mut best: Option<(i64, u32, fjall::UserValue)> = None;
+        let mut current_start: Option<i64> = None;
+        let mut flush = |best: &mut Option<(i64, u32, fjall::UserValue)>| -> Result<()> {
+            if let Some((start, version, v)) = best.take() {
+                out.push(values::decode_emission(
+                    pipeline, key, start, version, &v, cols,
+                )?);
+            }
+            Ok(())
+        };
+        for kv in self.shared().ks.results.range(lo..hi) {
+            let (k, v) = kv.into_inner()?;
+            let mut r = KeyReader::new(&k[key_prefix.len()..], "results");
+            let start = r.time()?;
+            let version = r.u32()?;
+            r.end()?;
+            if current_start != Some(start) {
+                flush(&mut best)?;
+                current_start = Some(start);
+            }
+            let visible = match as_of {
+                None => true,
+                Some(t) => values::emission_emitted_at(&v)? <= t.0,
+            };
+            if visible {
+                best = Some((start, version, v));
+            }
+        }
+        flush(&mut best)
+    }
+
+    // ---------------------------------------------------------------- checkpoints, dead letters
+
+    /// The pipeline's checkpoint, if it has one.
+    pub fn checkpoint(&self, pipeline: &str) -> Result<Option<Checkpoint>> {
+        let mut k = Vec::new();
+        keys::put_str(&mut k, pipeline);
+        let Some(v) = self.shared().ks.checkpoints.get(&k)? else {
+            return Ok(None);
+        };
+        let (seq, snapshot) = v
+            .split_first_chunk::<8>()
+            .ok_or_else(|| Error::corrupt(format!("checkpoint of {pipeline}"), "too short"))?;
+        Ok(Some(Checkpoint {
+            pipeline: Arc::from(pipeline),
+            seq: u64::from_be_bytes(*seq),
+            snapshot: snapshot.to_vec(),
+        }))
+    }
+
+    /// The dead letters of `stream`, in the order they were committed.
+    pub fn dead_letters(&self, stream: &str) -> Result<Vec<DeadLetter>> {
+        let mut prefix = Vec::new();
+        keys::put_str(&mut prefix, stream);
+        let s: Arc<str> = Arc::from(stream);
+        let mut out = Vec::new();
+        for kv in self.shared().ks.dead.prefix(&prefix) {
+            let (_, v) = kv.into_inner()?;
+            out.push(values::decode_dead_letter(&s, &v)?);
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- retention
+
+    /// Deletes the raw events of `stream` with event time `< before`, and their ids
+    /// (unless a newer event with the same id is still kept). Results, dead letters and
+    /// checkpoints are kept. Returns how many events were deleted. The deletions are
+    /// fsync'd before it returns; a poisoned store refuses.
+    pub fn apply_retention(&self, stream: &str, before: EventTime) -> Result<u64> {
+        let shared = self.shared();
+        shared.check_writable()?;
+        let mut stream_prefix = Vec::new();
+        keys::put_str(&mut stream_prefix, stream);
+        let end = keys::after_str_prefix(&stream_prefix);
+        let mut cursor = stream_prefix.clone();
+        let mut doomed: Vec<(fjall::UserKey, fjall::UserValue)> = Vec::new();
+        let mut deleted = 0u64;
+        loop {
+            let Some(kv) = shared.ks.raw.range(cursor.clone()..end.clone()).next() else {
+                break;
+            };
+            let k = kv.key()?;
+            let mut r = KeyReader::new(&k[stream_prefix.len()..], "raw");
+            let key_bytes = r.skip_str()?;
+            let mut kp = stream_prefix.clone();
+            kp.extend_from_slice(key_bytes);
+            let (lo, mut hi) = (kp.clone(), kp.clone());
+            keys::put_time(&mut hi, before.0);
+            for kv in shared.ks.raw.range(lo..hi) {
+                doomed.push(kv.into_inner()?);
+                if doomed.len() >= RETENTION_CHUNK {
+                    deleted += self.delete_raw(&stream_prefix, &mut doomed, before)?;
+                }
+            }
+            cursor = keys::after_str_prefix(&kp);
+        }
+        deleted += self.delete_raw(&stream_prefix, &mut doomed, before)?;
+        if deleted > 0 {
+            self.persist_or_poison()?;
+        }
+        Ok(deleted)
+    }
+
+    fn delete_raw(
+        &self,
+        stream_prefix: &[u8],
+        doomed: &mut Vec<(fjall::UserKey, fjall::UserValue)>,
+        before: EventTime,
+    ) -> Result<u64> {
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let shared = self.shared();
+        let _w = shared.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        shared.check_writable()?;
+        let mut wb = shared.db.batch();
+        let mut id_key = stream_prefix.to_vec();
+        for (k, v) in doomed.iter() {
+            wb.remove(&shared.ks.raw, k.clone());
+            if let Some(id) = values::raw_id(v)? {
+                id_key.truncate(stream_prefix.len());
+                put_fingerprint(&mut id_key, &EventId(Arc::from(id)));
+                if let Some(t) = shared.ks.ids.get(&id_key)?
+                    && keys::time_from_bytes(&t, "ids value")? < before.0
+                {
+                    wb.remove(&shared.ks.ids, id_key.clone());
+                }
+            }
+        }
+        let n = doomed.len() as u64;
+        doomed.clear();
+        if let Err(e) = wb.commit() {
+            shared.set_poison(&e.to_string());
+            return Err(e.into());
+        }
+        Ok(n)
+    }
+
+    fn persist_or_poison(&self) -> Result<()> {
+        let shared = self.shared();
+        if let Err(e) = shared.db.persist(PersistMode::SyncAll) {
+            shared.set_poison(&e.to_string());
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Test hook for `verify`: writes a result row directly, bypassing the version
+    /// guard (e.g. to tamper with the newest version of a window). Not durable until
+    /// the next commit.
+    #[doc(hidden)]
+    pub fn overwrite_result_for_tests(&self, e: &Emission) -> Result<()> {
+        let shared = self.shared();
+        let _w = shared.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut k = result_prefix(&e.pipeline, &e.key, e.window.start);
+        keys::put_u32(&mut k, e.version.0);
+        shared.ks.results.insert(k, values::encode_emission(e)?)?;
+        Ok(())
+    }
+
+    /// Bytes on disk per keyspace, and of fjall's own journal (for benchmarks).
+    #[doc(hidden)]
+    pub fn disk_usage_for_tests(&self) -> Result<Vec<(&'static str, u64)>> {
+        let shared = self.shared();
+        let ks = &shared.ks;
+        Ok(vec![
+            ("raw", ks.raw.disk_space()),
+            ("journal", ks.journal.disk_space()),
+            ("ids", ks.ids.disk_space()),
+            ("results", ks.results.disk_space()),
+            ("checkpoints", ks.checkpoints.disk_space()),
+            ("dead_letters", ks.dead.disk_space()),
+            ("meta", ks.meta.disk_space()),
+            ("fjall_journal", shared.db.journal_disk_space()?),
+        ])
+    }
+
+    /// Flushes every memtable to disk tables and compacts them fully, so that
+    /// [`Store::disk_space_for_tests`] shows the steady-state size (for benchmarks).
+    #[doc(hidden)]
+    pub fn compact_for_tests(&self) -> Result<()> {
+        let ks = &self.shared().ks;
+        for k in [&ks.raw, &ks.journal, &ks.ids, &ks.results, &ks.meta] {
+            k.rotate_memtable_and_wait()?;
+            k.major_compact()?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens fjall. Its journal recovery asserts on some damaged journals (a length field
+/// that disagrees with another, in debug builds); a damaged file is an error to report,
+/// not a reason to crash the caller, so such a panic becomes [`Error::Corrupt`].
+fn open_database(path: &Path) -> Result<Database> {
+    let open = || {
+        Database::builder(path)
+            .max_journaling_size(MAX_JOURNALING_SIZE)
+            .open()
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
+        Ok(db) => Ok(db?),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            Err(Error::corrupt(
+                format!("storage engine files under {}", path.display()),
+                format!("fjall panicked while recovering: {msg}"),
+            ))
+        }
+    }
+}
+
+/// Reads and checks the format version, recording it in a new store.
+fn check_format(db: &Database, ks: &Keyspaces) -> Result<()> {
+    match ks.meta.get(META_FORMAT_VERSION)? {
+        Some(v) => {
+            let arr: [u8; 4] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::corrupt("meta format_version", "expected 4 bytes"))?;
+            let found = u32::from_be_bytes(arr);
+            if found > FORMAT_VERSION {
+                return Err(Error::FormatTooNew {
+                    found,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            if found == 0 {
+                return Err(Error::corrupt(
+                    "meta format_version",
+                    "version 0 does not exist",
+                ));
+            }
+            Ok(())
+        }
+        None => {
+            ks.meta
+                .insert(META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes())?;
+            db.persist(PersistMode::SyncAll)?;
+            Ok(())
+        }
+    }
+}
+
+/// `pipeline ‖ key ‖ start`: the prefix of every version of one window.
+pub(crate) fn result_prefix(pipeline: &str, key: &Key, start: EventTime) -> Vec<u8> {
+    let mut k = Vec::with_capacity(pipeline.len() + key.as_str().len() + 16);
+    keys::put_str(&mut k, pipeline);
+    keys::put_str(&mut k, key.as_str());
+    keys::put_time(&mut k, start.0);
+    k
+}
+
+fn result_version(k: &[u8], prefix_len: usize) -> Result<u32> {
+    let mut r = KeyReader::new(k.get(prefix_len..).unwrap_or_default(), "results");
+    let v = r.u32()?;
+    r.end()?;
+    Ok(v)
+}
+
+/// The first and last seq of a journal row (key = first seq, value starts with the
+/// entry count as a `u32`).
+pub(crate) fn journal_row_span(k: &[u8], v: &[u8]) -> Result<(u64, u64)> {
+    let first = keys::u64_from_bytes(k, "journal key")?;
+    let count = v
+        .first_chunk::<4>()
+        .map(|c| u32::from_be_bytes(*c))
+        .ok_or_else(|| Error::corrupt(format!("journal row {first}"), "too short"))?;
+    if count == 0 {
+        return Err(Error::corrupt(format!("journal row {first}"), "no entries"));
+    }
+    Ok((first, first + u64::from(count) - 1))
+}
+
+/// Appends the 16-byte big-endian xxh3-128 fingerprint of an id.
+pub(crate) fn put_fingerprint(out: &mut Vec<u8>, id: &EventId) {
+    out.extend_from_slice(&id.fingerprint().to_be_bytes());
+}
