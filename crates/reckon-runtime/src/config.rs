@@ -451,10 +451,16 @@ mod tests {
     #[test]
     fn the_readme_example_parses() {
         let readme = include_str!("../../../README.md");
-        let start = readme.find("```toml\n").expect("a toml block in the README") + 8;
+        let start = readme
+            .find("```toml\n")
+            .expect("a toml block in the README")
+            + 8;
         let len = readme[start..].find("```").expect("end of the toml block");
         let c = Config::from_toml(&readme[start..start + len]).unwrap();
-        assert_eq!(c.pipelines[0].spec().unwrap().allowed_lateness, Span::hours(24));
+        assert_eq!(
+            c.pipelines[0].spec().unwrap().allowed_lateness,
+            Span::hours(24)
+        );
         assert_eq!(c.streams[0].id_field.as_deref(), Some("id"));
     }
 
