@@ -166,7 +166,7 @@ fn expect(kind: AggKind, field: Option<&str>, evs: &[&Event]) -> Expected {
                     }
                 })
                 .sum();
-            let mut fl: Vec<f64> = nums
+            let fl: Vec<f64> = nums
                 .iter()
                 .filter_map(|v| {
                     if let Value::F64(x) = v {
@@ -176,8 +176,8 @@ fn expect(kind: AggKind, field: Option<&str>, evs: &[&Event]) -> Expected {
                     }
                 })
                 .collect();
-            fl.sort_by(|a, b| a.abs().total_cmp(&b.abs()));
-            let total = ints as f64 + fl.iter().sum::<f64>();
+            // The exact sum, rounded once (Shewchuk), however the terms cancel.
+            let total = ints as f64 + fsum(&fl);
             if kind == AggKind::Mean {
                 exact(Some(Value::F64(total / nums.len() as f64)))
             } else if fl.is_empty() && i64::try_from(ints).is_ok() {
@@ -273,6 +273,33 @@ pub enum Entry {
     Arrive(Arrival),
     /// Processing time passed with no event.
     Tick(reckon_core::ProcessingTime),
+}
+
+/// The sum of `xs` as if computed exactly and rounded once (Shewchuk's algorithm, as
+/// Python's `math.fsum`): the oracle's reference for sums whose terms cancel.
+pub fn fsum(xs: &[f64]) -> f64 {
+    let mut partials: Vec<f64> = Vec::new();
+    for &x0 in xs {
+        let mut x = x0;
+        let mut i = 0;
+        for j in 0..partials.len() {
+            let mut y = partials[j];
+            if x.abs() < y.abs() {
+                std::mem::swap(&mut x, &mut y);
+            }
+            let hi = x + y;
+            let lo = y - (hi - x);
+            if lo != 0.0 {
+                partials[i] = lo;
+                i += 1;
+            }
+            x = hi;
+        }
+        partials.truncate(i);
+        partials.push(x);
+    }
+    // Non-overlapping partials in increasing magnitude: add from the largest.
+    partials.iter().rev().fold(0.0, |acc, p| acc + p)
 }
 
 /// Plays the runtime around the engine: keeps a journal (the raw log plus ticks),
