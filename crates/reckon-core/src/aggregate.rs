@@ -162,9 +162,9 @@ impl fmt::Display for AggregateSpec {
 /// Sum of numbers, the same whatever the order of the inputs, bit for bit.
 ///
 /// Integers are summed exactly in an `i128`. Each float is split exactly into two
-/// fixed-point parts, at scales 2^-32 and 2^-96, summed in `i128`s: integer addition is
+/// fixed-point parts, at scales 2^-32 and 2^-95, summed in `i128`s: integer addition is
 /// associative, so the total does not depend on arrival order, and it is exact for
-/// every |x| from about 6e-14 to 2^94 (smaller bits are truncated, the same way every
+/// every |x| from about 1e-13 to 2^94 (smaller bits are truncated, the same way every
 /// time). Floats of 2^94 or more (never seen in practice) fall back to compensated
 /// floating point. The accumulators hold more than 2^30 inputs of the largest exact
 /// magnitude before they could wrap.
@@ -179,39 +179,27 @@ pub struct SumState {
     n_float: u64,
 }
 
-/// `x` as exact fixed-point parts `(hi, lo)` with `x ≈ hi·2^-32 + lo·2^-96` (exact but
-/// for bits below 2^-96, which are truncated), or `None` when |x| ≥ 2^94.
+/// `x` as fixed-point parts `(hi, lo)` with `x = hi·2^-32 + lo·2^-95`, exact but for
+/// bits below 2^-95 (truncated toward zero, the same way every time), or `None` when
+/// |x| ≥ 2^94.
+#[inline]
 fn split_fixed(x: f64) -> Option<(i128, i128)> {
-    let bits = x.to_bits();
-    let exp = ((bits >> 52) & 0x7ff) as i32;
-    let frac = bits & ((1u64 << 52) - 1);
-    // x = ±m·2^k with an integer mantissa m < 2^53.
-    let (m, k) = if exp == 0 {
-        (u128::from(frac), -1074)
-    } else {
-        (u128::from(frac | (1u64 << 52)), exp - 1075)
-    };
-    let shr = |v: u128, by: i32| if by >= 128 { 0 } else { v >> by };
-    let (hi, lo) = if k >= -32 {
-        let s = k + 32;
-        if s > 73 {
-            return None;
-        }
-        (m << s, 0)
-    } else {
-        let s = -32 - k; // bits of m below 2^-32
-        let rem = if s >= 128 { m } else { m & ((1u128 << s) - 1) };
-        let t = k + 96; // rem·2^k at scale 2^-96
-        let lo = if t >= 0 { rem << t } else { shr(rem, -t) };
-        (shr(m, s), lo)
-    };
-    // Both are below 2^127 by construction.
-    let (hi, lo) = (hi as i128, lo as i128);
-    Some(if bits >> 63 == 1 {
-        (-hi, -lo)
-    } else {
-        (hi, lo)
-    })
+    const TWO_32: f64 = 4_294_967_296.0;
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    const TWO_126: f64 = 85_070_591_730_234_615_865_843_651_857_942_052_864.0;
+    // Scaling by a power of two is exact; so is taking the integer part (truncation)
+    // and subtracting it (the fraction of a 53-bit float fits in 53 bits).
+    let scaled = x * TWO_32;
+    if scaled.abs() < TWO_63 {
+        let hi = scaled as i64;
+        let frac = scaled - hi as f64;
+        return Some((i128::from(hi), i128::from((frac * TWO_63) as i64)));
+    }
+    if scaled.abs() >= TWO_126 {
+        return None;
+    }
+    // From 2^31 on the scaled value is a whole number: no fraction.
+    Some((scaled as i128, 0))
 }
 
 impl SumState {
@@ -262,9 +250,9 @@ impl SumState {
     fn total(&self) -> f64 {
         // Carry the whole 2^-32 units out of `lo` so that `hi` holds all but a fraction
         // below 2^-32: then the float conversion of the sum is as precise as it can be.
-        let hi = self.hi.wrapping_add(self.lo >> 64);
-        let lo = self.lo & ((1i128 << 64) - 1);
-        let fixed = (hi as f64) * 2f64.powi(-32) + (lo as f64) * 2f64.powi(-96);
+        let hi = self.hi.wrapping_add(self.lo >> 63);
+        let lo = self.lo & ((1i128 << 63) - 1);
+        let fixed = (hi as f64) * 2f64.powi(-32) + (lo as f64) * 2f64.powi(-95);
         (self.int as f64) + fixed + (self.huge + self.huge_compensation)
     }
     fn sum_value(&self) -> Option<Value> {
@@ -706,8 +694,8 @@ mod tests {
             -0.001,
         ] {
             let (hi, lo) = split_fixed(x).unwrap();
-            let back = (hi as f64) * 2f64.powi(-32) + (lo as f64) * 2f64.powi(-96);
-            let tol = 2f64.powi(-96) * 2.0;
+            let back = (hi as f64) * 2f64.powi(-32) + (lo as f64) * 2f64.powi(-95);
+            let tol = 2f64.powi(-95) * 2.0;
             assert!((back - x).abs() <= tol.max(x.abs() * 1e-15), "{x}: {back}");
         }
         assert_eq!(split_fixed(2f64.powi(94)), None);
