@@ -4,9 +4,9 @@
 //! the tests check: `merge` is associative and commutative, the empty state of its kind
 //! is the identity, and the state after inserting a multiset of inputs does not depend on
 //! their order — exactly (bit for bit) for counts, sums, means, min/max, first/last and
-//! the sketches, and up to floating-point rounding (relative 1e-9) for variances. That law is what lets a window corrected by
-//! late data in any order end up equal to a batch recomputation, and what will let
-//! rollups combine window states later.
+//! the sketches, and up to floating-point rounding (relative 1e-9) for variances. That
+//! law is what lets a window corrected by late data in any order end up equal to a batch
+//! recomputation, and what will let rollups combine window states later.
 
 use crate::error::{Error, Result};
 use crate::event::{FieldName, Value};
@@ -522,7 +522,8 @@ impl AggState {
 }
 
 /// Whether two aggregate outputs agree: exactly for integers, strings, booleans and
-/// sketches, within a relative 1e-9 for floats (whose sums depend on rounding order).
+/// sketches, within a relative 1e-9 for floats (variances depend on rounding order; float
+/// sums and means are exact, the tolerance only matters for an independent reference).
 pub fn values_agree(a: Option<&Value>, b: Option<&Value>) -> bool {
     match (a, b) {
         (Some(Value::F64(x)), Some(Value::F64(y))) => {

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 /// What the oracle expects of one aggregate.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expected {
-    /// This exact value (floats: within relative 1e-9, their rounding depends on order).
+    /// This exact value (floats within a relative 1e-9 of the oracle's own exact reference).
     Exact(Option<Value>),
     /// An approximate aggregate: within `relative * |value| + absolute` of `value`
     /// (the exact answer).
