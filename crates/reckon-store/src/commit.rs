@@ -14,8 +14,8 @@
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::store::{
-    JOURNAL_EVENT, JOURNAL_TICK, META_LAST_DEAD_LETTER, META_LAST_SEQ, Shared, journal_row_span,
-    put_fingerprint, result_prefix,
+    JOURNAL_EVENT, JOURNAL_TICK, META_LAST_CHANGE, META_LAST_DEAD_LETTER, META_LAST_SEQ, Shared,
+    journal_row_span, put_fingerprint, result_prefix,
 };
 use crate::values;
 use crate::{CommitBatch, Committed};
@@ -42,6 +42,7 @@ pub(crate) struct Queue {
 pub(crate) struct CommitterState {
     pub(crate) last_seq: u64,
     pub(crate) last_dead_letter: u64,
+    pub(crate) last_change: u64,
 }
 
 /// The committer thread's loop; returns once shut down with nothing left queued.
@@ -66,6 +67,9 @@ pub(crate) fn run(shared: &Shared, mut state: CommitterState) {
         match commit_group(shared, &mut state, &group) {
             Ok(answers) => {
                 shared.last_seq.store(state.last_seq, Ordering::SeqCst);
+                shared
+                    .last_change
+                    .store(state.last_change, Ordering::SeqCst);
                 shared
                     .commits
                     .fetch_add(group.len() as u64, Ordering::SeqCst);
@@ -94,6 +98,7 @@ fn commit_group(
     let mut wb = shared.db.batch();
     let mut seq = state.last_seq;
     let mut dead = state.last_dead_letter;
+    let mut change = state.last_change;
     let mut answers = Vec::with_capacity(group.len());
     // Newest version per window and newest time per id, including this group's writes.
     let mut versions: HashMap<Vec<u8>, u32> = HashMap::new();
@@ -177,6 +182,9 @@ fn commit_group(
             }
             let mut k = prefix.clone();
             keys::put_u32(&mut k, em.version.0);
+            // The change feed: the next change number points at the stored version.
+            change += 1;
+            wb.insert(&ks.changes, change.to_be_bytes(), k.as_slice());
             wb.insert(&ks.results, k, values::encode_emission(em)?);
             versions.insert(prefix, em.version.0);
         }
@@ -199,6 +207,7 @@ fn commit_group(
         answers.push(Committed {
             first_seq,
             last_seq: seq,
+            last_change: change,
         });
     }
 
@@ -208,6 +217,9 @@ fn commit_group(
     }
     if seq != state.last_seq {
         wb.insert(&ks.meta, META_LAST_SEQ, seq.to_be_bytes());
+    }
+    if change != state.last_change {
+        wb.insert(&ks.meta, META_LAST_CHANGE, change.to_be_bytes());
     }
     if dead != state.last_dead_letter {
         wb.insert(&ks.meta, META_LAST_DEAD_LETTER, dead.to_be_bytes());
@@ -248,5 +260,6 @@ fn commit_group(
 
     state.last_seq = seq;
     state.last_dead_letter = dead;
+    state.last_change = change;
     Ok(answers)
 }

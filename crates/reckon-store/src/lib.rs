@@ -48,14 +48,16 @@ mod store;
 mod values;
 
 pub use error::{Error, Result};
-pub use store::Store;
+pub use store::{DELIVERIES_KEPT, Store};
 
 use reckon_core::{DeadLetterReason, Event, PartitionId, ProcessingTime};
 use std::sync::Arc;
 
 /// The on-disk format version this build writes and reads. A store written with a newer
 /// version is refused with [`Error::FormatTooNew`]; see `docs/storage.md`.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the change feed (`changes`) and the sinks' cursors and delivery log;
+/// a version-1 store is migrated on open.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Everything one atomic, durable commit writes. Each part may be empty.
 #[derive(Clone, Debug, Default)]
@@ -181,6 +183,18 @@ pub struct Committed {
     pub first_seq: u64,
     /// The sequence number of its last journal entry.
     pub last_seq: u64,
+    /// The change-feed number of the last result it stored (the store's newest change
+    /// if it stored none).
+    pub last_change: u64,
+}
+
+/// Where a sink (a webhook) is in the change feed, durably.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SinkState {
+    /// Every change up to this number has been handled (delivered or given up on).
+    pub cursor: u64,
+    /// The number of the sink's last recorded delivery (0 if none).
+    pub last_delivery: u64,
 }
 
 /// Counters of the store since it was opened.

@@ -10,7 +10,7 @@ use crate::keys::{self, KeyReader};
 use crate::values::{self, ColumnsCache, Interner};
 use crate::{
     Checkpoint, CommitBatch, Committed, DeadLetter, FORMAT_VERSION, JournalEntry, RawRecord,
-    StoreStats,
+    SinkState, StoreStats,
 };
 use fjall::config::{BlockSizePolicy, CompressionPolicy, FilterPolicy};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -24,12 +24,15 @@ use std::thread::JoinHandle;
 /// fjall's journal is bounded to this size: once it is exceeded, memtables are flushed
 /// and old journal files deleted, so a restart replays at most this much.
 const MAX_JOURNALING_SIZE: u64 = 64 * 1024 * 1024;
+/// Deliveries kept per sink in the delivery log.
+pub const DELIVERIES_KEPT: u64 = 10_000;
 /// Retention deletes in storage batches of this many rows.
 const RETENTION_CHUNK: usize = 10_000;
 
 pub(crate) const META_FORMAT_VERSION: &[u8] = b"format_version";
 pub(crate) const META_LAST_SEQ: &[u8] = b"last_seq";
 pub(crate) const META_LAST_DEAD_LETTER: &[u8] = b"last_dead_letter";
+pub(crate) const META_LAST_CHANGE: &[u8] = b"last_change";
 
 /// Journal value tags.
 pub(crate) const JOURNAL_EVENT: u8 = 0;
@@ -44,6 +47,9 @@ pub(crate) struct Keyspaces {
     pub(crate) results: Keyspace,
     pub(crate) checkpoints: Keyspace,
     pub(crate) dead: Keyspace,
+    pub(crate) changes: Keyspace,
+    pub(crate) sinks: Keyspace,
+    pub(crate) deliveries: Keyspace,
 }
 
 /// Memtable size of the big keyspaces; bounds how much journal fjall replays on open.
@@ -74,6 +80,9 @@ impl Keyspaces {
             results: db.keyspace("results", scanned)?,
             checkpoints: db.keyspace("checkpoints", KeyspaceCreateOptions::default)?,
             dead: db.keyspace("dead_letters", scanned)?,
+            changes: db.keyspace("changes", scanned)?,
+            sinks: db.keyspace("sinks", KeyspaceCreateOptions::default)?,
+            deliveries: db.keyspace("deliveries", scanned)?,
         })
     }
 }
@@ -92,6 +101,8 @@ pub(crate) struct Shared {
     /// committer never interleave their read-then-write of the ids keyspace.
     pub(crate) write_lock: Mutex<()>,
     pub(crate) last_seq: AtomicU64,
+    /// The newest change-feed sequence number durable.
+    pub(crate) last_change: AtomicU64,
     pub(crate) commits: AtomicU64,
     pub(crate) fsyncs: AtomicU64,
 }
@@ -186,9 +197,15 @@ impl Store {
             let (k, v) = kv.into_inner()?;
             last_seq = last_seq.max(journal_row_span(&k, &v)?.1);
         }
+        let mut last_change = meta_u64(META_LAST_CHANGE)?;
+        if let Some(kv) = ks.changes.last_key_value() {
+            let k = kv.key()?;
+            last_change = last_change.max(keys::u64_from_bytes(&k, "changes key")?);
+        }
         let state = CommitterState {
             last_seq,
             last_dead_letter: meta_u64(META_LAST_DEAD_LETTER)?,
+            last_change,
         };
 
         let shared = Arc::new(Shared {
@@ -201,6 +218,7 @@ impl Store {
             fail_next_persist: AtomicBool::new(false),
             write_lock: Mutex::new(()),
             last_seq: AtomicU64::new(last_seq),
+            last_change: AtomicU64::new(last_change),
             commits: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
         });
@@ -241,6 +259,7 @@ impl Store {
             return Ok(Committed {
                 first_seq: last + 1,
                 last_seq: last,
+                last_change: self.last_change(),
             });
         }
         let (reply, answer) = mpsc::sync_channel(1);
@@ -263,6 +282,11 @@ impl Store {
     /// The sequence number of the last durable journal entry (0 if none yet).
     pub fn last_seq(&self) -> u64 {
         self.shared().last_seq.load(Ordering::SeqCst)
+    }
+
+    /// The number of the newest durable change (stored result version); 0 if none.
+    pub fn last_change(&self) -> u64 {
+        self.shared().last_change.load(Ordering::SeqCst)
     }
 
     /// Commit and fsync counters since the store was opened.
@@ -586,6 +610,126 @@ impl Store {
         flush(&mut best)
     }
 
+    // ---------------------------------------------------------------- change feed, sinks
+
+    /// The change feed: up to `limit` stored results with change number greater than
+    /// `after`, in change order, each with its number. With `pipeline`, only that
+    /// pipeline's. Every stored version of every window appears exactly once, in the
+    /// order it became durable; a replayed or older version that the version guard
+    /// rejected never appears. A reader that resumes after the last number it saw misses
+    /// nothing and sees nothing twice.
+    pub fn changes_after(
+        &self,
+        after: u64,
+        pipeline: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Emission)>> {
+        let ks = &self.shared().ks;
+        let mut out = Vec::new();
+        let mut cols = ColumnsCache::default();
+        let mut names = Interner::default();
+        let from = after.saturating_add(1);
+        for kv in ks.changes.range(from.to_be_bytes()..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv.into_inner()?;
+            let n = keys::u64_from_bytes(&k, "changes key")?;
+            let mut r = KeyReader::new(&v, "changes value");
+            let p = r.str()?;
+            if pipeline.is_some_and(|want| want != p) {
+                continue;
+            }
+            let key = values::key_from_canonical(&r.str()?)?;
+            let start = r.time()?;
+            let version = r.u32()?;
+            r.end()?;
+            let Some(row) = ks.results.get(&v)? else {
+                return Err(Error::corrupt(
+                    format!("change {n}"),
+                    "points at a result that is not stored",
+                ));
+            };
+            let p = names.get(&p);
+            out.push((
+                n,
+                values::decode_emission(&p, &key, start, version, &row, &mut cols)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// A sink's durable position in the change feed.
+    pub fn sink_state(&self, sink: &str) -> Result<SinkState> {
+        let mut k = Vec::new();
+        keys::put_str(&mut k, sink);
+        match self.shared().ks.sinks.get(&k)? {
+            None => Ok(SinkState::default()),
+            Some(v) => {
+                let mut r = KeyReader::new(&v, "sinks value");
+                let state = SinkState {
+                    cursor: r.u64()?,
+                    last_delivery: r.u64()?,
+                };
+                r.end()?;
+                Ok(state)
+            }
+        }
+    }
+
+    /// Records delivery `id` of `sink` (`record` is the caller's encoding, e.g. JSON)
+    /// and moves the sink's cursor to `cursor`, atomically and durably. Only the newest
+    /// [`DELIVERIES_KEPT`] deliveries of a sink are kept.
+    pub fn record_delivery(&self, sink: &str, id: u64, cursor: u64, record: &[u8]) -> Result<()> {
+        let shared = self.shared();
+        shared.check_writable()?;
+        let ks = &shared.ks;
+        let mut name = Vec::new();
+        keys::put_str(&mut name, sink);
+        let mut state = Vec::with_capacity(16);
+        keys::put_u64(&mut state, cursor);
+        keys::put_u64(&mut state, id);
+        let mut wb = shared.db.batch();
+        wb.insert(&ks.sinks, name.as_slice(), state);
+        let mut dk = name.clone();
+        keys::put_u64(&mut dk, id);
+        wb.insert(&ks.deliveries, dk, record);
+        if let Some(old) = id.checked_sub(DELIVERIES_KEPT) {
+            let mut ok = name.clone();
+            keys::put_u64(&mut ok, old);
+            wb.remove(&ks.deliveries, ok);
+        }
+        let written = wb
+            .commit()
+            .map_err(Error::from)
+            .and_then(|()| Ok(shared.db.persist(PersistMode::SyncAll)?));
+        if let Err(e) = written {
+            shared.set_poison(&e.to_string());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// A sink's recorded deliveries, newest first, at most `limit`.
+    pub fn deliveries(&self, sink: &str, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut prefix = Vec::new();
+        keys::put_str(&mut prefix, sink);
+        let mut out = Vec::new();
+        for kv in self
+            .shared()
+            .ks
+            .deliveries
+            .prefix(&prefix)
+            .rev()
+            .take(limit)
+        {
+            let (k, v) = kv.into_inner()?;
+            let mut r = KeyReader::new(&k[prefix.len()..], "deliveries key");
+            out.push((r.u64()?, v.to_vec()));
+        }
+        Ok(out)
+    }
+
     // ---------------------------------------------------------------- checkpoints, dead letters
 
     /// The pipeline's checkpoint, if it has one.
@@ -792,6 +936,9 @@ fn check_format(db: &Database, ks: &Keyspaces) -> Result<()> {
                     "version 0 does not exist",
                 ));
             }
+            if found == 1 {
+                migrate_v1_changes(db, ks)?;
+            }
             Ok(())
         }
         None => {
@@ -801,6 +948,28 @@ fn check_format(db: &Database, ks: &Keyspaces) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Format 1 had no change feed: give every stored result a change number, in the order
+/// they were emitted (ties in key order), so the feed starts with the whole history.
+fn migrate_v1_changes(db: &Database, ks: &Keyspaces) -> Result<()> {
+    let mut rows: Vec<(i64, fjall::UserKey)> = Vec::new();
+    for kv in ks.results.iter() {
+        let (k, v) = kv.into_inner()?;
+        rows.push((values::emission_emitted_at(&v)?, k));
+    }
+    rows.sort();
+    let mut wb = db.batch();
+    let mut n = 0u64;
+    for (_, k) in rows {
+        n += 1;
+        wb.insert(&ks.changes, n.to_be_bytes(), k.as_ref());
+    }
+    wb.insert(&ks.meta, META_LAST_CHANGE, n.to_be_bytes());
+    wb.insert(&ks.meta, META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes());
+    wb.commit()?;
+    db.persist(PersistMode::SyncAll)?;
+    Ok(())
 }
 
 /// `pipeline ‖ key ‖ start`: the prefix of every version of one window.

@@ -32,7 +32,8 @@ fn events_come_back_by_key_and_time_range_in_time_then_seq_order() {
         c,
         Committed {
             first_seq: 1,
-            last_seq: 6
+            last_seq: 6,
+            last_change: 0
         }
     );
     assert_eq!(store.last_seq(), 6);
@@ -93,7 +94,8 @@ fn events_come_back_by_key_and_time_range_in_time_then_seq_order() {
         c,
         Committed {
             first_seq: 7,
-            last_seq: 7
+            last_seq: 7,
+            last_change: 0
         },
         "seqs continue after reopen"
     );
@@ -154,7 +156,8 @@ fn journal_holds_events_and_ticks_in_seq_order_and_checkpoints_prune_it() {
         store.commit(b1.clone()).unwrap(),
         Committed {
             first_seq: 1,
-            last_seq: 5
+            last_seq: 5,
+            last_change: 0
         }
     );
     let b2 = CommitBatch {
@@ -519,7 +522,8 @@ fn an_empty_commit_is_an_empty_range() {
         store.commit(CommitBatch::default()).unwrap(),
         Committed {
             first_seq: 1,
-            last_seq: 0
+            last_seq: 0,
+            last_change: 0
         }
     );
     let c = store
@@ -532,7 +536,8 @@ fn an_empty_commit_is_an_empty_range() {
         c,
         Committed {
             first_seq: 1,
-            last_seq: 0
+            last_seq: 0,
+            last_change: 1
         }
     );
 }
