@@ -42,6 +42,142 @@ pub struct Config {
     /// Pipelines: what to compute over which stream.
     #[serde(default, rename = "pipeline")]
     pub pipelines: Vec<PipelineConfig>,
+    /// The HTTP server (`reckon serve`).
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Webhooks notified of corrected windows (Slack-compatible by default).
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// `[server]`: the HTTP server of `reckon serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8086` (InfluxDB's port, so clients
+    /// written for InfluxDB need only the host changed). There is no authentication
+    /// yet: bind to another interface only behind something that authenticates.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest request body accepted, in bytes; larger requests get 413. Default 64 MiB.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Ingest requests waiting for the writer beyond this many get 503 with
+    /// `Retry-After` (back-pressure instead of unbounded memory). Default 64.
+    #[serde(default = "default_max_pending")]
+    pub max_pending_requests: usize,
+    /// Processing time advances (timers, idle partitions, early results) this often
+    /// when no event arrives. Default `1s`.
+    #[serde(default = "default_tick")]
+    pub tick_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+            max_pending_requests: default_max_pending(),
+            tick_interval: default_tick(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8086".into()
+}
+fn default_max_body() -> usize {
+    64 << 20
+}
+fn default_max_pending() -> usize {
+    64
+}
+fn default_tick() -> Duration {
+    Duration(Span(1_000_000_000))
+}
+
+/// What a webhook is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookNotify {
+    /// Windows whose result changed after it was first emitted (late data, recomputes).
+    #[default]
+    Corrections,
+    /// Every emission, first results included.
+    All,
+}
+
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// A Slack incoming-webhook message (`{"text": …}`), readable by people.
+    #[default]
+    Slack,
+    /// reckon's structured JSON, for programs.
+    Json,
+}
+
+/// `[[webhook]]`: an HTTP endpoint told about corrected windows. Deliveries run beside
+/// ingest and never block it; they resume from a durable cursor after a restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Name of this webhook (in metrics and the delivery log).
+    pub name: String,
+    /// URL to POST to.
+    pub url: String,
+    /// Pipelines whose emissions are sent (default: all).
+    #[serde(default)]
+    pub pipelines: Vec<String>,
+    /// `slack` (default) or `json`.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// `corrections` (default) or `all`.
+    #[serde(default)]
+    pub notify: WebhookNotify,
+    /// Key for the `X-Reckon-Signature` HMAC-SHA256 header (none: unsigned).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// At most one message per this interval, summarising every window corrected in
+    /// it. Default `10s`; `0s` sends each commit's corrections at once.
+    #[serde(default = "default_digest")]
+    pub digest_interval: Duration,
+    /// Attempts per message before it is recorded as failed. Default 6.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay, doubled each retry up to `max_backoff`. Default `500ms`.
+    #[serde(default = "default_backoff")]
+    pub backoff: Duration,
+    /// Longest retry delay. Default `1m`.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    /// Time limit of one attempt. Default `10s`.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_digest() -> Duration {
+    Duration(Span(10_000_000_000))
+}
+fn default_attempts() -> u32 {
+    6
+}
+fn default_backoff() -> Duration {
+    Duration(Span(500_000_000))
+}
+fn default_max_backoff() -> Duration {
+    Duration(Span(60_000_000_000))
+}
+fn default_webhook_timeout() -> Duration {
+    Duration(Span(10_000_000_000))
+}
+
+impl Duration {
+    /// As a `std::time::Duration` (negative spans are zero).
+    pub fn to_std(self) -> std::time::Duration {
+        std::time::Duration::from_nanos(u64::try_from(self.0.0).unwrap_or(0))
+    }
 }
 
 /// `[store]`.
@@ -305,6 +441,34 @@ impl Config {
                 )));
             }
             p.spec()?;
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if self.webhooks[..i].iter().any(|v| v.name == w.name) {
+                return Err(Error::Config(format!(
+                    "webhook `{}` is defined twice",
+                    w.name
+                )));
+            }
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "webhook `{}`: url `{}` must start with http:// or https://",
+                    w.name, w.url
+                )));
+            }
+            if w.max_attempts == 0 {
+                return Err(Error::Config(format!(
+                    "webhook `{}`: max_attempts must be at least 1",
+                    w.name
+                )));
+            }
+            for p in &w.pipelines {
+                if !self.pipelines.iter().any(|q| &q.name == p) {
+                    return Err(Error::Config(format!(
+                        "webhook `{}` names pipeline `{p}`, which no [[pipeline]] defines",
+                        w.name
+                    )));
+                }
+            }
         }
         Ok(())
     }

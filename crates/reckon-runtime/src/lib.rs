@@ -9,6 +9,9 @@ pub mod config;
 pub mod error;
 pub mod runtime;
 
-pub use config::{Config, PipelineConfig, StreamConfig, TimeFormat};
+pub use config::{
+    Config, PipelineConfig, ServerConfig, StreamConfig, TimeFormat, WebhookConfig, WebhookFormat,
+    WebhookNotify,
+};
 pub use error::{Error, Result};
-pub use runtime::{IngestReport, Runtime, RuntimeOptions};
+pub use runtime::{IngestReport, IngestRequest, Runtime, RuntimeOptions};

@@ -20,7 +20,7 @@ use reckon_core::{
     ProcessingTime, Window,
 };
 use reckon_store::{Checkpoint, CommitBatch, DeadLetter, JournalEntry, RawRecord, Store};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Options of a running instance.
@@ -42,6 +42,17 @@ impl Default for RuntimeOptions {
 struct PipelineRun {
     engine: Pipeline,
     stream: Arc<str>,
+}
+
+/// One batch of events of one stream from one partition, as a source delivered it.
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    /// The stream the events belong to.
+    pub stream: Arc<str>,
+    /// The source partition (watermarks are per partition).
+    pub partition: PartitionId,
+    /// The events, in arrival order.
+    pub events: Vec<Event>,
 }
 
 /// What one batch did.
@@ -140,7 +151,7 @@ impl Runtime {
                         p.engine.advance(r.ingested_at, &mut self.buf);
                         let outcome = p.engine.ingest(r.partition, &r.event, &mut self.buf);
                         if let Outcome::Recompute { key, windows } = outcome {
-                            self.recompute(i, &key, &windows, &[])?;
+                            self.recompute(i, &key, &windows, &[], &[])?;
                         }
                     }
                     _ => {}
@@ -184,31 +195,106 @@ impl Runtime {
         events: Vec<Event>,
         sink: &mut dyn FnMut(&Emission),
     ) -> Result<IngestReport> {
+        let mut reports = self.ingest_many(
+            now,
+            vec![IngestRequest {
+                stream: Arc::from(stream),
+                partition,
+                events,
+            }],
+            sink,
+        )?;
+        Ok(reports.pop().unwrap_or_default())
+    }
+
+    /// Ingests several batches (of any streams and partitions) arrived at `now`, in
+    /// order, as if one after the other, but in **one** durable commit: a server that
+    /// drains its queue of requests pays one fsync for all of them. Returns one report
+    /// per request, once everything is durable; emissions go to `sink` after the commit.
+    pub fn ingest_many(
+        &mut self,
+        now: ProcessingTime,
+        requests: Vec<IngestRequest>,
+        sink: &mut dyn FnMut(&Emission),
+    ) -> Result<Vec<IngestReport>> {
+        let mut batch = CommitBatch::default();
+        // Ids of this group's events per stream: the store does not know them yet.
+        let mut pending_ids: HashMap<Arc<str>, HashSet<EventId>> = HashMap::new();
+        let mut reports = Vec::with_capacity(requests.len());
+        for req in requests {
+            let known = pending_ids.entry(req.stream.clone()).or_default();
+            reports.push(self.stage(now, req, known, &mut batch)?);
+        }
+        self.batches += 1;
+        let entries = batch.events.len() as u64;
+        if self.options.checkpoint_every > 0
+            && self.batches.is_multiple_of(self.options.checkpoint_every)
+        {
+            let seq = self.store.last_seq() + entries;
+            self.checkpoints_into(&mut batch, seq)?;
+        }
+        let checkpointed = !batch.checkpoints.is_empty();
+        let streams: BTreeSet<Arc<str>> = pending_ids.into_keys().collect();
+        let emissions = std::mem::take(&mut batch.emissions);
+        batch.emissions = emissions.clone();
+        let committed = self.store.commit(batch)?;
+        for r in &mut reports {
+            r.last_seq = committed.last_seq;
+        }
+        emissions.iter().for_each(sink);
+        if checkpointed {
+            for s in &streams {
+                self.apply_retention(s)?;
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Runs one request through the engines of its stream and adds what it caused to
+    /// `batch` (not committed yet).
+    fn stage(
+        &mut self,
+        now: ProcessingTime,
+        req: IngestRequest,
+        known: &mut HashSet<EventId>,
+        batch: &mut CommitBatch,
+    ) -> Result<IngestReport> {
+        let IngestRequest {
+            stream,
+            partition,
+            events,
+        } = req;
         let mut report = IngestReport::default();
-        // Duplicates: against the store (whole retention) and within the batch.
-        let ids: Vec<&EventId> = events.iter().filter_map(|e| e.id.as_ref()).collect();
-        let seen = self.store.ids_seen(stream, &ids)?;
-        let mut known: HashSet<&EventId> = ids
+        // Duplicates: against the store (whole retention), earlier requests of this
+        // group, and within the batch.
+        let fresh_ids: Vec<&EventId> = events
+            .iter()
+            .filter_map(|e| e.id.as_ref())
+            .filter(|id| !known.contains(*id))
+            .collect();
+        let seen = self.store.ids_seen(&stream, &fresh_ids)?;
+        let stored: HashSet<EventId> = fresh_ids
             .iter()
             .zip(&seen)
             .filter(|(_, s)| **s)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| (*id).clone())
             .collect();
         let mut fresh = Vec::with_capacity(events.len());
-        for e in &events {
+        for e in events {
             if let Some(id) = &e.id
-                && !known.insert(id)
+                && (stored.contains(id) || !known.insert(id.clone()))
             {
                 report.duplicates += 1;
                 continue;
             }
-            fresh.push(e.clone());
+            fresh.push(e);
         }
-        drop(known);
         let mut dead = vec![false; fresh.len()];
         let mut accepted_by_any =
             vec![self.pipelines.iter().all(|p| *p.stream != *stream); fresh.len()];
-        let mut batch = CommitBatch::default();
+        // Events of this stream staged by earlier requests of the group: not in the raw
+        // log yet, but the cold path must see them.
+        let staged_before = batch.events.len();
         for i in 0..self.pipelines.len() {
             if *self.pipelines[i].stream != *stream {
                 continue;
@@ -231,7 +317,7 @@ impl Runtime {
                         dead_here[*idx] = true;
                         batch.dead_letters.push(DeadLetter {
                             pipeline: p.engine.spec().name.clone(),
-                            stream: Arc::from(stream),
+                            stream: stream.clone(),
                             event: fresh[*idx].clone(),
                             kind: dead_letter_kind(reason).into(),
                             reason: reason.to_string(),
@@ -248,14 +334,20 @@ impl Runtime {
                     accepted_by_any[j] = true;
                 }
             }
-            let in_batch: Vec<&Event> = fresh
+            let uncommitted: Vec<&Event> = batch.events[..staged_before]
                 .iter()
-                .zip(&dead_here)
-                .filter(|(_, d)| !**d)
-                .map(|(e, _)| e)
+                .map(|r| &r.event)
+                .filter(|e| *e.stream == *stream)
+                .chain(
+                    fresh
+                        .iter()
+                        .zip(&dead_here)
+                        .filter(|(_, d)| !**d)
+                        .map(|(e, _)| e),
+                )
                 .collect();
             for (key, w) in cold {
-                self.recompute(i, &key, &[w], &in_batch)?;
+                self.recompute(i, &key, &[w], &uncommitted, &batch.emissions)?;
             }
             batch.emissions.append(&mut self.buf);
             report.late = report.late.max(late_here);
@@ -272,22 +364,6 @@ impl Runtime {
             if dead[j] {
                 report.dead_lettered += 1;
             }
-        }
-        self.batches += 1;
-        let entries = batch.events.len() as u64;
-        if self.options.checkpoint_every > 0
-            && self.batches.is_multiple_of(self.options.checkpoint_every)
-        {
-            let seq = self.store.last_seq() + entries;
-            self.checkpoints_into(&mut batch, seq)?;
-        }
-        let checkpointed = !batch.checkpoints.is_empty();
-        let emissions = batch.emissions.clone();
-        let committed = self.store.commit(batch)?;
-        report.last_seq = committed.last_seq;
-        emissions.iter().for_each(sink);
-        if checkpointed {
-            self.apply_retention(stream)?;
         }
         Ok(report)
     }
@@ -370,14 +446,19 @@ impl Runtime {
         key: &Key,
         windows: &[Window],
         uncommitted: &[&Event],
+        staged: &[Emission],
     ) -> Result<()> {
         let p = &mut self.pipelines[i];
         for &w in windows {
+            // The newest version of the window: emitted in this call, staged by an
+            // earlier request of this commit, or stored.
+            let name = p.engine.spec().name.clone();
             let prior = self
                 .buf
                 .iter()
                 .rev()
-                .find(|e| &e.key == key && e.window == w)
+                .chain(staged.iter().rev())
+                .find(|e| e.pipeline == name && &e.key == key && e.window == w)
                 .cloned()
                 .or(self.store.latest(&p.engine.spec().name, key, w.start)?)
                 .map(|e| Prior {
