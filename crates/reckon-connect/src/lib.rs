@@ -1,7 +1,11 @@
 //! `reckon-connect`: wire formats and the systems events come from and results go to.
 //! Each system gets its own module (`nats`, `mqtt`, `postgres`, `webhook`, `delta`,
-//! `file`) as the connectors arrive; today the JSON event format.
+//! `file`) as the connectors arrive; today the JSON, CSV and InfluxDB line protocol
+//! event formats and the webhook sink.
 
+pub mod csv;
 pub mod json;
+pub mod lineproto;
+pub mod webhook;
 
 pub use json::{DecodeError, JsonDecoder};

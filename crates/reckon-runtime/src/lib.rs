@@ -14,4 +14,4 @@ pub use config::{
     WebhookNotify,
 };
 pub use error::{Error, Result};
-pub use runtime::{IngestReport, IngestRequest, Runtime, RuntimeOptions};
+pub use runtime::{IngestReport, IngestRequest, PipelineReport, Runtime, RuntimeOptions};

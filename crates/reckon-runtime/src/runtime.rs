@@ -69,6 +69,21 @@ pub struct IngestReport {
     pub dead_lettered: u64,
     /// Journal sequence number of the batch's last entry.
     pub last_seq: u64,
+    /// What each pipeline of the stream did with the batch.
+    pub pipelines: Vec<PipelineReport>,
+}
+
+/// What one pipeline did with one batch.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PipelineReport {
+    /// The pipeline.
+    pub pipeline: Arc<str>,
+    /// Late events applied to windows still in memory (hot corrections).
+    pub late_applied: u64,
+    /// Late events whose windows were recomputed from the raw log (cold path).
+    pub recomputed: u64,
+    /// Events this pipeline dead-lettered.
+    pub dead_lettered: u64,
 }
 
 /// A running reckon: the store and the engines of all configured pipelines.
@@ -174,6 +189,14 @@ impl Runtime {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The names of every pipeline, in configuration order.
+    pub fn pipeline_names(&self) -> Vec<Arc<str>> {
+        self.pipelines
+            .iter()
+            .map(|p| p.engine.spec().name.clone())
+            .collect()
     }
 
     /// The engine of a pipeline.
@@ -307,14 +330,21 @@ impl Runtime {
             let mut cold: BTreeSet<(Key, Window)> = BTreeSet::new();
             let mut late_here = br.corrected;
             let mut dead_here = vec![false; fresh.len()];
+            let mut pr = PipelineReport {
+                pipeline: p.engine.spec().name.clone(),
+                late_applied: br.corrected,
+                ..PipelineReport::default()
+            };
             for (idx, outcome) in &br.follow_ups {
                 match outcome {
                     Outcome::Recompute { key, windows } => {
                         late_here += 1;
+                        pr.recomputed += 1;
                         cold.extend(windows.iter().map(|w| (key.clone(), *w)));
                     }
                     Outcome::DeadLettered(reason) => {
                         dead_here[*idx] = true;
+                        pr.dead_lettered += 1;
                         batch.dead_letters.push(DeadLetter {
                             pipeline: p.engine.spec().name.clone(),
                             stream: stream.clone(),
@@ -351,6 +381,7 @@ impl Runtime {
             }
             batch.emissions.append(&mut self.buf);
             report.late = report.late.max(late_here);
+            report.pipelines.push(pr);
         }
         for (j, e) in fresh.into_iter().enumerate() {
             if accepted_by_any[j] {

@@ -102,8 +102,14 @@ fn a_group_of_requests_equals_the_requests_one_by_one() {
         let now = all[((at + group.len()) * 37).min(all.len()) - 1].at;
         for events in group {
             reports.0.push(
-                one.ingest("water_level", PartitionId(0), now, events.clone(), &mut |_| {})
-                    .unwrap(),
+                one.ingest(
+                    "water_level",
+                    PartitionId(0),
+                    now,
+                    events.clone(),
+                    &mut |_| {},
+                )
+                .unwrap(),
             );
         }
         let reqs = group
@@ -114,7 +120,9 @@ fn a_group_of_requests_equals_the_requests_one_by_one() {
                 events: events.clone(),
             })
             .collect();
-        reports.1.extend(many.ingest_many(now, reqs, &mut |_| {}).unwrap());
+        reports
+            .1
+            .extend(many.ingest_many(now, reqs, &mut |_| {}).unwrap());
         at += group.len();
         groups += 1;
     }

@@ -1,4 +1,5 @@
-//! `reckon demo`: seed 000's workload through the engine, in process.
+//! `reckon demo --in-process`: seed 000's workload through the engine, in process
+//! (the default `reckon demo` runs it through the server: `demo_live.rs`).
 //!
 //! It plays the part the runtime will play (issue "durable store and runtime"): a raw
 //! log indexed by key and time, cold recomputes from it, and a sink that keeps the
@@ -24,23 +25,39 @@ use std::time::Instant;
 pub struct DemoArgs {
     /// Hours of event time to simulate (a tick every 10 s).
     #[arg(long, default_value_t = 6)]
-    hours: u32,
+    pub(crate) hours: u32,
     /// Number of locations (tag `i`), 100 in seed 000.
     #[arg(long, default_value_t = 100)]
-    locations: u32,
+    pub(crate) locations: u32,
     /// Probability that a location also sends a late point in a tick (write.py: 1).
     #[arg(long, default_value_t = 1.0)]
-    late_probability: f64,
+    pub(crate) late_probability: f64,
     /// Allowed lateness in minutes: later points are recomputed from the raw log.
     /// Seed 000 handles points up to 24 h late; try 60 to watch the cold path.
     #[arg(long, default_value_t = 24 * 60)]
-    allowed_lateness_minutes: i64,
+    pub(crate) allowed_lateness_minutes: i64,
     /// How many example lines of each kind to print.
     #[arg(long, default_value_t = 3)]
-    examples: usize,
+    pub(crate) examples: usize,
     /// Seed of the data generator.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
+    /// Run the engine in process, as fast as it goes, without the server and the store.
+    #[arg(long)]
+    pub(crate) in_process: bool,
+    /// Event time runs this many times faster than real time (360: an hour in 10 s).
+    #[arg(long, default_value_t = 360.0)]
+    pub(crate) speed: f64,
+    /// Address of the demo's server (if taken, any free port).
+    #[arg(long, default_value = "127.0.0.1:8086")]
+    pub(crate) listen: String,
+    /// Keep the store here (default: a temporary directory, deleted at the end).
+    #[arg(long)]
+    pub(crate) data: Option<std::path::PathBuf>,
+    /// Send the corrections to this webhook (e.g. a Slack incoming-webhook URL) instead
+    /// of the demo's own receiver, which prints them.
+    #[arg(long)]
+    pub(crate) webhook: Option<String>,
 }
 
 fn spec(args: &DemoArgs) -> Result<PipelineSpec> {
@@ -114,6 +131,9 @@ fn mean(e: &Emission) -> String {
 
 /// Runs the demo; the exit code says whether every window verified.
 pub fn run(args: &DemoArgs) -> Result<ExitCode> {
+    if !args.in_process {
+        return crate::demo_live::run(args);
+    }
     if !(0.0..=1.0).contains(&args.late_probability) {
         bail!(
             "--late-probability must be between 0 and 1, got {}",

@@ -6,7 +6,9 @@
 //! used (the message says which).
 
 mod demo;
+mod demo_live;
 mod ingest;
+mod serve;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -22,10 +24,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run seed 000's water-level workload through the engine and watch late data being
-    /// corrected: windows closing, late points, corrections with old and new values,
-    /// cold recomputes, and a final check of every window against a batch recompute.
+    /// Run seed 000's water-level workload through the server and watch late data being
+    /// corrected: events/s, corrections with old and new values, the webhook message,
+    /// where to look (change feed, queries, metrics), and a final check of every window
+    /// against a batch recompute. `--in-process` runs the engine alone, as fast as it goes.
     Demo(demo::DemoArgs),
+    /// Run the HTTP server on a configuration file (ingest, queries, change feed,
+    /// webhooks, metrics) until Ctrl-C or SIGTERM.
+    Serve(serve::ServeArgs),
     /// Read NDJSON events from standard input into a stream; prints `ack <lines> <seq>`
     /// after each batch is durable.
     Ingest(ingest::IngestArgs),
@@ -36,8 +42,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The one TLS provider (ring) for the HTTP clients (webhooks, `reckon query`).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Ingest(args) => ingest::run(&args),
         Command::Verify(args) => verify::run(&args),
     };

@@ -26,17 +26,39 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let store = Store::open(&config.store.path)
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
+    let (checked, bad) = check(&config, &store, args.pipeline.as_deref(), &mut |line| {
+        println!("{line}")
+    })?;
+    if bad == 0 {
+        println!(
+            "verified {checked} windows: every stored result equals its recomputation from the raw log"
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{bad} windows disagree with the raw log");
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Recomputes every stored window (of one pipeline, or all) from the raw log; reports
+/// each disagreement through `report`. Returns (windows checked, disagreements).
+pub fn check(
+    config: &Config,
+    store: &Store,
+    only: Option<&str>,
+    report: &mut dyn FnMut(String),
+) -> Result<(usize, usize)> {
     let mut bad = 0usize;
     let mut checked = 0usize;
     for p in &config.pipelines {
-        if args.pipeline.as_ref().is_some_and(|name| *name != p.name) {
+        if only.is_some_and(|name| name != p.name) {
             continue;
         }
         let spec = p.spec()?;
         let raw = store.raw_scan(&p.stream)?;
         let (expected, rejected) = batch::compute(&spec, &raw)?;
         for (i, e) in &rejected {
-            println!("{}: raw event {i} cannot be windowed: {e}", p.name);
+            report(format!("{}: raw event {i} cannot be windowed: {e}", p.name));
             bad += 1;
         }
         let stored = store.windows(&p.name, None, EventTime::MIN, EventTime::MAX, None)?;
@@ -53,10 +75,10 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
             match expected.get(&(em.key.clone(), em.window)) {
                 None => {
                     bad += 1;
-                    println!(
+                    report(format!(
                         "{} {} {}: stored v{} but the raw log has no event in it",
                         p.name, em.key, em.window, em.version.0
-                    );
+                    ));
                 }
                 Some(r) => {
                     let values_ok = r
@@ -66,7 +88,7 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
                         .all(|(a, b)| values_agree(a.as_ref(), b.as_ref()));
                     if r.checksum != em.checksum || r.count != em.count || !values_ok {
                         bad += 1;
-                        println!(
+                        report(format!(
                             "{} {} {}: stored v{} count {} checksum {} values {:?}; raw log gives count {} checksum {} values {:?}",
                             p.name,
                             em.key,
@@ -78,7 +100,7 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
                             r.count,
                             r.checksum,
                             r.values
-                        );
+                        ));
                     }
                 }
             }
@@ -86,20 +108,12 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
         for ((key, window), r) in &expected {
             if window.end <= closed_before && !seen.contains(&(key.clone(), *window)) {
                 bad += 1;
-                println!(
+                report(format!(
                     "{} {} {}: closed, {} raw events, but no stored result",
                     p.name, key, window, r.count
-                );
+                ));
             }
         }
     }
-    if bad == 0 {
-        println!(
-            "verified {checked} windows: every stored result equals its recomputation from the raw log"
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("{bad} windows disagree with the raw log");
-        Ok(ExitCode::from(1))
-    }
+    Ok((checked, bad))
 }

@@ -15,9 +15,43 @@ fn reckon(args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
-fn demo_shows_corrections_and_verifies_every_window() {
+fn demo_through_the_server_shows_corrections_webhook_and_verifies() {
     let (code, out, err) = reckon(&[
         "demo",
+        "--hours",
+        "2",
+        "--locations",
+        "10",
+        "--speed",
+        "7200",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for needle in [
+        "curl -N -H 'Accept: text/event-stream' http://127.0.0.1:",
+        "/v1/pipelines/water_level_mean_1h/changes",
+        "history: ",
+        "events/s",
+        "webhook message (seed 000's Slack alert, as reckon sends it)",
+        "Measurement *water_level*",
+        "count 360 → 361",
+        "verified: all",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in:\n{out}");
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("correction #") && l.contains("v1 → v2") && l.contains("mean")),
+        "{out}"
+    );
+}
+
+#[test]
+fn demo_in_process_shows_corrections_and_verifies_every_window() {
+    let (code, out, err) = reckon(&[
+        "demo",
+        "--in-process",
         "--hours",
         "2",
         "--locations",
@@ -54,10 +88,28 @@ fn demo_shows_corrections_and_verifies_every_window() {
 
 #[test]
 fn bad_arguments_exit_2_with_a_message() {
+    let (code, _, err) = reckon(&["demo", "--late-probability", "2", "--in-process"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--late-probability must be between 0 and 1, got 2"),
+        "{err}"
+    );
+    let (code, _, err) = reckon(&["demo", "--allowed-lateness-minutes=-5", "--in-process"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("allowed_lateness must not be negative"),
+        "{err}"
+    );
     let (code, _, err) = reckon(&["demo", "--late-probability", "2"]);
     assert_eq!(code, 2);
     assert!(
         err.contains("--late-probability must be between 0 and 1, got 2"),
+        "{err}"
+    );
+    let (code, _, err) = reckon(&["demo", "--speed", "0"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--speed must be a positive number, got 0"),
         "{err}"
     );
     let (code, _, err) = reckon(&["demo", "--allowed-lateness-minutes=-5"]);

@@ -1,0 +1,1 @@
+//! CSV events (placeholder, being written).

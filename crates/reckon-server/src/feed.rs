@@ -1,0 +1,197 @@
+//! The change feed: `GET /v1/pipelines/{p}/changes`.
+//!
+//! Every stored version of every window of the pipeline, in the order it became
+//! durable, each with its change number (the store's `changes` keyspace). As
+//! server-sent events (`Accept: text/event-stream`), each emission is an event of type
+//! `emission` whose `id` is its change number: a client that reconnects with
+//! `Last-Event-ID` (browsers' `EventSource` does so by itself) or `?since=<id>`
+//! continues exactly after it — nothing lost, nothing repeated. Without `since`, the
+//! stream starts at the newest change (only what happens from now on); `since=0` gives
+//! the whole history first. Other clients get one JSON page:
+//! `{"changes": [...], "next": <cursor>}`.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::wire::emission_json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use reckon_core::Emission;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// Changes read from the store at a time.
+const PAGE: usize = 1_000;
+
+/// Parameters of the change feed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangesQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Decrements the open-feeds gauge when a feed ends.
+struct Open(AppState);
+
+impl Open {
+    fn new(state: AppState) -> Open {
+        state.metrics().add("reckon_change_feed_clients", &[], 1.0);
+        Open(state)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0
+            .metrics()
+            .add("reckon_change_feed_clients", &[], -1.0);
+    }
+}
+
+struct Feed {
+    open: Open,
+    pipeline: Arc<str>,
+    cursor: u64,
+    buf: VecDeque<(u64, Emission)>,
+    progress: tokio::sync::watch::Receiver<crate::writer::Progress>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    done: bool,
+}
+
+async fn load(
+    state: &AppState,
+    pipeline: &Arc<str>,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Emission)>, String> {
+    let store = state.store().clone();
+    let p = pipeline.clone();
+    tokio::task::spawn_blocking(move || store.changes_after(after, Some(&p), limit))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+impl Feed {
+    async fn next(&mut self) -> Option<Event> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if let Some((n, e)) = self.buf.pop_front() {
+                let data = emission_json(&e, Some(n)).to_string();
+                return Some(
+                    Event::default()
+                        .id(n.to_string())
+                        .event("emission")
+                        .data(data),
+                );
+            }
+            if *self.shutdown.borrow() {
+                return None;
+            }
+            // Mark the current progress seen *before* reading, so a commit landing
+            // between the read and the wait still wakes us.
+            self.progress.borrow_and_update();
+            match load(&self.open.0, &self.pipeline, self.cursor, PAGE).await {
+                Err(e) => {
+                    self.done = true;
+                    return Some(
+                        Event::default().event("error").data(
+                            json!({ "error": format!("reading the change feed failed: {e}") })
+                                .to_string(),
+                        ),
+                    );
+                }
+                Ok(rows) if !rows.is_empty() => {
+                    if let Some((n, _)) = rows.last() {
+                        self.cursor = *n;
+                    }
+                    self.buf.extend(rows);
+                    continue;
+                }
+                Ok(_) => {}
+            }
+            tokio::select! {
+                changed = self.progress.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                _ = self.shutdown.wait_for(|s| *s) => return None,
+            }
+        }
+    }
+}
+
+/// `GET /v1/pipelines/{p}/changes?since=&limit=`.
+pub(crate) async fn changes(
+    State(state): State<AppState>,
+    Path(pipeline): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !state.config().pipelines.iter().any(|p| p.name == pipeline) {
+        return Err(ApiError::not_found(format!(
+            "unknown pipeline `{pipeline}`"
+        )));
+    }
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Last-Event-ID `{}` is not a change number",
+                        String::from_utf8_lossy(v.as_bytes())
+                    ))
+                })?,
+        ),
+    };
+    let sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let pipeline: Arc<str> = Arc::from(pipeline);
+    if !sse {
+        let since = last_event_id.or(q.since).unwrap_or(0);
+        let limit = q.limit.unwrap_or(PAGE).min(100_000);
+        let rows = load(&state, &pipeline, since, limit)
+            .await
+            .map_err(ApiError::internal)?;
+        let next = rows.last().map(|(n, _)| *n).unwrap_or(since);
+        return Ok(axum::Json(json!({
+            "pipeline": &*pipeline,
+            "changes": rows.iter().map(|(n, e)| emission_json(e, Some(*n))).collect::<Vec<_>>(),
+            "next": next,
+            "last_change": state.store().last_change(),
+        }))
+        .into_response());
+    }
+    let cursor = last_event_id
+        .or(q.since)
+        .unwrap_or_else(|| state.store().last_change());
+    let feed = Feed {
+        progress: state.progress(),
+        shutdown: state.shutdown(),
+        open: Open::new(state),
+        pipeline,
+        cursor,
+        buf: VecDeque::new(),
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(feed, |mut f| async move {
+        f.next().await.map(|e| (Ok::<_, Infallible>(e), f))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}

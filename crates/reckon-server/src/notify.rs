@@ -1,0 +1,169 @@
+//! Webhooks: one task per `[[webhook]]`, following the change feed from the webhook's
+//! durable cursor.
+//!
+//! Each task reads new changes from the store (woken by the writer after each commit),
+//! keeps the ones its webhook wants (corrections by default), pairs each with the
+//! version it replaced, and digests them: at most one message per `digest_interval`.
+//! A message is sent with retries and backoff; then its delivery record and the new
+//! cursor are stored in one durable write, so after a crash the webhook resumes after
+//! the last change it handled (at-least-once). Tasks never touch the writer: a slow or
+//! failing webhook never blocks ingest.
+
+use crate::AppState;
+use crate::error::{Error, Result};
+use reckon_connect::webhook::{Correction, DeliveryOutcome, Digest, WebhookSender};
+use reckon_core::Emission;
+use reckon_runtime::WebhookConfig;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Changes read from the store at a time.
+const PAGE: usize = 10_000;
+
+/// Starts one task per configured webhook.
+pub(crate) fn start(state: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for w in &state.config().webhooks {
+        let sender = WebhookSender::new(w).map_err(|e| Error::Webhook(e.to_string()))?;
+        tasks.push(tokio::spawn(run(state.clone(), w.clone(), sender)));
+    }
+    Ok(tasks)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The version a correction replaced: the newest stored version older than it.
+fn previous(state: &AppState, e: &Emission) -> Option<Emission> {
+    if e.version.0 <= 1 {
+        return None;
+    }
+    state
+        .store()
+        .history(&e.pipeline, &e.key, e.window.start)
+        .ok()?
+        .into_iter()
+        .rev()
+        .find(|o| o.version < e.version)
+}
+
+async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
+    let name = cfg.name.clone();
+    let streams: HashMap<String, Arc<str>> = state
+        .config()
+        .pipelines
+        .iter()
+        .map(|p| (p.name.clone(), Arc::from(p.stream.as_str())))
+        .collect();
+    let sink = match state.store().sink_state(&name) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("webhook `{name}`: cannot read its cursor ({e}); it is not running");
+            return;
+        }
+    };
+    let mut next_id = sink.last_delivery + 1;
+    let mut seen = sink.cursor;
+    let mut digest = Digest::new(cfg.digest_interval.to_std());
+    let mut progress = state.progress();
+    let mut shutdown = state.shutdown();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        progress.borrow_and_update();
+        let store = state.store().clone();
+        let rows = tokio::task::spawn_blocking(move || store.changes_after(seen, None, PAGE))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
+        let full = rows.len() == PAGE;
+        for (n, e) in rows {
+            seen = n;
+            if !cfg.pipelines.is_empty() && !cfg.pipelines.iter().any(|p| **p == *e.pipeline) {
+                continue;
+            }
+            let stream = streams
+                .get(&*e.pipeline)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(""));
+            let c = Correction {
+                change: n,
+                stream,
+                previous: previous(&state, &e),
+                emission: e,
+            };
+            if sender.wants(&c) {
+                digest.push(Instant::now(), c);
+            }
+        }
+        if let Some(batch) = digest.poll(Instant::now()) {
+            let id = next_id;
+            next_id += 1;
+            let body = sender.body(&batch.corrections);
+            let started = unix_now();
+            let result = sender.deliver(id, &body, started).await;
+            let outcome = match &result.outcome {
+                DeliveryOutcome::Delivered { .. } => "delivered",
+                DeliveryOutcome::Failed { .. } => "failed",
+            };
+            let m = state.metrics();
+            m.inc(
+                "reckon_webhook_deliveries_total",
+                &[("webhook", &name), ("outcome", outcome)],
+                1,
+            );
+            m.inc(
+                "reckon_webhook_attempts_total",
+                &[("webhook", &name)],
+                u64::from(result.attempts),
+            );
+            let record = json!({
+                "id": id,
+                "webhook": name,
+                "first_change": batch.first_change,
+                "last_change": batch.last_change,
+                "windows": batch.corrections.len(),
+                "corrections": batch.received,
+                "sent_at": crate::wire::rfc3339(started.saturating_mul(1_000_000_000)),
+                "result": result,
+            });
+            let store = state.store().clone();
+            let (n, last) = (name.clone(), batch.last_change);
+            let saved = tokio::task::spawn_blocking(move || {
+                store.record_delivery(&n, id, last, record.to_string().as_bytes())
+            })
+            .await;
+            if !matches!(saved, Ok(Ok(()))) {
+                eprintln!("webhook `{name}`: cannot record delivery {id}; stopping it");
+                return;
+            }
+            continue;
+        }
+        if full {
+            continue;
+        }
+        let wake = digest.next_send_at();
+        tokio::select! {
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}

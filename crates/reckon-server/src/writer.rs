@@ -1,0 +1,329 @@
+//! The writer: the one thread that owns the [`Runtime`] (the store's only writer).
+//!
+//! HTTP handlers decode their request, hand the events to the writer through a bounded
+//! queue and wait for the answer. The writer takes **every** request waiting, runs them
+//! through the engines in arrival order and commits them in one durable commit (one
+//! fsync for all), then answers each request with its own report. A full queue is
+//! answered at once with 503 and `Retry-After` (back-pressure, not unbounded memory).
+//! When no request arrives for `tick_interval`, the writer advances processing time
+//! (idle partitions, stalled watermarks, early results).
+//!
+//! After each commit the writer publishes the newest change number on a `watch`
+//! channel, which wakes the change feeds and the webhooks.
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use reckon_core::{Emission, EmissionKind, ProcessingTime};
+use reckon_runtime::{IngestReport, IngestRequest, Runtime};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// At most this many events go into one commit (bounds the writer's memory and the
+/// latency of the requests in a group).
+const MAX_GROUP_EVENTS: usize = 1 << 20;
+
+/// What the writer is asked to do.
+enum Job {
+    /// Ingest a request and answer.
+    Ingest(IngestJob),
+    /// Stop after what was queued before.
+    Stop,
+}
+
+/// One ingest request waiting for the writer.
+struct IngestJob {
+    request: IngestRequest,
+    received: Instant,
+    reply: oneshot::Sender<Result<IngestReport, String>>,
+}
+
+/// Why a request was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full: retry later.
+    Overloaded,
+    /// The writer stopped (a failed commit or shutdown); the message says why.
+    Stopped(String),
+}
+
+/// The handlers' side of the writer.
+#[derive(Debug, Clone)]
+pub struct WriterHandle {
+    tx: SyncSender<Job>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl WriterHandle {
+    /// Queues a request and waits until it is durable.
+    pub async fn ingest(&self, request: IngestRequest) -> Result<IngestReport, SubmitError> {
+        if let Some(f) = self.failure() {
+            return Err(SubmitError::Stopped(f));
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Ingest(IngestJob {
+            request,
+            received: Instant::now(),
+            reply,
+        });
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(SubmitError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(SubmitError::Stopped(
+                    self.failure()
+                        .unwrap_or_else(|| "the writer has stopped".into()),
+                ));
+            }
+        }
+        match answer.await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(SubmitError::Stopped(e)),
+            Err(_) => Err(SubmitError::Stopped(
+                self.failure()
+                    .unwrap_or_else(|| "the writer has stopped".into()),
+            )),
+        }
+    }
+
+    /// Stops the writer once the requests queued before are done (blocks until queued;
+    /// call from a blocking context).
+    pub fn stop(&self) {
+        let _ = self.tx.send(Job::Stop);
+    }
+
+    /// Why the writer stopped taking requests, if it has.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().map(|f| f.clone()).unwrap_or(None)
+    }
+}
+
+/// What the writer publishes after each commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The newest durable change number.
+    pub last_change: u64,
+}
+
+/// Starts the writer thread; it runs until every [`WriterHandle`] is dropped, then
+/// drops the runtime (closing the store) and ends.
+pub(crate) fn spawn(
+    runtime: Runtime,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    queue: usize,
+    tick_interval: Duration,
+) -> std::io::Result<(
+    WriterHandle,
+    watch::Receiver<Progress>,
+    std::thread::JoinHandle<()>,
+)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
+    let failure = Arc::new(Mutex::new(None));
+    let (progress_tx, progress_rx) = watch::channel(Progress {
+        last_change: runtime.store().last_change(),
+    });
+    let mut w = Writer {
+        runtime,
+        clock,
+        metrics,
+        progress: progress_tx,
+        failure: failure.clone(),
+        last_now: ProcessingTime(i64::MIN),
+    };
+    let thread = std::thread::Builder::new()
+        .name("reckon-writer".into())
+        .spawn(move || w.run(&rx, tick_interval))?;
+    Ok((WriterHandle { tx, failure }, progress_rx, thread))
+}
+
+struct Writer {
+    runtime: Runtime,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    progress: watch::Sender<Progress>,
+    failure: Arc<Mutex<Option<String>>>,
+    last_now: ProcessingTime,
+}
+
+impl Writer {
+    /// Processing time never goes back, even if the wall clock does.
+    fn now(&mut self) -> ProcessingTime {
+        self.last_now = self.last_now.max(self.clock.now());
+        self.last_now
+    }
+
+    fn run(&mut self, rx: &Receiver<Job>, tick_interval: Duration) {
+        let mut last_tick = Instant::now();
+        loop {
+            let first = match rx.recv_timeout(tick_interval) {
+                Ok(Job::Ingest(job)) => job,
+                Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.tick();
+                    last_tick = Instant::now();
+                    continue;
+                }
+            };
+            let mut events = first.request.events.len();
+            let mut group = vec![first];
+            let mut stop = false;
+            while events < MAX_GROUP_EVENTS {
+                match rx.try_recv() {
+                    Ok(Job::Ingest(job)) => {
+                        events += job.request.events.len();
+                        group.push(job);
+                    }
+                    Ok(Job::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+            if stop {
+                return;
+            }
+            if last_tick.elapsed() >= tick_interval {
+                // Busy: ingest advances processing time anyway; a tick keeps idle
+                // pipelines (of other streams) moving.
+                self.tick();
+                last_tick = Instant::now();
+            }
+        }
+    }
+
+    fn fail(&self, message: String) {
+        if let Ok(mut f) = self.failure.lock()
+            && f.is_none()
+        {
+            *f = Some(message);
+        }
+    }
+
+    fn stopped(&self) -> Option<String> {
+        self.failure.lock().map(|f| f.clone()).unwrap_or(None)
+    }
+
+    fn tick(&mut self) {
+        if self.stopped().is_some() {
+            return;
+        }
+        let now = self.now();
+        let mut kinds = Vec::new();
+        match self
+            .runtime
+            .tick(now, &mut |e| kinds.push(emission_labels(e)))
+        {
+            Ok(_) => self.published(now, &kinds),
+            Err(e) => self.fail(format!(
+                "a commit failed ({e}); restart reckon to recover from the store"
+            )),
+        }
+    }
+
+    fn commit(&mut self, group: Vec<IngestJob>) {
+        if let Some(f) = self.stopped() {
+            for job in group {
+                let _ = job.reply.send(Err(f.clone()));
+            }
+            return;
+        }
+        let now = self.now();
+        let (mut requests, mut waiting) = (Vec::new(), Vec::new());
+        for job in group {
+            requests.push(job.request);
+            waiting.push((job.received, job.reply));
+        }
+        let mut kinds = Vec::new();
+        let result = self
+            .runtime
+            .ingest_many(now, requests, &mut |e| kinds.push(emission_labels(e)));
+        match result {
+            Ok(reports) => {
+                self.metrics.inc("reckon_commits_total", &[], 1);
+                self.published(now, &kinds);
+                let done = Instant::now();
+                for ((received, reply), report) in waiting.into_iter().zip(reports) {
+                    let secs = done.duration_since(received).as_secs_f64();
+                    self.metrics
+                        .observe("reckon_ingest_latency_seconds", &[], secs);
+                    if report.late > 0 {
+                        self.metrics
+                            .observe("reckon_correction_latency_seconds", &[], secs);
+                    }
+                    self.count(&report);
+                    let _ = reply.send(Ok(report));
+                }
+            }
+            Err(e) => {
+                let message =
+                    format!("a commit failed ({e}); restart reckon to recover from the store");
+                self.fail(message.clone());
+                for (_, reply) in waiting {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+
+    fn count(&self, r: &IngestReport) {
+        for p in &r.pipelines {
+            let l = [("pipeline", &*p.pipeline)];
+            self.metrics
+                .inc("reckon_events_late_applied_total", &l, p.late_applied);
+            self.metrics
+                .inc("reckon_events_recomputed_total", &l, p.recomputed);
+            self.metrics
+                .inc("reckon_events_dead_lettered_total", &l, p.dead_lettered);
+        }
+    }
+
+    /// After a commit: emissions by kind, watermarks, and the change feed's wake-up.
+    fn published(&self, now: ProcessingTime, kinds: &[(Arc<str>, &'static str)]) {
+        for (pipeline, kind) in kinds {
+            self.metrics.inc(
+                "reckon_emissions_total",
+                &[("pipeline", pipeline), ("kind", kind)],
+                1,
+            );
+        }
+        for name in self.runtime.pipeline_names() {
+            if let Some(p) = self.runtime.pipeline(&name) {
+                let wm = p.watermark().0;
+                if wm > reckon_core::EventTime::MIN {
+                    let l = [("pipeline", &*name)];
+                    self.metrics
+                        .set("reckon_watermark_seconds", &l, wm.0 as f64 / 1e9);
+                    self.metrics.set(
+                        "reckon_watermark_lag_seconds",
+                        &l,
+                        (now.0.saturating_sub(wm.0)) as f64 / 1e9,
+                    );
+                }
+            }
+        }
+        let last_change = self.runtime.store().last_change();
+        self.progress.send_if_modified(|p| {
+            let changed = p.last_change != last_change;
+            p.last_change = last_change;
+            changed
+        });
+    }
+}
+
+fn emission_labels(e: &Emission) -> (Arc<str>, &'static str) {
+    (e.pipeline.clone(), kind_name(e.kind))
+}
+
+/// The wire name of an emission kind.
+pub fn kind_name(k: EmissionKind) -> &'static str {
+    match k {
+        EmissionKind::Early => "early",
+        EmissionKind::OnTime => "on_time",
+        EmissionKind::Late => "late",
+        EmissionKind::Recomputed => "recomputed",
+    }
+}
