@@ -6,56 +6,21 @@
 //! so events of one source share their `Arc`s and the engine recognises them by
 //! identity instead of hashing and comparing strings.
 
+use crate::common::{Interner, err, rfc3339_time, unit_name, unix_time_float, unix_time_int};
 use reckon_core::{Event, EventId, EventTime, Key, StreamName, Value};
 use reckon_runtime::{StreamConfig, TimeFormat};
 use serde_json::Value as Json;
-use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
-/// Why one event could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct DecodeError {
-    /// 1-based line of NDJSON input (or item index + 1 of an array), if known.
-    pub line: Option<usize>,
-    /// The field at fault, if one is.
-    pub field: Option<String>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(l) = self.line {
-            write!(f, "line {l}: ")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, "field `{field}`: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-fn err(field: Option<&str>, message: impl Into<String>) -> DecodeError {
-    DecodeError {
-        line: None,
-        field: field.map(str::to_string),
-        message: message.into(),
-    }
-}
+pub use crate::common::DecodeError;
 
 /// Decodes JSON objects into events of one stream.
 #[derive(Debug)]
 pub struct JsonDecoder {
     stream: StreamName,
     config: StreamConfig,
-    names: HashMap<String, Arc<str>>,
-    keys: HashMap<String, Key>,
+    interner: Interner,
 }
-
-/// Interning tables stop growing past this many entries (a bound on memory under
-/// hostile input; beyond it names and keys are simply not shared).
-const INTERN_LIMIT: usize = 100_000;
 
 impl JsonDecoder {
     /// A decoder for the stream `config` describes.
@@ -63,20 +28,8 @@ impl JsonDecoder {
         JsonDecoder {
             stream: Arc::from(config.name.as_str()),
             config: config.clone(),
-            names: HashMap::new(),
-            keys: HashMap::new(),
+            interner: Interner::default(),
         }
-    }
-
-    fn name(&mut self, n: &str) -> Arc<str> {
-        if let Some(a) = self.names.get(n) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(n);
-        if self.names.len() < INTERN_LIMIT {
-            self.names.insert(n.to_string(), a.clone());
-        }
-        a
     }
 
     /// Decodes one JSON object.
@@ -105,16 +58,7 @@ impl JsonDecoder {
         }
         let canonical = Key::from_tags(tags.iter().map(|(k, v)| (*k, v.as_str())))
             .map_err(|e| err(None, e.to_string()))?;
-        let key = match self.keys.get(canonical.as_str()) {
-            Some(k) => k.clone(),
-            None => {
-                if self.keys.len() < INTERN_LIMIT {
-                    self.keys
-                        .insert(canonical.as_str().to_string(), canonical.clone());
-                }
-                canonical
-            }
-        };
+        let key = self.interner.key(canonical);
         let id = match &self.config.id_field {
             Some(f) => match obj.get(f) {
                 None | Some(Json::Null) => None,
@@ -155,7 +99,7 @@ impl JsonDecoder {
                     ));
                 }
             };
-            fields.push((self.name(n), value));
+            fields.push((self.interner.name(n), value));
         }
         Ok(Event {
             stream: self.stream.clone(),
@@ -214,7 +158,6 @@ fn scalar_text(v: &Json) -> Result<String, String> {
 }
 
 fn parse_time(v: &Json, format: TimeFormat) -> Result<EventTime, String> {
-    let out_of_range = || "is outside the supported range (years 1678 to 2262)".to_string();
     match format {
         TimeFormat::Rfc3339 => {
             let Json::String(s) = v else {
@@ -223,12 +166,7 @@ fn parse_time(v: &Json, format: TimeFormat) -> Result<EventTime, String> {
                     kind(v)
                 ));
             };
-            let ts: jiff::Timestamp = s
-                .parse()
-                .map_err(|e| format!("`{s}` is not an RFC 3339 timestamp: {e}"))?;
-            i64::try_from(ts.as_nanosecond())
-                .map(EventTime)
-                .map_err(|_| out_of_range())
+            rfc3339_time(s)
         }
         unix => {
             let Json::Number(n) = v else {
@@ -238,31 +176,12 @@ fn parse_time(v: &Json, format: TimeFormat) -> Result<EventTime, String> {
                     kind(v)
                 ));
             };
-            let scale: i64 = match unix {
-                TimeFormat::UnixS => 1_000_000_000,
-                TimeFormat::UnixMs => 1_000_000,
-                TimeFormat::UnixUs => 1_000,
-                _ => 1,
-            };
             if let Some(i) = n.as_i64() {
-                return i.checked_mul(scale).map(EventTime).ok_or_else(out_of_range);
+                return unix_time_int(i, unix);
             }
-            let x = n.as_f64().ok_or_else(|| format!("{n} is not a number"))? * scale as f64;
-            if x.is_finite() && x >= i64::MIN as f64 && x < i64::MAX as f64 {
-                Ok(EventTime(x.round() as i64))
-            } else {
-                Err(format!("{n} {}", out_of_range()))
-            }
+            let x = n.as_f64().ok_or_else(|| format!("{n} is not a number"))?;
+            unix_time_float(x, unix, n)
         }
-    }
-}
-
-fn unit_name(f: TimeFormat) -> &'static str {
-    match f {
-        TimeFormat::UnixS => "seconds since the Unix epoch",
-        TimeFormat::UnixMs => "milliseconds since the Unix epoch",
-        TimeFormat::UnixUs => "microseconds since the Unix epoch",
-        _ => "nanoseconds since the Unix epoch",
     }
 }
 

@@ -3,6 +3,7 @@
 //! `file`) as the connectors arrive; today the JSON, CSV and InfluxDB line protocol
 //! event formats and the webhook sink.
 
+mod common;
 pub mod csv;
 pub mod json;
 pub mod lineproto;

@@ -8,13 +8,13 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::lp::Precision;
 use crate::writer::SubmitError;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use reckon_connect::DecodeError;
+use reckon_connect::lineproto::Precision;
 use reckon_core::{Event, EventTime, PartitionId};
 use reckon_runtime::{IngestReport, IngestRequest, StreamConfig};
 use serde::Deserialize;

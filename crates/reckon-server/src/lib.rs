@@ -19,7 +19,6 @@ pub mod clock;
 pub mod error;
 mod feed;
 mod ingest;
-mod lp;
 pub mod metrics;
 mod notify;
 mod query;
@@ -31,9 +30,9 @@ pub use error::{ApiError, Error, Result};
 
 use axum::Router;
 use axum::routing::{get, post};
-use lp::LineProtocolDecoder;
 use metrics::Metrics;
 use reckon_connect::JsonDecoder;
+use reckon_connect::lineproto::LineProtocolDecoder;
 use reckon_runtime::{Config, Runtime, RuntimeOptions, StreamConfig};
 use reckon_store::Store;
 use std::collections::HashMap;

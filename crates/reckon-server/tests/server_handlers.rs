@@ -348,3 +348,62 @@ async fn windows_history_as_of_csv_and_dead_letters() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_protocol_answers_like_influxdb_and_takes_gzip() {
+    use std::io::Write as _;
+    let (_dir, app) = open();
+    // Telegraf gzips its bodies by default.
+    let text = "water_level,i=7 level=4.5 3600000000000\nwater_level,i=7 level=5.5 3601000000000\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    let (s, body) = call(
+        &app,
+        Request::post("/api/v2/write?org=o&bucket=water_level&precision=ns")
+            .header(header::CONTENT_ENCODING, "gzip")
+            .body(Body::from(gz.finish().unwrap()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        app.state()
+            .metrics()
+            .counter("reckon_events_accepted_total", &[("stream", "water_level")]),
+        2
+    );
+    let (s, j) = post(&app, "/api/v2/write?org=o", "m,i=1 level=1 1").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(j["code"], "invalid");
+    assert_eq!(
+        j["message"],
+        "missing the `bucket` query parameter (the bucket is the reckon stream)"
+    );
+    let (s, j) = post(
+        &app,
+        "/api/v2/write?bucket=water_level&precision=h",
+        "m,i=1 level=1 1",
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(j["message"].as_str().unwrap().contains("`h`"), "{j}");
+    let (s, j) = post(
+        &app,
+        "/api/v2/write?bucket=water_level",
+        "m,i=1 level=1 1\nm,i=1 level=\"x 2\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        j["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("partial write: 1 of 2 lines are invalid, 1 points stored: line 2"),
+        "{j}"
+    );
+    let (s, j) = post(&app, "/api/v2/write?bucket=lake", "m,i=1 level=1 1").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(j["code"], "not found");
+    let (s, _) = call(&app, Request::get("/ping").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}

@@ -8,6 +8,7 @@
 mod demo;
 mod demo_live;
 mod ingest;
+mod query;
 mod serve;
 mod verify;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Run the HTTP server on a configuration file (ingest, queries, change feed,
     /// webhooks, metrics) until Ctrl-C or SIGTERM.
     Serve(serve::ServeArgs),
+    /// Ask a running server: windows (JSON or CSV, `--as-of`), a window's history, dead
+    /// letters, or the change feed (`changes --follow` prints corrections as they land).
+    Query(query::QueryArgs),
     /// Read NDJSON events from standard input into a stream; prints `ack <lines> <seq>`
     /// after each batch is durable.
     Ingest(ingest::IngestArgs),
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Query(args) => query::run(&args),
         Command::Ingest(args) => ingest::run(&args),
         Command::Verify(args) => verify::run(&args),
     };

@@ -4,8 +4,9 @@
 //! and new count) and what it left out: the pipeline, the series key, the versions and
 //! the old and new value of every aggregate, so the reader knows what changed and by
 //! how much without opening a dashboard. Floats are printed in their shortest
-//! round-trip form (`2.0666666666666664`, never `2.06666666666666643`), with an
-//! exponent only where plain digits would be unreadable.
+//! round-trip form (`2.066666666666667`, neither the noisy `2.06666666666666687391`
+//! nor a rounded `2.07` that hides small corrections), with an exponent only where
+//! plain digits would be unreadable.
 
 use super::Correction;
 use reckon_core::{Emission, Value};
@@ -232,6 +233,9 @@ mod tests {
 
     /// 2022-06-13T14:00:00Z, the hour of seed 000's alert.
     const T: i64 = 1_655_128_800;
+    /// The mean of 360 readings summing to 744, then with a late reading of 3.6.
+    const OLD_MEAN: f64 = 744.0 / 360.0;
+    const NEW_MEAN: f64 = (744.0 + 3.6) / 361.0;
 
     fn emission(version: u32, kind: EmissionKind, count: u64, mean: f64) -> Emission {
         Emission {
@@ -256,8 +260,8 @@ mod tests {
         Correction {
             change: 17,
             stream: Arc::from("water_level"),
-            emission: emission(2, EmissionKind::Late, 361, 2.0711111111111113),
-            previous: Some(emission(1, EmissionKind::OnTime, 360, 2.0666666666666664)),
+            emission: emission(2, EmissionKind::Late, 361, NEW_MEAN),
+            previous: Some(emission(1, EmissionKind::OnTime, 360, OLD_MEAN)),
         }
     }
 
@@ -278,7 +282,7 @@ mod tests {
             "pipeline `water_level_mean_1h`",
             "v1 → v2 (late)",
             "count 360 → 361",
-            "mean 2.0666666666666664 → 2.0711111111111113",
+            "mean 2.066666666666667 → 2.0709141274238227",
         ] {
             assert!(t.contains(needle), "missing {needle:?} in:\n{t}");
         }
@@ -294,11 +298,11 @@ mod tests {
         first.emission.version = Version(1);
         let t = text(&[first]);
         assert!(t.starts_with("*1 window updated*"), "{t}");
-        assert!(t.contains("v1 (on_time) · count 361 · mean 2.0711111111111113"));
+        assert!(t.contains("v1 (on_time) · count 361 · mean 2.0709141274238227"));
 
         let mut same = seed_000();
-        same.emission.values[0] = Some(Value::F64(2.0666666666666664));
-        assert!(text(&[same]).contains("mean 2.0666666666666664 (unchanged)"));
+        same.emission.values[0] = Some(Value::F64(OLD_MEAN));
+        assert!(text(&[same]).contains("mean 2.066666666666667 (unchanged)"));
     }
 
     #[test]
@@ -339,13 +343,13 @@ mod tests {
         assert_eq!(c["previous_version"], 1);
         assert_eq!(c["count"], 361);
         assert_eq!(c["previous_count"], 360);
-        assert_eq!(c["values"]["mean"], 2.0711111111111113);
+        assert_eq!(c["values"]["mean"], NEW_MEAN);
         assert_eq!(c["values"]["count"], 361);
-        assert_eq!(c["previous_values"]["mean"], 2.0666666666666664);
+        assert_eq!(c["previous_values"]["mean"], OLD_MEAN);
         assert_eq!(c["emitted_at"], "2022-06-13T16:00:00Z");
         let body = serde_json::to_string(&p).expect("serialisable");
-        assert!(body.contains("2.0666666666666664"), "{body}");
-        assert!(body.contains("2.0711111111111113"), "{body}");
+        assert!(body.contains("2.066666666666667"), "{body}");
+        assert!(body.contains("2.0709141274238227"), "{body}");
     }
 
     #[test]
@@ -365,7 +369,7 @@ mod tests {
     fn floats_print_shortest_round_trip() {
         for x in [
             0.1 + 0.2,
-            2.0666666666666664,
+            2.066666666666667,
             1.0,
             -3.5,
             0.0,
