@@ -291,6 +291,32 @@ impl RandomWorkload {
     }
 }
 
+/// Appends `e` as one NDJSON line (with the newline) in the form reckon's JSON
+/// decoder reads with `time_format = "unix_ns"`: the key's tags, `time` as integer
+/// nanoseconds, `id` if the event has one, then the fields. What the demo's generator,
+/// the end-to-end tests and the HTTP load generator send.
+pub fn ndjson_line(e: &Event, out: &mut String) {
+    use std::fmt::Write as _;
+    let mut obj = serde_json::Map::new();
+    for (k, v) in e.key.tags() {
+        obj.insert(k, serde_json::Value::String(v));
+    }
+    obj.insert("time".into(), serde_json::Value::from(e.time.0));
+    if let Some(id) = &e.id {
+        obj.insert("id".into(), serde_json::Value::String(id.0.to_string()));
+    }
+    for (n, v) in &e.fields {
+        let j = match v {
+            reckon_core::Value::F64(x) => serde_json::Value::from(*x),
+            reckon_core::Value::I64(i) => serde_json::Value::from(*i),
+            reckon_core::Value::Bool(b) => serde_json::Value::from(*b),
+            reckon_core::Value::Str(s) => serde_json::Value::from(&**s),
+        };
+        obj.insert(n.to_string(), j);
+    }
+    let _ = writeln!(out, "{}", serde_json::Value::Object(obj));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,28 +362,3 @@ mod tests {
     }
 }
 
-/// Appends `e` as one NDJSON line (with the newline) in the form reckon's JSON
-/// decoder reads with `time_format = "unix_ns"`: the key's tags, `time` as integer
-/// nanoseconds, `id` if the event has one, then the fields. What the demo's generator,
-/// the end-to-end tests and the HTTP load generator send.
-pub fn ndjson_line(e: &Event, out: &mut String) {
-    use std::fmt::Write as _;
-    let mut obj = serde_json::Map::new();
-    for (k, v) in e.key.tags() {
-        obj.insert(k, serde_json::Value::String(v));
-    }
-    obj.insert("time".into(), serde_json::Value::from(e.time.0));
-    if let Some(id) = &e.id {
-        obj.insert("id".into(), serde_json::Value::String(id.0.to_string()));
-    }
-    for (n, v) in &e.fields {
-        let j = match v {
-            reckon_core::Value::F64(x) => serde_json::Value::from(*x),
-            reckon_core::Value::I64(i) => serde_json::Value::from(*i),
-            reckon_core::Value::Bool(b) => serde_json::Value::from(*b),
-            reckon_core::Value::Str(s) => serde_json::Value::from(&**s),
-        };
-        obj.insert(n.to_string(), j);
-    }
-    let _ = writeln!(out, "{}", serde_json::Value::Object(obj));
-}
