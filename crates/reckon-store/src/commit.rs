@@ -43,7 +43,14 @@ pub(crate) struct CommitterState {
     pub(crate) last_seq: u64,
     pub(crate) last_dead_letter: u64,
     pub(crate) last_change: u64,
+    /// Newest stored version of recently written windows (`results` prefix → version),
+    /// so the version guard needs no read for hot windows. Only the committer writes
+    /// results, so the cache is never stale; it is cleared when it grows too big.
+    pub(crate) versions: HashMap<Vec<u8>, u32>,
 }
+
+/// The version cache is cleared beyond this many windows (about 100 MB at most).
+const VERSION_CACHE_LIMIT: usize = 1 << 20;
 
 /// The committer thread's loop; returns once shut down with nothing left queued.
 pub(crate) fn run(shared: &Shared, mut state: CommitterState) {
@@ -101,6 +108,11 @@ fn commit_group(
     let mut change = state.last_change;
     let mut answers = Vec::with_capacity(group.len());
     // Newest version per window and newest time per id, including this group's writes.
+    if state.versions.len() > VERSION_CACHE_LIMIT {
+        state.versions.clear();
+    }
+    // This group's versions go to a copy-on-write overlay: if the group fails, the
+    // cache must not remember versions that never became durable.
     let mut versions: HashMap<Vec<u8>, u32> = HashMap::new();
     let mut id_times: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut checkpoint_seqs: HashMap<Vec<u8>, u64> = HashMap::new();
@@ -166,7 +178,10 @@ fn commit_group(
         }
         for em in &b.emissions {
             let prefix = result_prefix(&em.pipeline, &em.key, em.window.start);
-            let stored = match versions.get(&prefix) {
+            let stored = match versions
+                .get(&prefix)
+                .or_else(|| state.versions.get(&prefix))
+            {
                 Some(v) => Some(*v),
                 None => match ks.results.prefix(&prefix).next_back() {
                     Some(kv) => {
@@ -261,5 +276,6 @@ fn commit_group(
     state.last_seq = seq;
     state.last_dead_letter = dead;
     state.last_change = change;
+    state.versions.extend(versions);
     Ok(answers)
 }

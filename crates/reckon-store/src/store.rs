@@ -206,6 +206,7 @@ impl Store {
             last_seq,
             last_dead_letter: meta_u64(META_LAST_DEAD_LETTER)?,
             last_change,
+            versions: std::collections::HashMap::new(),
         };
 
         let shared = Arc::new(Shared {
