@@ -42,8 +42,9 @@
 //!
 //! - accepted in addition: trailing spaces, tabs and `\r` (CRLF) at the end of a line;
 //! - rejected in addition, as InfluxDB 2 does: an unescaped `,` in a tag or field name,
-//!   an unescaped `=` in a tag value, a tag given twice; and, unlike InfluxDB, a field
-//!   given twice in one line (InfluxDB keeps the last; reckon refuses to guess);
+//!   an unescaped `=` in a tag value, a tag given twice, a `,` after the last field;
+//!   and, unlike InfluxDB, a field given twice in one line (InfluxDB keeps the last;
+//!   reckon refuses to guess);
 //! - a comment line ends at the end of the line even if it contains a `"` (the crate
 //!   and InfluxDB 2 may read the next lines as part of such a comment).
 //!
@@ -455,10 +456,14 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
             matches!(c, b' ' | b'\t' | b'\n' | b'=' | b',')
         });
         if name.is_empty() {
-            return Err(perr(None, "a tag has an empty name"));
-        }
-        if name.ends_with('\\') {
-            return Err(perr(Some(&name), "the tag name ends with a backslash"));
+            return Err(perr(
+                None,
+                if b.get(j) == Some(&b',') {
+                    "a tag has an empty name (an unescaped `,` where the name should start)"
+                } else {
+                    "a tag has an empty name"
+                },
+            ));
         }
         match b.get(j) {
             Some(b'=') => {}
@@ -474,6 +479,9 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
                     "tag without a value (expected `=` after the name)",
                 ));
             }
+        }
+        if name.ends_with('\\') {
+            return Err(perr(Some(&name), "the tag name ends with a backslash"));
         }
         let (value, k) = token(s, j + 1, NAME_ESCAPES, |c| {
             matches!(c, b' ' | b'\t' | b'\n' | b'=' | b',')
@@ -517,10 +525,18 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
             matches!(c, b' ' | b'\t' | b'\n' | b'=' | b',')
         });
         if name.is_empty() {
-            return Err(perr(None, "a field has an empty name"));
-        }
-        if name.ends_with('\\') {
-            return Err(perr(Some(&name), "the field name ends with a backslash"));
+            return Err(perr(
+                None,
+                match b.get(j) {
+                    Some(b',') => {
+                        "a field has an empty name (an unescaped `,` where the name should start)"
+                    }
+                    None | Some(b' ') if i > 0 && b.get(i - 1) == Some(&b',') => {
+                        "a `,` after the last field (remove it)"
+                    }
+                    _ => "a field has an empty name",
+                },
+            ));
         }
         match b.get(j) {
             Some(b'=') => {}
@@ -536,6 +552,9 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
                     "field without a value (expected `=` after the name)",
                 ));
             }
+        }
+        if name.ends_with('\\') {
+            return Err(perr(Some(&name), "the field name ends with a backslash"));
         }
         let (value, k) = field_value(s, j + 1).map_err(|m| perr(Some(&name), m))?;
         if out.fields.iter().any(|(n, _)| *n == name) {
@@ -1119,7 +1138,7 @@ mod tests {
             "line 19: field `id`: is both a tag and a field; the event id must be one of them",
             "line 20: field `host`: unescaped `=` in the tag value",
             "line 21: field `host`: the tag value ends with a backslash",
-            "line 22: a field has an empty name",
+            "line 22: a `,` after the last field (remove it)",
             "line 23: field `y`: field without a value (expected `=` after the name)",
             "line 24: field `a`: field without a value (an unescaped `,` follows the name; a comma in a name is written `\\,`)",
             "line 25: unexpected tab in the measurement",
@@ -1393,7 +1412,7 @@ mod tests {
             )
         }
 
-        /// Pieces of line protocol, valid and not, for lines that are often nearly right.
+        /// Pieces of line protocol, valid and not.
         const PIECES: &[&str] = &[
             "m",
             "cpu",
@@ -1438,6 +1457,84 @@ mod tests {
         fn pieces(n: usize) -> impl Strategy<Value = String> {
             proptest::collection::vec(proptest::sample::select(PIECES), 0..n)
                 .prop_map(|v| v.concat())
+        }
+
+        // The parts of a line: mostly valid ones, and a few that are not.
+        const MEASUREMENTS: (&[&str], &[&str]) = (
+            &[
+                "m", "cpu", "a\\ b", "x\\,y", "é", "m=1", "\\\\m", "\"q", "a\\=b",
+            ],
+            &["", "m\\", "#m", "\0"],
+        );
+        const NAMES: (&[&str], &[&str]) = (
+            &[
+                "t", "host", "a\\ b", "a\\=b", "a\\,b", "\\\\x", "v\"", "é", "a\\xb", "u",
+            ],
+            &["", "a=b", "a,b", "x\\", "x\\\\", "\\", "t"],
+        );
+        const VALUES: (&[&str], &[&str]) = (
+            &[
+                "1",
+                "-1.5",
+                "1e5",
+                "1.5E-3",
+                "-2e+2",
+                "1i",
+                "-3i",
+                "7u",
+                "t",
+                "TRUE",
+                "False",
+                "\"s\"",
+                "\"a\\\"b\\\\\"",
+                "\"x,y=z w\"",
+                "\"\"",
+                "1e400",
+                "\"a\\b\"",
+            ],
+            &[
+                "-1u",
+                "18446744073709551616u",
+                "99999999999999999999i",
+                "Trux",
+                "\"open",
+                "\"a\"b",
+                "1.",
+                ".5",
+                "abc",
+                "",
+                "-",
+                "1.5i",
+            ],
+        );
+        const TIMESTAMPS: (&[&str], &[&str]) = (
+            &["", "", " 123", " -5", "  99", " 123 "],
+            &[" 1.5", " x", " 99999999999999999999", "\t1", " 1 2"],
+        );
+
+        fn pick(
+            parts: (&'static [&'static str], &'static [&'static str]),
+        ) -> BoxedStrategy<&'static str> {
+            use proptest::sample::select;
+            prop_oneof![12 => select(parts.0), 1 => select(parts.1)].boxed()
+        }
+
+        /// Lines built from the parts of a line, mostly valid.
+        fn structured() -> impl Strategy<Value = String> {
+            let tag = (pick(NAMES), pick(NAMES)).prop_map(|(k, v)| format!(",{k}={v}"));
+            let field = (pick(NAMES), pick(VALUES)).prop_map(|(k, v)| format!("{k}={v}"));
+            (
+                pick(MEASUREMENTS),
+                proptest::collection::vec(tag, 0..3),
+                pick((&[" ", "  "], &["\t", ""])),
+                proptest::collection::vec(field, 1..4),
+                pick((&[","], &[", ", ",,"])),
+                pick(TIMESTAMPS),
+                pick((&["", " "], &["\t", "\r", " \r"])),
+            )
+                .prop_map(|(m, tags, sep, fields, comma, ts, end)| {
+                    format!("{m}{}{sep}{}{ts}{end}", tags.concat(), fields.join(comma))
+                })
         }
 
         proptest! {
@@ -1507,7 +1604,7 @@ mod tests {
             /// one is stricter on purpose (see the module docs); trailing whitespace,
             /// which the crate refuses, is trimmed for it first.
             #[test]
-            fn any_line_parses_as_the_oracle_parses_it(s in pieces(16)) {
+            fn any_line_parses_as_the_oracle_parses_it(s in prop_oneof![3 => structured(), 1 => pieces(16)]) {
                 let ours: Vec<(usize, &str)> = lines(&s).collect();
                 let trimmed = s.trim_end_matches([' ', '\t', '\r']);
                 let theirs: Vec<_> = influxdb_line_protocol::parse_lines(trimmed).collect();
@@ -1520,7 +1617,7 @@ mod tests {
                             return Err(TestCaseError::fail(format!("we accept what the oracle refuses ({e}): {:?}", plain_ours(&line))));
                         }
                         (Err(e), Ok(_)) => prop_assert!(
-                            ["unescaped `,`", "unescaped `=`", "given twice"]
+                            ["unescaped `,`", "unescaped `=`", "given twice", "after the last field"]
                                 .iter()
                                 .any(|m| e.message.contains(m)),
                             "we refuse what the oracle accepts: {}", e

@@ -9,6 +9,7 @@ mod demo;
 mod demo_live;
 mod ingest;
 mod query;
+mod replay;
 mod serve;
 mod verify;
 
@@ -33,6 +34,9 @@ enum Command {
     /// Run the HTTP server on a configuration file (ingest, queries, change feed,
     /// webhooks, metrics) until Ctrl-C or SIGTERM.
     Serve(serve::ServeArgs),
+    /// Replay a file of events (NDJSON, CSV or InfluxDB line protocol) into a stream,
+    /// durably, with a progress bar; an interrupted replay resumes where it stopped.
+    Replay(replay::ReplayArgs),
     /// Ask a running server: windows (JSON or CSV, `--as-of`), a window's history, dead
     /// letters, or the change feed (`changes --follow` prints corrections as they land).
     Query(query::QueryArgs),
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Query(args) => query::run(&args),
+        Command::Replay(args) => replay::run(&args),
         Command::Ingest(args) => ingest::run(&args),
         Command::Verify(args) => verify::run(&args),
     };
