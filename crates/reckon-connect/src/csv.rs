@@ -7,7 +7,7 @@
 //! got (for a progress bar, or to resume). Quoting follows RFC 4180 as the `csv` crate
 //! reads it: quoted cells may hold commas, quotes (doubled) and newlines; lines may end
 //! in LF or CRLF; a UTF-8 byte order mark at the start is skipped; blank lines are
-//! skipped.
+//! skipped. Column names are trimmed of surrounding whitespace.
 //!
 //! CSV has no types, so a cell's text decides its value: empty (or only whitespace):
 //! the field is absent; an integer: `I64` (beyond 64 bits: `F64`, as JSON numbers
@@ -19,6 +19,15 @@
 //!
 //! A bad record gives an error with its 1-based line (where the record starts) and the
 //! column at fault; the records after it are still read.
+//!
+//! Records end at `\n` only, and a `\r` before it is removed here: with the `csv`
+//! crate's default terminator a CRLF record ends at its `\r`, its `\n` is read with the
+//! next record, and that record's position is reported one line too early (and
+//! [`CsvDecoder::bytes_read`] stops one byte short of the line's end). A record's line
+//! is counted back from where it ends, minus the newlines inside its quoted cells,
+//! which is right even after blank lines (the `csv` crate's own record position counts
+//! them as part of the record). Old Mac files ending lines with a lone `\r` are not
+//! read.
 
 use crate::common::{DecodeError, Interner, time_from_text};
 use reckon_core::{Event, EventId, Key, StreamName, Value};
@@ -26,6 +35,7 @@ use reckon_runtime::{StreamConfig, TimeFormat};
 use std::fmt;
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Decodes a CSV file, header first, into events of one stream; iterate it for the
 /// events (or an error per bad record).
@@ -43,7 +53,9 @@ use std::sync::Arc;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct CsvDecoder<R: Read> {
-    reader: ::csv::Reader<R>,
+    reader: ::csv::Reader<EndAware<R>>,
+    /// Set once the input has no more bytes.
+    ended: Arc<AtomicBool>,
     record: ::csv::ByteRecord,
     stream: StreamName,
     time_format: TimeFormat,
@@ -75,18 +87,23 @@ impl<R: Read> CsvDecoder<R> {
     /// The header must name the time column and every key field column; the id column
     /// is optional (events then have no id).
     pub fn new(config: &StreamConfig, reader: R) -> Result<Self, DecodeError> {
+        let ended = Arc::new(AtomicBool::new(false));
         let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
             .flexible(true)
-            .trim(::csv::Trim::Headers)
-            .from_reader(reader);
-        let header = reader.byte_headers().map_err(|e| csv_error(&e))?.clone();
-        let line = line_of(header.position());
+            .terminator(::csv::Terminator::Any(b'\n'))
+            .from_reader(EndAware {
+                inner: reader,
+                ended: ended.clone(),
+            });
+        let mut header = ::csv::ByteRecord::new();
+        let line = read_record(&mut reader, &mut header, &ended).map_err(|e| csv_error(&e))?;
         let header_error = |field: Option<&str>, message: String| DecodeError {
             line,
             field: field.map(str::to_string),
             message,
         };
-        if header.is_empty() {
+        if line.is_none() {
             return Err(header_error(
                 None,
                 "the input is empty; the first row must be the header (the column names)".into(),
@@ -94,7 +111,7 @@ impl<R: Read> CsvDecoder<R> {
         }
         let mut columns: Vec<String> = Vec::with_capacity(header.len());
         for (i, raw) in header.iter().enumerate() {
-            let name = std::str::from_utf8(raw).map_err(|_| {
+            let name = std::str::from_utf8(raw).map(str::trim).map_err(|_| {
                 header_error(
                     None,
                     format!("column {} of the header is not valid UTF-8", i + 1),
@@ -142,6 +159,7 @@ impl<R: Read> CsvDecoder<R> {
             .collect();
         Ok(CsvDecoder {
             reader,
+            ended,
             record: ::csv::ByteRecord::new(),
             stream: Arc::from(config.name.as_str()),
             time_format: config.time_format,
@@ -160,10 +178,9 @@ impl<R: Read> CsvDecoder<R> {
         self.reader.position().byte()
     }
 
-    /// The event of the record just read.
-    fn event(&mut self) -> Result<Event, DecodeError> {
+    /// The event of the record just read, which starts at `line`.
+    fn event(&mut self, line: Option<usize>) -> Result<Event, DecodeError> {
         let (record, columns) = (&self.record, &self.columns);
-        let line = line_of(record.position());
         let error = |column: Option<&str>, message: String| DecodeError {
             line,
             field: column.map(str::to_string),
@@ -182,6 +199,11 @@ impl<R: Read> CsvDecoder<R> {
         // The text of a cell; `None` when it is empty or only whitespace.
         let cell = |i: usize| -> Result<Option<&str>, DecodeError> {
             let raw = record.get(i).unwrap_or_default();
+            // The `\r` of a CRLF line end.
+            let raw = match raw.strip_suffix(b"\r") {
+                Some(r) if i + 1 == record.len() => r,
+                _ => raw,
+            };
             let text = std::str::from_utf8(raw).map_err(|e| {
                 error(
                     columns.get(i).map(String::as_str),
@@ -245,9 +267,9 @@ impl<R: Read> Iterator for CsvDecoder<R> {
     /// The next record's event, or why it could not be decoded. A read error of the
     /// input is returned once and ends the iteration.
     fn next(&mut self) -> Option<Result<Event, DecodeError>> {
-        match self.reader.read_byte_record(&mut self.record) {
-            Ok(false) => None,
-            Ok(true) => Some(self.event()),
+        match read_record(&mut self.reader, &mut self.record, &self.ended) {
+            Ok(None) => None,
+            Ok(Some(line)) => Some(self.event(Some(line))),
             // After an I/O error the reader reports the end of the input: no loop of
             // the same error.
             Err(e) => Some(Err(csv_error(&e))),
@@ -273,6 +295,50 @@ fn typed(text: &str) -> Result<Value, String> {
         return Ok(Value::Bool(false));
     }
     Ok(Value::Str(Arc::from(text)))
+}
+
+/// Reads the next record that is not a blank line; returns the line where it starts,
+/// or `None` at the end of the input.
+fn read_record<R: Read>(
+    reader: &mut ::csv::Reader<EndAware<R>>,
+    record: &mut ::csv::ByteRecord,
+    ended: &AtomicBool,
+) -> Result<Option<usize>, ::csv::Error> {
+    loop {
+        let before = reader.position().line();
+        if !reader.read_byte_record(record)? {
+            return Ok(None);
+        }
+        // A blank line ending in CRLF (LF-only blank lines are skipped by `csv`).
+        if record.len() == 1 && record.get(0) == Some(&b"\r"[..]) {
+            continue;
+        }
+        // The reader's line is after the record's `\n`, unless the record ends the
+        // input without one (then `csv` asked for more input and found none). The
+        // newlines before that are the record's own (in quoted cells). Blank lines
+        // before the record are between `before` and its start.
+        let inside = record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+        let terminated = u64::from(!ended.load(Ordering::Relaxed));
+        let line = before.max(reader.position().line().saturating_sub(inside + terminated));
+        return Ok(Some(usize::try_from(line).unwrap_or(usize::MAX)));
+    }
+}
+
+/// The input, telling when it has ended. `csv` reads ahead through a buffer, so a read
+/// that finds nothing happens only once the parser has used up everything before it.
+struct EndAware<R> {
+    inner: R,
+    ended: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for EndAware<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
 }
 
 fn line_of(position: Option<&::csv::Position>) -> Option<usize> {
@@ -423,17 +489,32 @@ mod tests {
 
     #[test]
     fn bom_crlf_blank_lines_and_headers_with_spaces() {
-        let input = "\u{feff}time , site,v\r\n1,a,1\r\n\r\n2,b,2\r\n3,c";
+        let input = "\u{feff}time , site,v\r\n1,a,1\r\n\r\n\n2,b,\"2\"\r\n3,c";
         let (events, errors) = decode("time_format = \"unix_s\"", input);
-        assert!(errors.is_empty(), "{errors:?}");
-        let got: Vec<(&str, EventTime)> = events.iter().map(|e| (e.key.as_str(), e.time)).collect();
+        let got: Vec<(&str, EventTime, Option<&Value>)> = events
+            .iter()
+            .map(|e| (e.key.as_str(), e.time, e.field("v")))
+            .collect();
         assert_eq!(
             got,
             vec![
-                ("site=a", EventTime(1_000_000_000)),
-                ("site=b", EventTime(2_000_000_000)),
-                ("site=c", EventTime(3_000_000_000)),
+                ("site=a", EventTime(1_000_000_000), Some(&Value::I64(1))),
+                ("site=b", EventTime(2_000_000_000), Some(&Value::I64(2))),
             ]
+        );
+        // Lines are counted right across CRLF and blank lines, up to a last record
+        // without a line end.
+        assert_eq!(
+            errors[0].to_string(),
+            "line 6: the record has 2 cells but the header has 3 columns"
+        );
+        let (_, errors) = decode("", "\n\r\ntime,site\r\n\r\nx,a\r\n");
+        assert_eq!(errors[0].line, Some(5));
+        assert!(
+            CsvDecoder::new(&stream(""), &b"\n\ntime,x\n"[..])
+                .unwrap_err()
+                .to_string()
+                .starts_with("line 3: field `site`")
         );
     }
 
@@ -466,7 +547,7 @@ mod tests {
         assert_eq!(seen, ends);
         assert_eq!(
             format!("{d:?}"),
-            "CsvDecoder { stream: \"water\", columns: [\"time\", \"site\"], bytes_read: 32, .. }"
+            "CsvDecoder { stream: \"water\", columns: [\"time\", \"site\"], bytes_read: 30, .. }"
         );
     }
 
@@ -482,7 +563,7 @@ mod tests {
         );
         assert_eq!(
             new_error("", b""),
-            "line 1: the input is empty; the first row must be the header (the column names)"
+            "the input is empty; the first row must be the header (the column names)"
         );
         assert_eq!(
             new_error("", b"time,site,v,v\n"),
@@ -582,5 +663,51 @@ mod tests {
         assert_eq!(e.message, "cannot read the input: disk on fire");
         let e = CsvDecoder::new(&stream(""), Failing(b"")).unwrap_err();
         assert_eq!(e.message, "cannot read the input: disk on fire");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Records written by the `csv` crate's writer (quoting what needs it,
+            /// LF or CRLF) decode to what was written, and a bad record after them is
+            /// reported on the line where it starts.
+            #[test]
+            fn written_records_round_trip_with_their_line_numbers(
+                rows in proptest::collection::vec(
+                    ("[a-c ,\"\r\n]{1,5}", "[a-c ,\"\r\n]{0,5}", any::<i64>(), any::<f64>().prop_filter("finite", |x| x.is_finite()), -1_000_000_000_000i64..1_000_000_000_000),
+                    0..8,
+                ),
+                crlf in any::<bool>(),
+                blank_lines in 0usize..3,
+            ) {
+                let mut w = ::csv::WriterBuilder::new()
+                    .terminator(if crlf { ::csv::Terminator::CRLF } else { ::csv::Terminator::Any(b'\n') })
+                    .from_writer(Vec::new());
+                w.write_record(["time", "site", "note", "n", "x"]).unwrap();
+                for (site, note, n, x, t) in &rows {
+                    // Notes start with a letter so that they stay text.
+                    w.write_record([t.to_string(), format!("s{site}"), format!("n{note}"), n.to_string(), format!("{x:?}")]).unwrap();
+                }
+                let mut input = String::from_utf8(w.into_inner().unwrap()).unwrap();
+                input += &"\n".repeat(blank_lines);
+                let bad_line = input.matches('\n').count() + 1;
+                input += "1,bad";
+                let (events, errors) = decode("time_format = \"unix_ms\"", &input);
+                prop_assert_eq!(events.len(), rows.len());
+                for (e, (site, note, n, x, t)) in events.iter().zip(&rows) {
+                    prop_assert_eq!(e.key.tags(), vec![("site".to_string(), format!("s{site}"))]);
+                    prop_assert_eq!(e.time, EventTime(t * 1_000_000));
+                    prop_assert_eq!(e.field("note"), Some(&str_value(&format!("n{note}"))));
+                    prop_assert_eq!(e.field("n"), Some(&Value::I64(*n)));
+                    prop_assert_eq!(e.field("x"), Some(&Value::float(*x).unwrap()));
+                }
+                prop_assert_eq!(errors.len(), 1);
+                prop_assert_eq!(errors[0].line, Some(bad_line));
+            }
+        }
     }
 }

@@ -9,8 +9,9 @@
 //! # Mapping
 //!
 //! - The stream's `key_fields` name the tags whose values form the series key; with no
-//!   `key_fields`, all tags do. Tags that are not key fields become string fields, so
-//!   nothing written is lost. A missing key tag is an error naming it.
+//!   `key_fields`, all tags do (but the id tag, if any). Tags that are not key fields
+//!   become string fields, so nothing written is lost. A missing key tag is an error
+//!   naming it.
 //! - The stream's `id_field`, if set, is read from a tag or a field of that name and
 //!   becomes the event's id (it is not also kept as a field).
 //! - Field values keep their type: floats (`1.5`, `-2e-3`), integers (`1i`), unsigned
@@ -45,14 +46,17 @@
 //!   an unescaped `=` in a tag value, a tag given twice, a `,` after the last field;
 //!   and, unlike InfluxDB, a field given twice in one line (InfluxDB keeps the last;
 //!   reckon refuses to guess);
+//! - floats follow the crate (and InfluxDB 3): `.5` and `1.`, which InfluxDB 2 also
+//!   takes and no client writes, are refused;
 //! - a comment line ends at the end of the line even if it contains a `"` (the crate
 //!   and InfluxDB 2 may read the next lines as part of such a comment).
 //!
-//! Like both, lines are split at newlines that are neither escaped nor inside a
-//! string field, a backslash escapes only the characters listed by the InfluxDB docs
-//! (`\\`, `\,`, `\=` and `\ ` in names and tag values, `\,` `\ ` and `\\` in the
-//! measurement, `\"` and `\\` in strings) and is kept as it is before anything else,
-//! and names or tag values may not end with a backslash.
+//! Like both, lines are split at newlines that are neither escaped nor inside a string
+//! field (so a string left open runs on to the next `"`, and the lines in between are
+//! one bad line, as in InfluxDB); a backslash escapes only the characters listed by the
+//! InfluxDB docs (`\\`, `\,`, `\=` and `\ ` in names and tag values, `\,` `\ ` and `\\` in
+//! the measurement, `\"` and `\\` in strings) and is kept as it is before anything
+//! else; names and tag values may not end with a backslash.
 
 use crate::common::{DecodeError, Interner, OUT_OF_RANGE, err};
 use reckon_core::{Event, EventId, EventTime, Key, StreamName, Value};
@@ -195,8 +199,15 @@ impl LineProtocolDecoder {
                 })?,
         };
 
+        let id_field = self.id_field.as_deref();
         let key = if self.key_fields.is_empty() {
-            Key::from_tags(line.tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+            // All tags but the id (one series per event would help no one).
+            Key::from_tags(
+                line.tags
+                    .iter()
+                    .filter(|(k, _)| Some(k.as_ref()) != id_field)
+                    .map(|(k, v)| (k.as_ref(), v.as_ref())),
+            )
         } else {
             let mut tags = Vec::with_capacity(self.key_fields.len());
             for k in &self.key_fields {
@@ -215,7 +226,6 @@ impl LineProtocolDecoder {
         .map_err(|e| err(None, e.to_string()))?;
         let key = self.interner.key(key);
 
-        let id_field = self.id_field.as_deref();
         let id = match id_field {
             None => None,
             Some(f) => {
@@ -407,11 +417,6 @@ const MEASUREMENT_ESCAPES: &[u8] = b", \\";
 /// The characters a backslash escapes in tag names, tag values and field names.
 const NAME_ESCAPES: &[u8] = b",= \\";
 
-/// A parse error without line (the caller adds it).
-fn perr(field: Option<&str>, message: impl Into<String>) -> DecodeError {
-    err(field, message)
-}
-
 const NO_FIELDS: &str =
     "no fields (a line is `measurement[,tag=value...] field=value[,field=value...] [timestamp]`)";
 
@@ -426,7 +431,7 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
         matches!(c, b' ' | b',' | b'\t' | b'\n' | 0)
     });
     if measurement.is_empty() {
-        return Err(perr(
+        return Err(err(
             None,
             match b.first() {
                 Some(&c) if c != b',' => {
@@ -437,13 +442,13 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
         ));
     }
     if measurement.ends_with('\\') {
-        return Err(perr(None, "the measurement ends with a backslash"));
+        return Err(err(None, "the measurement ends with a backslash"));
     }
     match b.get(i) {
-        None => return Err(perr(None, NO_FIELDS)),
+        None => return Err(err(None, NO_FIELDS)),
         Some(b',' | b' ') => {}
         Some(&c) => {
-            return Err(perr(
+            return Err(err(
                 None,
                 format!("unexpected {} in the measurement", describe(c)),
             ));
@@ -456,7 +461,7 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
             matches!(c, b' ' | b'\t' | b'\n' | b'=' | b',')
         });
         if name.is_empty() {
-            return Err(perr(
+            return Err(err(
                 None,
                 if b.get(j) == Some(&b',') {
                     "a tag has an empty name (an unescaped `,` where the name should start)"
@@ -468,47 +473,47 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
         match b.get(j) {
             Some(b'=') => {}
             Some(b',') => {
-                return Err(perr(
+                return Err(err(
                     Some(&name),
                     "tag without a value (an unescaped `,` follows the name; a comma in a name is written `\\,`)",
                 ));
             }
             _ => {
-                return Err(perr(
+                return Err(err(
                     Some(&name),
                     "tag without a value (expected `=` after the name)",
                 ));
             }
         }
         if name.ends_with('\\') {
-            return Err(perr(Some(&name), "the tag name ends with a backslash"));
+            return Err(err(Some(&name), "the tag name ends with a backslash"));
         }
         let (value, k) = token(s, j + 1, NAME_ESCAPES, |c| {
             matches!(c, b' ' | b'\t' | b'\n' | b'=' | b',')
         });
         if value.is_empty() {
-            return Err(perr(Some(&name), "the tag value is empty"));
+            return Err(err(Some(&name), "the tag value is empty"));
         }
         match b.get(k) {
             None | Some(b',' | b' ') => {}
             Some(b'=') => {
-                return Err(perr(
+                return Err(err(
                     Some(&name),
                     "unescaped `=` in the tag value (write `\\=`)",
                 ));
             }
             Some(&c) => {
-                return Err(perr(
+                return Err(err(
                     Some(&name),
                     format!("unexpected {} in the tag value", describe(c)),
                 ));
             }
         }
         if value.ends_with('\\') {
-            return Err(perr(Some(&name), "the tag value ends with a backslash"));
+            return Err(err(Some(&name), "the tag value ends with a backslash"));
         }
         if out.tags.iter().any(|(n, _)| *n == name) {
-            return Err(perr(Some(&name), "the tag is given twice"));
+            return Err(err(Some(&name), "the tag is given twice"));
         }
         out.tags.push((name, value));
         i = k;
@@ -518,14 +523,14 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
         i += 1;
     }
     if i >= b.len() {
-        return Err(perr(None, NO_FIELDS));
+        return Err(err(None, NO_FIELDS));
     }
     loop {
         let (name, j) = token(s, i, NAME_ESCAPES, |c| {
             matches!(c, b' ' | b'\t' | b'\n' | b'=' | b',')
         });
         if name.is_empty() {
-            return Err(perr(
+            return Err(err(
                 None,
                 match b.get(j) {
                     Some(b',') => {
@@ -541,24 +546,24 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
         match b.get(j) {
             Some(b'=') => {}
             Some(b',') => {
-                return Err(perr(
+                return Err(err(
                     Some(&name),
                     "field without a value (an unescaped `,` follows the name; a comma in a name is written `\\,`)",
                 ));
             }
             _ => {
-                return Err(perr(
+                return Err(err(
                     Some(&name),
                     "field without a value (expected `=` after the name)",
                 ));
             }
         }
         if name.ends_with('\\') {
-            return Err(perr(Some(&name), "the field name ends with a backslash"));
+            return Err(err(Some(&name), "the field name ends with a backslash"));
         }
-        let (value, k) = field_value(s, j + 1).map_err(|m| perr(Some(&name), m))?;
+        let (value, k) = field_value(s, j + 1).map_err(|m| err(Some(&name), m))?;
         if out.fields.iter().any(|(n, _)| *n == name) {
-            return Err(perr(Some(&name), "the field is given twice"));
+            return Err(err(Some(&name), "the field is given twice"));
         }
         out.fields.push((name, value));
         i = k;
@@ -575,7 +580,7 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
     if let Some(t) = s.get(i..).filter(|t| !t.is_empty()) {
         let digits = t.strip_prefix('-').unwrap_or(t);
         if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(perr(
+            return Err(err(
                 None,
                 format!(
                     "timestamp `{}` is not an integer (it is the number of ns, us, ms or s since the Unix epoch, per the precision)",
@@ -584,7 +589,7 @@ fn parse_line<'a>(s: &'a str, out: &mut Line<'a>) -> Result<(), DecodeError> {
             ));
         }
         let t = t.parse::<i64>().map_err(|_| {
-            perr(
+            err(
                 None,
                 format!(
                     "timestamp `{}` does not fit a 64-bit signed integer",
@@ -1060,6 +1065,10 @@ mod tests {
         assert_eq!(ids, vec![Some("x1"), Some("x2"), Some("3"), None]);
         // The id is not kept as a field too.
         assert!(events.iter().all(|e| e.field("id").is_none()));
+        // Nor is it part of the key when all tags form the key.
+        let events = decode_ok("id_field = \"id\"", "m,host=a,id=x1 v=1\n");
+        assert_eq!(events[0].key.as_str(), "host=a");
+        assert_eq!(events[0].id, Some(EventId(Arc::from("x1"))));
     }
 
     #[test]

@@ -361,4 +361,3 @@ mod tests {
         assert_eq!(a, w.arrivals());
     }
 }
-
