@@ -45,6 +45,7 @@ pub mod emission;
 pub mod error;
 pub mod event;
 pub mod pipeline;
+pub mod reconcile;
 pub mod sketch;
 pub mod snapshot;
 pub mod spec;

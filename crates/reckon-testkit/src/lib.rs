@@ -9,6 +9,8 @@
 
 pub use reckon_workload::{Arrival, RandomWorkload, Seed000, SplitMix64};
 
+pub mod reconcile;
+
 use reckon_core::{
     AggKind, DeadLetterReason, Emission, EmissionKind, Event, EventTime, Key, Outcome, Pipeline,
     PipelineSpec, Prior, Value, Window, WindowSpec,
