@@ -1,0 +1,221 @@
+//! Reconciliation scenarios in plain words (`docs/reconcile.md`): duplicates on both
+//! sides, audit records late by less and more than the horizon, an event with no audit
+//! record, and the audit stream going silent (z fires the missing records).
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failure
+
+use reckon_core::reconcile::{
+    Completeness, ReconOutcome, ReconOutput, ReconcileSpec, Reconciler, Side,
+};
+use reckon_core::{Event, EventId, EventTime, Key, ProcessingTime, Span, Value};
+use std::sync::Arc;
+
+const MIN: i64 = 60_000_000_000;
+
+fn rec(id: &str, minute: i64, tag: i64) -> Event {
+    Event {
+        stream: "s".into(),
+        key: Key::empty(),
+        time: EventTime(minute * MIN),
+        id: Some(EventId(Arc::from(id))),
+        fields: vec![("ctx".into(), Value::I64(tag))],
+    }
+}
+
+/// o = 15 min, n = 10 min, m = 60 min.
+fn reconciler() -> Reconciler {
+    Reconciler::new(
+        ReconcileSpec::new("r", Span(15 * MIN), Span(10 * MIN), Span(60 * MIN)).unwrap(),
+    )
+}
+
+fn completeness(out: &[ReconOutput], period_start_min: i64) -> Vec<(u32, Completeness)> {
+    out.iter()
+        .filter_map(|o| match o {
+            ReconOutput::Completeness {
+                period,
+                version,
+                counts,
+                ..
+            } if period.start.0 == period_start_min * MIN => Some((version.0, *counts)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Moves both streams' watermark to `minute − n`.
+fn push_time(r: &mut Reconciler, minute: i64, out: &mut Vec<ReconOutput>) {
+    let id = format!("clock{minute}");
+    r.ingest(Side::Audit, &rec(&id, minute, 0), out);
+    r.ingest(Side::Event, &rec(&id, minute, 0), out);
+}
+
+#[test]
+fn duplicates_on_both_sides_are_counted_and_matched_once() {
+    let mut r = reconciler();
+    let mut out = Vec::new();
+    assert_eq!(
+        r.ingest(Side::Audit, &rec("a", 1, 1), &mut out),
+        ReconOutcome::Applied
+    );
+    assert_eq!(
+        r.ingest(Side::Audit, &rec("a", 1, 1), &mut out),
+        ReconOutcome::Duplicate
+    );
+    assert_eq!(
+        r.ingest(Side::Audit, &rec("a", 2, 2), &mut out),
+        ReconOutcome::Duplicate
+    );
+    assert_eq!(
+        r.ingest(Side::Event, &rec("a", 3, 0), &mut out),
+        ReconOutcome::Applied
+    );
+    assert_eq!(
+        r.ingest(Side::Event, &rec("a", 3, 0), &mut out),
+        ReconOutcome::Duplicate
+    );
+    push_time(&mut r, 40, &mut out);
+    let c = completeness(&out, 0);
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        c[0].1,
+        Completeness {
+            audited: 1,
+            matched: 1,
+            missing: 0,
+            duplicate_audits: 2,
+            duplicate_events: 1,
+            unexpected: 0
+        }
+    );
+}
+
+#[test]
+fn an_audit_record_late_by_less_than_the_horizon_corrects_its_period() {
+    let mut r = reconciler();
+    let mut out = Vec::new();
+    r.ingest(Side::Event, &rec("a", 5, 0), &mut out);
+    push_time(&mut r, 40, &mut out);
+    // Period 0 closed with an unexpected event (no audit yet).
+    assert_eq!(completeness(&out, 0)[0].1.unexpected, 1);
+    // The audit record arrives 35 min after the watermark passed it: within m = 60 min.
+    assert_eq!(
+        r.ingest(Side::Audit, &rec("a", 4, 0), &mut out),
+        ReconOutcome::Applied
+    );
+    let c = completeness(&out, 0);
+    assert_eq!(c.len(), 2, "a new version replaces the first");
+    assert_eq!(
+        (c[1].0, c[1].1.audited, c[1].1.matched, c[1].1.unexpected),
+        (2, 1, 1, 0)
+    );
+    assert_eq!(c[1].1.percent(), Some(100.0));
+    // It was never missing: the event was there first.
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, ReconOutput::Missing { id, .. } if &**id == "a"))
+    );
+}
+
+#[test]
+fn an_audit_record_later_than_the_horizon_is_dead_lettered_and_changes_nothing() {
+    let mut r = reconciler();
+    let mut out = Vec::new();
+    r.ingest(Side::Event, &rec("a", 5, 0), &mut out);
+    push_time(&mut r, 90, &mut out); // W = 80 min; horizon 20 min
+    let before = out.len();
+    match r.ingest(Side::Audit, &rec("a", 4, 0), &mut out) {
+        ReconOutcome::DeadLettered(reason) => {
+            assert!(reason.starts_with("beyond_horizon"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(out.len(), before, "nothing emitted");
+    assert_eq!(r.dead_letters(), 1);
+}
+
+#[test]
+fn an_event_with_no_audit_record_is_unexpected() {
+    let mut r = reconciler();
+    let mut out = Vec::new();
+    r.ingest(Side::Event, &rec("stray", 7, 0), &mut out);
+    r.ingest(Side::Audit, &rec("b", 8, 0), &mut out);
+    r.ingest(Side::Event, &rec("b", 8, 0), &mut out);
+    r.finish(&mut out);
+    let c = completeness(&out, 0);
+    assert_eq!(
+        c.last().unwrap().1,
+        Completeness {
+            audited: 1,
+            matched: 1,
+            missing: 0,
+            duplicate_audits: 0,
+            duplicate_events: 0,
+            unexpected: 1
+        }
+    );
+}
+
+#[test]
+fn a_silent_audit_stream_stops_holding_the_watermark_after_z_and_missing_records_fire() {
+    let spec = ReconcileSpec::new("r", Span(15 * MIN), Span(10 * MIN), Span(60 * MIN))
+        .unwrap()
+        .idle_timeout(Span(5 * MIN));
+    let mut r = Reconciler::new(spec);
+    let mut out = Vec::new();
+    r.advance(ProcessingTime(0), &mut out);
+    r.ingest(Side::Audit, &rec("a", 1, 0), &mut out);
+    r.ingest(Side::Event, &rec("x", 1, 0), &mut out);
+    // The event stream moves on; the audit stream goes silent at minute 1.
+    for minute in 2..40 {
+        r.advance(ProcessingTime(minute * MIN), &mut out);
+        r.ingest(
+            Side::Event,
+            &rec(&format!("e{minute}"), minute, 0),
+            &mut out,
+        );
+    }
+    let missing: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            ReconOutput::Missing {
+                id, detected_at, ..
+            } => Some((id.to_string(), *detected_at)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        missing.iter().any(|(id, _)| id == "a"),
+        "z must let `a` be reported missing: {out:?}"
+    );
+    // Without z the silent audit stream holds the watermark back: nothing fires.
+    let mut r = reconciler();
+    let mut out = Vec::new();
+    r.advance(ProcessingTime(0), &mut out);
+    r.ingest(Side::Audit, &rec("a", 1, 0), &mut out);
+    for minute in 2..40 {
+        r.advance(ProcessingTime(minute * MIN), &mut out);
+        r.ingest(
+            Side::Event,
+            &rec(&format!("e{minute}"), minute, 0),
+            &mut out,
+        );
+    }
+    assert!(
+        !out.iter().any(|o| matches!(o, ReconOutput::Missing { .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn state_is_dropped_past_the_horizon() {
+    let mut r = reconciler();
+    let mut out = Vec::new();
+    for k in 0..100 {
+        r.ingest(Side::Audit, &rec(&format!("id{k}"), k, 0), &mut out);
+        r.ingest(Side::Event, &rec(&format!("id{k}"), k, 0), &mut out);
+    }
+    // W = 89 min: ids older than W − (m + n) = 19 min whose periods are final are gone.
+    assert!(r.pending_ids() < 90, "{}", r.pending_ids());
+    assert!(r.pending_ids() >= 70, "{}", r.pending_ids());
+}
