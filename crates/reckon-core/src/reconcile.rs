@@ -213,6 +213,9 @@ pub struct Reconciler {
     pending: BTreeSet<(EventTime, Arc<str>)>,
     finished: bool,
     dead_letters: u64,
+    /// The watermark at the last retention pass (a pass scans every id, so it runs once
+    /// per period of watermark progress, not per record).
+    retained_at: EventTime,
 }
 
 impl Reconciler {
@@ -227,6 +230,7 @@ impl Reconciler {
             pending: BTreeSet::new(),
             finished: false,
             dead_letters: 0,
+            retained_at: EventTime::MIN,
         }
     }
 
@@ -471,9 +475,10 @@ impl Reconciler {
                 });
             }
         }
-        if self.finished {
+        if self.finished || w.0 < self.retained_at.plus(self.spec.period) {
             return;
         }
+        self.retained_at = w.0;
         // Retention: ids all of whose records are past `W − (m + n)` and whose periods
         // are final (`end + m ≤ W`), and final periods.
         let m = self.spec.horizon;
