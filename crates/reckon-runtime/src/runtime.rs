@@ -23,6 +23,9 @@ use reckon_store::{Checkpoint, CommitBatch, DeadLetter, JournalEntry, RawRecord,
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+/// Longest series key accepted (the store's keys hold it; fjall allows 64 KiB keys).
+pub const MAX_KEY_BYTES: usize = 16 * 1024;
+
 /// Options of a running instance.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
@@ -304,6 +307,25 @@ impl Runtime {
             .collect();
         let mut fresh = Vec::with_capacity(events.len());
         for e in events {
+            // The store's keys hold the series key; an absurdly long one (hostile or
+            // broken input) is kept out of every result instead of reaching them.
+            if e.key.as_str().len() > MAX_KEY_BYTES {
+                report.dead_lettered += 1;
+                for p in self.pipelines.iter().filter(|p| *p.stream == *stream) {
+                    batch.dead_letters.push(DeadLetter {
+                        pipeline: p.engine.spec().name.clone(),
+                        stream: stream.clone(),
+                        reason: format!(
+                            "the series key is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
+                            e.key.as_str().len()
+                        ),
+                        event: e.clone(),
+                        kind: "invalid".into(),
+                        at: now,
+                    });
+                }
+                continue;
+            }
             if let Some(id) = &e.id
                 && (stored.contains(id) || !known.insert(id.clone()))
             {
@@ -384,6 +406,14 @@ impl Runtime {
             report.pipelines.push(pr);
         }
         for (j, e) in fresh.into_iter().enumerate() {
+            if !accepted_by_any[j]
+                && let Some(id) = &e.id
+            {
+                // Not stored, so the store will not know its id: a resend in a later
+                // request of this commit must be dead-lettered again, as it would be
+                // one request at a time.
+                known.remove(id);
+            }
             if accepted_by_any[j] {
                 batch.events.push(RawRecord {
                     partition,

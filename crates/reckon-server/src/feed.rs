@@ -68,10 +68,10 @@ async fn load(
     pipeline: &Arc<str>,
     after: u64,
     limit: usize,
-) -> Result<Vec<(u64, Emission)>, String> {
+) -> Result<reckon_store::ChangesPage, String> {
     let store = state.store().clone();
     let p = pipeline.clone();
-    tokio::task::spawn_blocking(move || store.changes_after(after, Some(&p), limit))
+    tokio::task::spawn_blocking(move || store.changes_page(after, Some(&p), limit))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
@@ -108,11 +108,11 @@ impl Feed {
                         ),
                     );
                 }
-                Ok(rows) if !rows.is_empty() => {
-                    if let Some((n, _)) = rows.last() {
-                        self.cursor = *n;
-                    }
-                    self.buf.extend(rows);
+                Ok(page) if page.scanned_to > self.cursor => {
+                    // Resume after everything examined, matching or not, so other
+                    // pipelines' changes are not scanned again.
+                    self.cursor = page.scanned_to;
+                    self.buf.extend(page.changes);
                     continue;
                 }
                 Ok(_) => {}
@@ -164,14 +164,13 @@ pub(crate) async fn changes(
     if !sse {
         let since = last_event_id.or(q.since).unwrap_or(0);
         let limit = q.limit.unwrap_or(PAGE).min(100_000);
-        let rows = load(&state, &pipeline, since, limit)
+        let page = load(&state, &pipeline, since, limit)
             .await
             .map_err(ApiError::internal)?;
-        let next = rows.last().map(|(n, _)| *n).unwrap_or(since);
         return Ok(axum::Json(json!({
             "pipeline": &*pipeline,
-            "changes": rows.iter().map(|(n, e)| emission_json(e, Some(*n))).collect::<Vec<_>>(),
-            "next": next,
+            "changes": page.changes.iter().map(|(n, e)| emission_json(e, Some(*n))).collect::<Vec<_>>(),
+            "next": page.scanned_to,
             "last_change": state.store().last_change(),
         }))
         .into_response());

@@ -78,38 +78,63 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
             return;
         }
         progress.borrow_and_update();
-        let store = state.store().clone();
-        let rows = tokio::task::spawn_blocking(move || store.changes_after(seen, None, PAGE))
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .unwrap_or_default();
-        let full = rows.len() == PAGE;
-        for (n, e) in rows {
-            seen = n;
-            if !cfg.pipelines.is_empty() && !cfg.pipelines.iter().any(|p| **p == *e.pipeline) {
+        // Reading the feed and looking up replaced versions are blocking store reads:
+        // they run off the async workers, and only for changes this webhook wants.
+        let (st, snd, filter, strm) = (
+            state.clone(),
+            sender.clone(),
+            cfg.pipelines.clone(),
+            streams.clone(),
+        );
+        let read = tokio::task::spawn_blocking(move || {
+            let page = st.store().changes_page(seen, None, PAGE)?;
+            let mut wanted = Vec::new();
+            for (n, e) in page.changes {
+                if !filter.is_empty() && !filter.iter().any(|p| **p == *e.pipeline) {
+                    continue;
+                }
+                let stream = strm
+                    .get(&*e.pipeline)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(""));
+                let mut c = Correction {
+                    change: n,
+                    stream,
+                    previous: None,
+                    emission: e,
+                };
+                if snd.wants(&c) {
+                    c.previous = previous(&st, &c.emission);
+                    wanted.push(c);
+                }
+            }
+            Ok::<_, reckon_store::Error>((page.scanned_to, wanted))
+        })
+        .await;
+        let (scanned_to, wanted) = match read {
+            Ok(Ok(r)) => r,
+            _ => {
+                eprintln!("webhook `{name}`: reading the change feed failed; retrying in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             }
-            let stream = streams
-                .get(&*e.pipeline)
-                .cloned()
-                .unwrap_or_else(|| Arc::from(""));
-            let c = Correction {
-                change: n,
-                stream,
-                previous: previous(&state, &e),
-                emission: e,
-            };
-            if sender.wants(&c) {
-                digest.push(Instant::now(), c);
-            }
+        };
+        let full = scanned_to >= seen.saturating_add(PAGE as u64);
+        seen = seen.max(scanned_to);
+        for c in wanted {
+            digest.push(Instant::now(), c);
         }
         if let Some(batch) = digest.poll(Instant::now()) {
             let id = next_id;
             next_id += 1;
             let body = sender.body(&batch.corrections);
             let started = unix_now();
-            let result = sender.deliver(id, &body, started).await;
+            // Retries can take minutes; a shutdown does not wait for them (the cursor
+            // does not move, so the message is sent again after the restart).
+            let result = tokio::select! {
+                r = sender.deliver(id, &body, started) => r,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
             let outcome = match &result.outcome {
                 DeliveryOutcome::Delivered { .. } => "delivered",
                 DeliveryOutcome::Failed { .. } => "failed",

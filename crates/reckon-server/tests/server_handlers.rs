@@ -407,3 +407,30 @@ async fn line_protocol_answers_like_influxdb_and_takes_gzip() {
     let (s, _) = call(&app, Request::get("/ping").body(Body::empty()).unwrap()).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurdly_long_key_is_dead_lettered_and_the_server_keeps_working() {
+    let (_dir, app) = open();
+    let long = "k".repeat(70_000);
+    let body = format!(
+        "{{\"i\":\"{long}\",\"time\":1,\"level\":1}}\n{}",
+        line(1, 2, 1.0, "a")
+    );
+    let (s, j) = post(&app, "/v1/streams/water_level/events", body).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(
+        (j["accepted"].as_u64(), j["dead_lettered"].as_u64()),
+        (Some(1), Some(1)),
+        "{j}"
+    );
+    let (_, d) = get(&app, "/v1/streams/water_level/dead_letters").await;
+    assert_eq!(d["dead_letters"][0]["kind"], "invalid");
+    assert_eq!(
+        d["dead_letters"][0]["reason"],
+        "the series key is 70002 bytes long; at most 16384 are allowed"
+    );
+    let (s, _) = post(&app, "/v1/streams/water_level/events", line(2, 3, 1.0, "b")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = get(&app, "/healthz").await;
+    assert_eq!(s, StatusCode::OK);
+}

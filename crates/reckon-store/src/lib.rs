@@ -188,6 +188,15 @@ pub struct Committed {
     pub last_change: u64,
 }
 
+/// One read of the change feed (see [`Store::changes_page`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChangesPage {
+    /// The matching changes, in order, each with its number.
+    pub changes: Vec<(u64, reckon_core::Emission)>,
+    /// The last change number examined; resume after it.
+    pub scanned_to: u64,
+}
+
 /// Where a sink (a webhook) is in the change feed, durably.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SinkState {

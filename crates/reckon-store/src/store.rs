@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::keys::{self, KeyReader};
 use crate::values::{self, ColumnsCache, Interner};
 use crate::{
-    Checkpoint, CommitBatch, Committed, DeadLetter, FORMAT_VERSION, JournalEntry, RawRecord,
-    SinkState, StoreStats,
+    ChangesPage, Checkpoint, CommitBatch, Committed, DeadLetter, FORMAT_VERSION, JournalEntry,
+    RawRecord, SinkState, StoreStats,
 };
 use fjall::config::{BlockSizePolicy, CompressionPolicy, FilterPolicy};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -625,17 +625,43 @@ impl Store {
         pipeline: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(u64, Emission)>> {
+        Ok(self.changes_page(after, pipeline, limit)?.changes)
+    }
+
+    /// Like [`Store::changes_after`], also saying how far it looked: `scanned_to` is
+    /// the last change number examined (matching or not), so a reader filtering by
+    /// pipeline resumes after it instead of scanning other pipelines' changes again.
+    /// Only durable changes are read (never one whose commit is not fsync'd yet), and at
+    /// most `100 × limit` rows are examined per call.
+    pub fn changes_page(
+        &self,
+        after: u64,
+        pipeline: Option<&str>,
+        limit: usize,
+    ) -> Result<ChangesPage> {
         let ks = &self.shared().ks;
-        let mut out = Vec::new();
+        let durable = self.last_change();
+        let mut page = ChangesPage {
+            changes: Vec::new(),
+            scanned_to: after,
+        };
+        if after >= durable {
+            return Ok(page);
+        }
         let mut cols = ColumnsCache::default();
         let mut names = Interner::default();
-        let from = after.saturating_add(1);
-        for kv in ks.changes.range(from.to_be_bytes()..) {
-            if out.len() >= limit {
+        let budget = limit.saturating_mul(100).max(1);
+        for kv in ks
+            .changes
+            .range(after.saturating_add(1).to_be_bytes()..=durable.to_be_bytes())
+            .take(budget)
+        {
+            if page.changes.len() >= limit {
                 break;
             }
             let (k, v) = kv.into_inner()?;
             let n = keys::u64_from_bytes(&k, "changes key")?;
+            page.scanned_to = n;
             let mut r = KeyReader::new(&v, "changes value");
             let p = r.str()?;
             if pipeline.is_some_and(|want| want != p) {
@@ -652,12 +678,12 @@ impl Store {
                 ));
             };
             let p = names.get(&p);
-            out.push((
+            page.changes.push((
                 n,
                 values::decode_emission(&p, &key, start, version, &row, &mut cols)?,
             ));
         }
-        Ok(out)
+        Ok(page)
     }
 
     /// A sink's durable position in the change feed.
