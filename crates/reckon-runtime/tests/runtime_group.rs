@@ -149,3 +149,53 @@ fn a_group_of_requests_equals_the_requests_one_by_one() {
         many.store().raw_scan("water_level").unwrap()
     );
 }
+
+#[test]
+fn a_dead_lettered_id_resent_in_the_same_commit_is_dead_lettered_again() {
+    let ev = |id: &str, secs: i64| reckon_core::Event {
+        stream: "water_level".into(),
+        key: reckon_core::Key::from_tags([("i", "1")]).unwrap(),
+        time: EventTime::from_secs(secs),
+        id: Some(reckon_core::EventId(Arc::from(id))),
+        fields: vec![("level".into(), reckon_core::Value::F64(1.0))],
+    };
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut one = Runtime::open(&config(dirs.0.path()), RuntimeOptions::default()).unwrap();
+    let mut many = Runtime::open(&config(dirs.1.path()), RuntimeOptions::default()).unwrap();
+    let now = reckon_core::ProcessingTime::from_secs(1);
+    let day = 86_400;
+    // The watermark moves 10 days ahead; an event of day 0 is then beyond retention (3 d).
+    let requests = [
+        vec![ev("ahead", 10 * day)],
+        vec![ev("old", 0)],
+        vec![ev("old", 0)],
+    ];
+    let a: Vec<_> = requests
+        .iter()
+        .map(|r| {
+            one.ingest("water_level", PartitionId(0), now, r.clone(), &mut |_| {})
+                .unwrap()
+        })
+        .collect();
+    let b = many
+        .ingest_many(
+            now,
+            requests
+                .iter()
+                .map(|r| IngestRequest {
+                    stream: Arc::from("water_level"),
+                    partition: PartitionId(0),
+                    events: r.clone(),
+                })
+                .collect(),
+            &mut |_| {},
+        )
+        .unwrap();
+    let counts = |r: &[reckon_runtime::IngestReport]| {
+        r.iter()
+            .map(|r| (r.accepted, r.duplicates, r.dead_lettered))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counts(&a), vec![(1, 0, 0), (0, 0, 1), (0, 0, 1)]);
+    assert_eq!(counts(&a), counts(&b));
+}

@@ -121,3 +121,37 @@ fn a_sink_cursor_and_its_deliveries_survive_a_reopen() {
         vec![(1, b"x".to_vec())]
     );
 }
+
+#[test]
+fn a_filtered_read_reports_how_far_it_looked_so_readers_skip_other_pipelines() {
+    let dir = tempdir();
+    let store = Store::open(dir.path()).unwrap();
+    let mut ems = Vec::new();
+    for k in 0..50u32 {
+        let mut e = emission(&key(k), 0, 1, 100, 1.0);
+        e.pipeline = Arc::from("busy");
+        ems.push(e);
+    }
+    ems.push(emission(&key(1), 0, 1, 100, 1.0));
+    store
+        .commit(CommitBatch {
+            emissions: ems,
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    let page = store.changes_page(0, Some(PIPELINE), 10).unwrap();
+    assert_eq!(page.changes.len(), 1);
+    assert_eq!(page.changes[0].0, 51);
+    assert_eq!(page.scanned_to, 51);
+    // Nothing of PIPELINE among the first 50: the reader still moves past them.
+    let page = store.changes_page(0, Some(PIPELINE), 0).unwrap();
+    assert!(page.changes.is_empty());
+    let page = store.changes_page(51, Some(PIPELINE), 10).unwrap();
+    assert_eq!(
+        (page.changes.len(), page.scanned_to),
+        (0, 51),
+        "nothing after the newest"
+    );
+    let page = store.changes_page(0, Some("busy"), 5).unwrap();
+    assert_eq!((page.changes.len(), page.scanned_to), (5, 5));
+}
