@@ -224,7 +224,7 @@ impl Reconciler {
         Reconciler {
             tracker: WatermarkTracker::new(spec.missing_after, spec.idle_timeout),
             spec,
-            now: ProcessingTime(i64::MIN),
+            now: ProcessingTime::MIN,
             ids: HashMap::new(),
             periods: BTreeMap::new(),
             pending: BTreeSet::new(),
@@ -317,18 +317,13 @@ impl Reconciler {
         let id: Arc<str> = id.0.clone();
         let n = self.spec.missing_after;
         let rec = (record.time, record.digest());
+        // Periods the id counted in before this record (its canonical records may move).
+        let mut touched = self
+            .ids
+            .get(&id)
+            .map(|s| self.periods_of(s))
+            .unwrap_or_default();
         let state = self.ids.entry(id.clone()).or_default();
-        let before_periods = {
-            let s = &*state;
-            let mut v = Vec::new();
-            if let Some(a) = IdState::canonical(&s.audits) {
-                v.push(a.0);
-            }
-            if let Some(e) = IdState::canonical(&s.events) {
-                v.push(e.0);
-            }
-            v
-        };
         let was_matched = state.matched(n).is_some();
         let old_audit = IdState::canonical(&state.audits);
         let list = match side {
@@ -371,7 +366,6 @@ impl Reconciler {
                 delay: Span(e.0.0.saturating_sub(a.0.0)),
             });
         }
-        let mut touched: Vec<i64> = before_periods.iter().map(|t| self.period_of(*t)).collect();
         if let Some(s) = self.ids.get(&id) {
             touched.extend(self.periods_of(s));
         }
@@ -381,9 +375,6 @@ impl Reconciler {
             p.dirty = true;
         }
         // Progress: the record may move the watermark.
-        if self.now == ProcessingTime(i64::MIN) {
-            self.now = ProcessingTime(0);
-        }
         self.tracker
             .observe(side.partition(), record.time, self.now);
         self.progress(out);
