@@ -12,7 +12,6 @@
 use crate::AppState;
 use crate::error::{Error, Result};
 use reckon_connect::webhook::{Correction, DeliveryOutcome, Digest, WebhookSender};
-use reckon_core::Emission;
 use reckon_runtime::WebhookConfig;
 use serde_json::json;
 use std::collections::HashMap;
@@ -37,20 +36,6 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// The version a correction replaced: the newest stored version older than it.
-fn previous(state: &AppState, e: &Emission) -> Option<Emission> {
-    if e.version.0 <= 1 {
-        return None;
-    }
-    state
-        .store()
-        .history(&e.pipeline, &e.key, e.window.start)
-        .ok()?
-        .into_iter()
-        .rev()
-        .find(|o| o.version < e.version)
 }
 
 async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
@@ -104,7 +89,7 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
                     emission: e,
                 };
                 if snd.wants(&c) {
-                    c.previous = previous(&st, &c.emission);
+                    c.previous = st.store().replaced_by(&c.emission)?;
                     wanted.push(c);
                 }
             }

@@ -95,8 +95,14 @@ impl WriterHandle {
 
     /// Why the writer stopped taking requests, if it has.
     pub fn failure(&self) -> Option<String> {
-        self.failure.lock().map(|f| f.clone()).unwrap_or(None)
+        read_failure(&self.failure)
     }
+}
+
+fn read_failure(f: &Mutex<Option<String>>) -> Option<String> {
+    f.lock()
+        .map(|f| f.clone())
+        .unwrap_or_else(|e| e.into_inner().clone())
 }
 
 /// What the writer publishes after each commit.
@@ -204,7 +210,7 @@ impl Writer {
     }
 
     fn stopped(&self) -> Option<String> {
-        self.failure.lock().map(|f| f.clone()).unwrap_or(None)
+        read_failure(&self.failure)
     }
 
     fn tick(&mut self) {

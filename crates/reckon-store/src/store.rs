@@ -500,6 +500,34 @@ impl Store {
             .map(Some)
     }
 
+    /// The version `e` replaced: the newest stored version of its window older than
+    /// `e.version` (one reverse read), or `None` for a first result.
+    pub fn replaced_by(&self, e: &Emission) -> Result<Option<Emission>> {
+        let prefix = result_prefix(&e.pipeline, &e.key, e.window.start);
+        let mut hi = prefix.clone();
+        keys::put_u32(&mut hi, e.version.0);
+        let Some(kv) = self
+            .shared()
+            .ks
+            .results
+            .range(prefix.clone()..hi)
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let (k, v) = kv.into_inner()?;
+        let version = result_version(&k, prefix.len())?;
+        values::decode_emission(
+            &e.pipeline,
+            &e.key,
+            e.window.start.0,
+            version,
+            &v,
+            &mut ColumnsCache::default(),
+        )
+        .map(Some)
+    }
+
     /// Every stored version of one window, in version order (its revision history).
     pub fn history(&self, pipeline: &str, key: &Key, start: EventTime) -> Result<Vec<Emission>> {
         let prefix = result_prefix(pipeline, key, start);

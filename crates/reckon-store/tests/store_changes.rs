@@ -155,3 +155,39 @@ fn a_filtered_read_reports_how_far_it_looked_so_readers_skip_other_pipelines() {
     let page = store.changes_page(0, Some("busy"), 5).unwrap();
     assert_eq!((page.changes.len(), page.scanned_to), (5, 5));
 }
+
+#[test]
+fn the_version_a_correction_replaced_is_the_newest_older_one() {
+    let dir = tempdir();
+    let store = Store::open(dir.path()).unwrap();
+    let k = key(1);
+    for (v, mean) in [(1, 1.0), (2, 2.0), (4, 4.0)] {
+        store
+            .commit(CommitBatch {
+                emissions: vec![emission(&k, 0, v, 100 * i64::from(v), mean)],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+    }
+    let replaced = |v: u32| {
+        store
+            .replaced_by(&emission(&k, 0, v, 0, 0.0))
+            .unwrap()
+            .map(|e| e.version.0)
+    };
+    assert_eq!(replaced(1), None);
+    assert_eq!(replaced(2), Some(1));
+    assert_eq!(replaced(4), Some(2), "versions need not be consecutive");
+    assert_eq!(replaced(5), Some(4));
+    assert_eq!(
+        store
+            .replaced_by(&emission(&k, 0, 4, 0, 0.0))
+            .unwrap()
+            .unwrap(),
+        emission(&k, 0, 2, 200, 2.0)
+    );
+    assert_eq!(
+        store.replaced_by(&emission(&key(2), 0, 3, 0, 0.0)).unwrap(),
+        None
+    );
+}

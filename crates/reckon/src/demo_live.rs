@@ -271,31 +271,26 @@ async fn live(args: &DemoArgs, data: &std::path::Path) -> Result<ExitCode> {
 
         // The first corrections, with old and new values (read from the change feed).
         if shown_corrections < args.examples as u64 {
-            for (n, e) in state.store().changes_after(cursor, Some(PIPELINE), 1_000)? {
-                cursor = n;
-                if e.version.0 > 1 && shown_corrections < args.examples as u64 {
-                    let old = state
-                        .store()
-                        .history(PIPELINE, &e.key, e.window.start)?
-                        .into_iter()
-                        .rev()
-                        .find(|o| o.version < e.version);
-                    if let Some(old) = old {
-                        shown_corrections += 1;
-                        println!(
-                            "correction #{n}: {} {} window {}: count {} → {}, mean {} → {}, v{} → v{} ({:?})",
-                            PIPELINE,
-                            e.key,
-                            hm(e.window.start.0),
-                            old.count,
-                            e.count,
-                            fmt_mean(&old),
-                            fmt_mean(&e),
-                            old.version.0,
-                            e.version.0,
-                            e.kind
-                        );
-                    }
+            let page = state.store().changes_page(cursor, Some(PIPELINE), 1_000)?;
+            cursor = page.scanned_to;
+            for (n, e) in page.changes {
+                if shown_corrections < args.examples as u64
+                    && let Some(old) = state.store().replaced_by(&e)?
+                {
+                    shown_corrections += 1;
+                    println!(
+                        "correction #{n}: {} {} window {}: count {} → {}, mean {} → {}, v{} → v{} ({:?})",
+                        PIPELINE,
+                        e.key,
+                        hm(e.window.start.0),
+                        old.count,
+                        e.count,
+                        fmt_mean(&old),
+                        fmt_mean(&e),
+                        old.version.0,
+                        e.version.0,
+                        e.kind
+                    );
                 }
             }
         }

@@ -10,7 +10,8 @@
 use anyhow::{Context, Result, bail};
 use reckon_connect::JsonDecoder;
 use reckon_core::{PartitionId, ProcessingTime};
-use reckon_runtime::{Config, Runtime, RuntimeOptions};
+use reckon_runtime::{Config, Runtime, RuntimeOptions, StreamConfig};
+use reckon_server::Clock as _;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,9 +39,19 @@ pub struct IngestArgs {
     checkpoint_every: u64,
 }
 
-fn wall_clock() -> ProcessingTime {
-    let nanos = jiff::Timestamp::now().as_nanosecond();
-    ProcessingTime(i64::try_from(nanos).unwrap_or(i64::MAX))
+/// The processing time of a batch read from a file or a pipe: the system clock.
+pub(crate) fn wall_clock() -> ProcessingTime {
+    reckon_server::SystemClock.now()
+}
+
+/// The configuration at `path` and its stream `name` (an error names both if missing).
+pub(crate) fn load_stream(path: &std::path::Path, name: &str) -> Result<(Config, StreamConfig)> {
+    let config = Config::load(path)?;
+    let stream = config
+        .stream(name)
+        .with_context(|| format!("stream `{name}` is not defined in {}", path.display()))?
+        .clone();
+    Ok((config, stream))
 }
 
 /// Runs `reckon ingest`.
@@ -48,17 +59,7 @@ pub fn run(args: &IngestArgs) -> Result<ExitCode> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let config = Config::load(&args.config)?;
-    let stream = config
-        .stream(&args.stream)
-        .with_context(|| {
-            format!(
-                "stream `{}` is not defined in {}",
-                args.stream,
-                args.config.display()
-            )
-        })?
-        .clone();
+    let (config, stream) = load_stream(&args.config, &args.stream)?;
     let mut runtime = Runtime::open(
         &config,
         RuntimeOptions {

@@ -15,8 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reckon_connect::csv::CsvDecoder;
 use reckon_connect::lineproto::{LineProtocolDecoder, Precision};
 use reckon_connect::{DecodeError, JsonDecoder};
-use reckon_core::{Event, EventTime, PartitionId, ProcessingTime};
-use reckon_runtime::{Config, Runtime, RuntimeOptions, StreamConfig};
+use reckon_core::{Event, EventTime, PartitionId};
+use reckon_runtime::{Runtime, RuntimeOptions, StreamConfig};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,14 +63,9 @@ pub struct ReplayArgs {
     quiet: bool,
 }
 
-fn wall_clock() -> ProcessingTime {
-    let nanos = jiff::Timestamp::now().as_nanosecond();
-    ProcessingTime(i64::try_from(nanos).unwrap_or(i64::MAX))
-}
-
 fn progress_path(store: &Path, file: &Path) -> PathBuf {
     let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    let hash = xxh(canonical.to_string_lossy().as_bytes());
+    let hash = fnv1a(canonical.to_string_lossy().as_bytes());
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -81,7 +76,7 @@ fn progress_path(store: &Path, file: &Path) -> PathBuf {
 }
 
 /// FNV-1a: a stable name for the progress file (not security relevant).
-fn xxh(bytes: &[u8]) -> u64 {
+fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -137,7 +132,7 @@ impl Replay<'_> {
         let r = self.runtime.ingest(
             &self.stream.name,
             PartitionId(0),
-            wall_clock(),
+            crate::ingest::wall_clock(),
             events,
             &mut |_| {},
         )?;
@@ -159,17 +154,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let config = Config::load(&args.config)?;
-    let stream = config
-        .stream(&args.stream)
-        .with_context(|| {
-            format!(
-                "stream `{}` is not defined in {}",
-                args.stream,
-                args.config.display()
-            )
-        })?
-        .clone();
+    let (config, stream) = crate::ingest::load_stream(&args.config, &args.stream)?;
     let precision =
         Precision::parse(&args.precision).map_err(|e| anyhow::anyhow!("--precision: {e}"))?;
     let format = args.format.unwrap_or_else(|| {
@@ -313,7 +298,9 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
                     break;
                 }
                 let (events, more) = match format {
-                    Format::LineProtocol => lp.decode(&text, precision, EventTime(wall_clock().0)),
+                    Format::LineProtocol => {
+                        lp.decode(&text, precision, EventTime(crate::ingest::wall_clock().0))
+                    }
                     _ => json.decode_ndjson(&text),
                 };
                 errors.extend(more);

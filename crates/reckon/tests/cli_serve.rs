@@ -142,6 +142,13 @@ fn serve_ingests_answers_queries_and_stops_cleanly_on_sigterm() {
     assert!(err.contains("cannot reach reckon at"), "{err}");
 }
 
+/// `reckon replay FILE -c CFG -s water_level EXTRA...`.
+fn replay(cfg: &str, file: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["replay", file, "-c", cfg, "-s", "water_level"];
+    args.extend_from_slice(extra);
+    reckon(&args)
+}
+
 #[test]
 fn replay_loads_ndjson_csv_and_line_protocol_and_resumes_after_the_last_batch() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,17 +165,7 @@ fn replay_loads_ndjson_csv_and_line_protocol_and_resumes_after_the_last_batch() 
     }
     text.push_str("{\"i\":\"1\",\"time\":\"x\"}\n");
     std::fs::write(&ndjson, &text).unwrap();
-    let (code, out, err) = reckon(&[
-        "replay",
-        ndjson.to_str().unwrap(),
-        "-c",
-        cfg,
-        "-s",
-        "water_level",
-        "--batch",
-        "7",
-        "--quiet",
-    ]);
+    let (code, out, err) = replay(cfg, ndjson.to_str().unwrap(), &["--batch", "7", "--quiet"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("100 events stored, 0 late, 0 duplicates, 1 bad lines"),
@@ -189,15 +186,7 @@ fn replay_loads_ndjson_csv_and_line_protocol_and_resumes_after_the_last_batch() 
         .unwrap()
         .write_all(more.as_bytes())
         .unwrap();
-    let (code, out, err) = reckon(&[
-        "replay",
-        ndjson.to_str().unwrap(),
-        "-c",
-        cfg,
-        "-s",
-        "water_level",
-        "--quiet",
-    ]);
+    let (code, out, err) = replay(cfg, ndjson.to_str().unwrap(), &["--quiet"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("30 events stored, 0 late, 0 duplicates, 0 bad lines"),
@@ -208,16 +197,7 @@ fn replay_loads_ndjson_csv_and_line_protocol_and_resumes_after_the_last_batch() 
         "{err}"
     );
     // --restart reads it all again: every event is a duplicate by id.
-    let (code, out, _) = reckon(&[
-        "replay",
-        ndjson.to_str().unwrap(),
-        "-c",
-        cfg,
-        "-s",
-        "water_level",
-        "--quiet",
-        "--restart",
-    ]);
+    let (code, out, _) = replay(cfg, ndjson.to_str().unwrap(), &["--quiet", "--restart"]);
     assert_eq!(code, 0);
     assert!(
         out.contains("0 events stored, 0 late, 130 duplicates, 1 bad lines"),
@@ -231,15 +211,7 @@ fn replay_loads_ndjson_csv_and_line_protocol_and_resumes_after_the_last_batch() 
         "i,time,level,id,note\n5,60,1.0,c1,\"a, b\"\n5,120,x2,c2,\n5,notatime,3,c3,\n",
     )
     .unwrap();
-    let (code, out, err) = reckon(&[
-        "replay",
-        csv.to_str().unwrap(),
-        "-c",
-        cfg,
-        "-s",
-        "water_level",
-        "--quiet",
-    ]);
+    let (code, out, err) = replay(cfg, csv.to_str().unwrap(), &["--quiet"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2 events stored"), "{out}");
     assert!(err.contains("line 4") && err.contains("`time`"), "{err}");
@@ -251,18 +223,11 @@ fn replay_loads_ndjson_csv_and_line_protocol_and_resumes_after_the_last_batch() 
         "water_level,i=9 level=1,id=\"l1\" 60\nwater_level,i=9 level=3,id=\"l2\" 120\nbad line\n",
     )
     .unwrap();
-    let (code, out, err) = reckon(&[
-        "replay",
-        lp.to_str().unwrap(),
-        "-c",
+    let (code, out, err) = replay(
         cfg,
-        "-s",
-        "water_level",
-        "--quiet",
-        "--precision",
-        "s",
-        "--finish",
-    ]);
+        lp.to_str().unwrap(),
+        &["--quiet", "--precision", "s", "--finish"],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("2 events stored") && out.contains("every window closed"),
@@ -271,14 +236,7 @@ fn replay_loads_ndjson_csv_and_line_protocol_and_resumes_after_the_last_batch() 
     assert!(err.contains("line 3"), "{err}");
     let (code, out, _) = reckon(&["verify", "--config", cfg]);
     assert_eq!(code, 0, "{out}");
-    let (code, _, err) = reckon(&[
-        "replay",
-        "/nonexistent.ndjson",
-        "-c",
-        cfg,
-        "-s",
-        "water_level",
-    ]);
+    let (code, _, err) = replay(cfg, "/nonexistent.ndjson", &[]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot open /nonexistent.ndjson"), "{err}");
 }
