@@ -261,8 +261,8 @@ impl Runtime {
         }
         let checkpointed = !batch.checkpoints.is_empty();
         let streams: BTreeSet<Arc<str>> = pending_ids.into_keys().collect();
-        let emissions = std::mem::take(&mut batch.emissions);
-        batch.emissions = emissions.clone();
+        // The sink sees the emissions only once they are durable.
+        let emissions = batch.emissions.clone();
         let committed = self.store.commit(batch)?;
         for r in &mut reports {
             r.last_seq = committed.last_seq;

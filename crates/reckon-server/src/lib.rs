@@ -112,37 +112,35 @@ impl AppState {
     /// Runs `f` with a JSON decoder of `stream` (decoders are pooled so that their
     /// interned keys and names are shared across requests).
     fn with_json<T>(&self, stream: &StreamConfig, f: impl FnOnce(&mut JsonDecoder) -> T) -> T {
-        let mut d = self
-            .inner
-            .json
-            .lock()
-            .ok()
-            .and_then(|mut m| m.get_mut(&stream.name).and_then(Vec::pop))
-            .unwrap_or_else(|| JsonDecoder::new(stream));
-        let out = f(&mut d);
-        if let Ok(mut m) = self.inner.json.lock() {
-            m.entry(stream.name.clone()).or_default().push(d);
-        }
-        out
+        pooled(&self.inner.json, stream, JsonDecoder::new, f)
     }
+    /// Like [`AppState::with_json`], for line protocol.
     fn with_lines<T>(
         &self,
         stream: &StreamConfig,
         f: impl FnOnce(&mut LineProtocolDecoder) -> T,
     ) -> T {
-        let mut d = self
-            .inner
-            .lines
-            .lock()
-            .ok()
-            .and_then(|mut m| m.get_mut(&stream.name).and_then(Vec::pop))
-            .unwrap_or_else(|| LineProtocolDecoder::new(stream));
-        let out = f(&mut d);
-        if let Ok(mut m) = self.inner.lines.lock() {
-            m.entry(stream.name.clone()).or_default().push(d);
-        }
-        out
+        pooled(&self.inner.lines, stream, LineProtocolDecoder::new, f)
     }
+}
+
+/// Takes a decoder of `stream` from `pool` (or makes one), runs `f`, puts it back.
+fn pooled<D, T>(
+    pool: &Mutex<HashMap<String, Vec<D>>>,
+    stream: &StreamConfig,
+    make: fn(&StreamConfig) -> D,
+    f: impl FnOnce(&mut D) -> T,
+) -> T {
+    let mut d = pool
+        .lock()
+        .ok()
+        .and_then(|mut m| m.get_mut(&stream.name).and_then(Vec::pop))
+        .unwrap_or_else(|| make(stream));
+    let out = f(&mut d);
+    if let Ok(mut m) = pool.lock() {
+        m.entry(stream.name.clone()).or_default().push(d);
+    }
+    out
 }
 
 /// A running reckon server: state, writer thread and webhooks, ready to serve.
