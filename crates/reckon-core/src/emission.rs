@@ -41,15 +41,24 @@ pub enum EmissionKind {
     Late,
     /// A late event beyond allowed lateness; the window was recomputed from raw events.
     Recomputed,
+    /// Reconciliation: an audited id has no matching event (`docs/reconcile.md`).
+    Missing,
+    /// Reconciliation: an id reported missing was found (version 2 of its `missing`).
+    Found,
+    /// Reconciliation: a period's completeness counts (corrected as new versions).
+    Completeness,
 }
 
 impl EmissionKind {
     /// All kinds, for metrics.
-    pub const ALL: [EmissionKind; 4] = [
+    pub const ALL: [EmissionKind; 7] = [
         EmissionKind::Early,
         EmissionKind::OnTime,
         EmissionKind::Late,
         EmissionKind::Recomputed,
+        EmissionKind::Missing,
+        EmissionKind::Found,
+        EmissionKind::Completeness,
     ];
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
@@ -58,6 +67,9 @@ impl EmissionKind {
             EmissionKind::OnTime => "on_time",
             EmissionKind::Late => "late",
             EmissionKind::Recomputed => "recomputed",
+            EmissionKind::Missing => "missing",
+            EmissionKind::Found => "found",
+            EmissionKind::Completeness => "completeness",
         }
     }
 }

@@ -81,6 +81,8 @@ impl Counters {
             EmissionKind::OnTime => self.emitted_on_time += 1,
             EmissionKind::Late => self.emitted_late += 1,
             EmissionKind::Recomputed => self.emitted_recomputed += 1,
+            // Reconciliation kinds; a window pipeline never emits them.
+            EmissionKind::Missing | EmissionKind::Found | EmissionKind::Completeness => {}
         }
     }
 }

@@ -11,10 +11,13 @@
 //! completeness is recomputed from the per-id state whenever it changes, so it depends
 //! on the set of records seen, not on their order.
 
-use crate::event::{Event, Value};
+use crate::checksum::Checksum;
+use crate::emission::{Emission, EmissionKind};
+use crate::event::{Event, Key, Value};
 use crate::time::{EventTime, ProcessingTime, Span};
 use crate::watermark::{PartitionId, Watermark, WatermarkTracker};
 use crate::{Error, Result, Version, Window};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -37,7 +40,7 @@ impl Side {
 }
 
 /// A reconciliation's configuration (seed 001's *o*, *n*, *m*, *z*).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReconcileSpec {
     /// The pipeline's name.
     pub name: Arc<str>,
@@ -81,7 +84,7 @@ impl ReconcileSpec {
 }
 
 /// The counts of one completeness period.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Completeness {
     /// Ids whose canonical audit time is in the period.
     pub audited: u64,
@@ -163,14 +166,14 @@ pub enum ReconOutcome {
 /// One record of one side of an id: (time, digest).
 type Rec = (EventTime, u64);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct IdState {
     audits: Vec<Rec>,
     events: Vec<Rec>,
     /// Fields of the canonical audit record.
     context: Vec<(Arc<str>, Value)>,
-    /// `detected_at` of the `Missing` reported, if one was.
-    missing: Option<Watermark>,
+    /// `detected_at` and `audit_time` of the `Missing` reported, if one was.
+    missing: Option<(Watermark, EventTime)>,
     found: bool,
 }
 
@@ -193,7 +196,7 @@ impl IdState {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct PeriodState {
     /// Ids whose canonical audit or canonical event falls in the period.
     ids: BTreeSet<Arc<str>>,
@@ -352,18 +355,21 @@ impl Reconciler {
             self.pending.insert((a.0, id.clone()));
         }
         if !was_matched
-            && let Some((a, e)) = matched
-            && let Some(since) = state.missing
+            && let Some((_, e)) = matched
+            && let Some((since, reported_audit)) = state.missing
             && !state.found
         {
             state.found = true;
             out.push(ReconOutput::Found {
                 id: id.clone(),
-                audit_time: a.0,
+                // The audit time its `Missing` reported (a duplicate audit record with an
+                // earlier time may have become canonical since): both outputs of one id
+                // address the same result.
+                audit_time: reported_audit,
                 missing_since: since,
                 event_time: e.0,
                 found_at: w,
-                delay: Span(e.0.0.saturating_sub(a.0.0)),
+                delay: Span(e.0.0.saturating_sub(reported_audit.0)),
             });
         }
         if let Some(s) = self.ids.get(&id) {
@@ -428,7 +434,7 @@ impl Reconciler {
                 && s.missing.is_none()
                 && s.matched(n).is_none()
             {
-                s.missing = Some(w);
+                s.missing = Some((w, t));
                 out.push(ReconOutput::Missing {
                     id: id.clone(),
                     audit_time: t,
@@ -504,5 +510,254 @@ impl Reconciler {
         for k in done {
             self.periods.remove(&k);
         }
+    }
+}
+
+/// Column names of a `completeness` emission, in order.
+pub const COMPLETENESS_COLUMNS: [&str; 7] = [
+    "audited",
+    "matched",
+    "missing",
+    "duplicate_audits",
+    "duplicate_events",
+    "unexpected",
+    "percent",
+];
+
+impl ReconOutput {
+    /// The output as an [`Emission`] of pipeline `spec.name`, emitted at `now`, so it is
+    /// stored, versioned, queried and fed like a window's result (`docs/reconcile.md`):
+    ///
+    /// - `completeness`: the series with the empty key, window = the period, its own
+    ///   versions (a newer one replaces the older);
+    /// - `missing` and `found`: the series `id=<id>`, window = the period of the audit
+    ///   time; `missing` is version 1 and the `found` that resolves it version 2.
+    pub fn to_emission(&self, spec: &ReconcileSpec, now: ProcessingTime) -> Emission {
+        let text = |s: String| Some(Value::Str(Arc::from(s)));
+        let period = |t: EventTime| {
+            let start = t.0.div_euclid(spec.period.0).saturating_mul(spec.period.0);
+            Window {
+                start: EventTime(start),
+                end: EventTime(start.saturating_add(spec.period.0)),
+            }
+        };
+        let id_key = |id: &str| Key::from_tags([("id", id)]).unwrap_or_else(|_| Key::empty());
+        let (key, window, version, kind, columns, values, count, watermark) = match self {
+            ReconOutput::Completeness {
+                period,
+                version,
+                counts,
+                watermark,
+            } => {
+                let ints = [
+                    counts.audited,
+                    counts.matched,
+                    counts.missing,
+                    counts.duplicate_audits,
+                    counts.duplicate_events,
+                    counts.unexpected,
+                ];
+                let mut values: Vec<Option<Value>> = ints
+                    .iter()
+                    .map(|c| Some(Value::I64(i64::try_from(*c).unwrap_or(i64::MAX))))
+                    .collect();
+                values.push(counts.percent().and_then(|p| Value::float(p).ok()));
+                (
+                    Key::empty(),
+                    *period,
+                    *version,
+                    EmissionKind::Completeness,
+                    COMPLETENESS_COLUMNS.iter().map(|c| Arc::from(*c)).collect(),
+                    values,
+                    counts.audited,
+                    *watermark,
+                )
+            }
+            ReconOutput::Missing {
+                id,
+                audit_time,
+                context,
+                detected_at,
+            } => {
+                let mut columns: Vec<Arc<str>> = ["status", "audit_time", "detected_at"]
+                    .into_iter()
+                    .map(Arc::from)
+                    .collect();
+                let mut values = vec![
+                    text("missing".into()),
+                    text(audit_time.to_string()),
+                    text(detected_at.0.to_string()),
+                ];
+                for (name, v) in context {
+                    columns.push(Arc::from(format!("audit.{name}")));
+                    values.push(Some(v.clone()));
+                }
+                (
+                    id_key(id),
+                    period(*audit_time),
+                    Version::FIRST,
+                    EmissionKind::Missing,
+                    columns,
+                    values,
+                    1,
+                    *detected_at,
+                )
+            }
+            ReconOutput::Found {
+                id,
+                audit_time,
+                missing_since,
+                event_time,
+                found_at,
+                delay,
+            } => (
+                id_key(id),
+                period(*audit_time),
+                Version::FIRST.next(),
+                EmissionKind::Found,
+                [
+                    "status",
+                    "audit_time",
+                    "missing_since",
+                    "event_time",
+                    "found_at",
+                    "delay_s",
+                ]
+                .into_iter()
+                .map(Arc::from)
+                .collect(),
+                vec![
+                    text("found".into()),
+                    text(audit_time.to_string()),
+                    text(missing_since.0.to_string()),
+                    text(event_time.to_string()),
+                    text(found_at.0.to_string()),
+                    Value::float(delay.0 as f64 / 1e9).ok(),
+                ],
+                1,
+                *found_at,
+            ),
+        };
+        // The checksum fingerprints the values, so two versions with equal counts are
+        // recognisably equal.
+        let mut bytes = Vec::new();
+        for v in values.iter().flatten() {
+            v.stable_bytes(&mut bytes);
+        }
+        Emission {
+            pipeline: spec.name.clone(),
+            key,
+            window,
+            version,
+            kind,
+            columns: columns.into(),
+            values,
+            count,
+            checksum: Checksum {
+                count,
+                hash: xxhash_rust::xxh3::xxh3_64(&bytes),
+            },
+            emitted_at: now,
+            watermark,
+        }
+    }
+}
+
+/// The magic bytes that start every reconciliation snapshot.
+pub const RECON_MAGIC: &[u8; 8] = b"RKNRECN\0";
+/// The reconciliation snapshot format this build writes and the newest it reads.
+pub const RECON_SNAPSHOT_FORMAT: u16 = 1;
+
+#[derive(Serialize)]
+struct ReconStateRef<'a> {
+    spec: u64,
+    tracker: &'a WatermarkTracker,
+    now: ProcessingTime,
+    ids: Vec<(&'a Arc<str>, &'a IdState)>,
+    periods: &'a BTreeMap<i64, PeriodState>,
+    pending: &'a BTreeSet<(EventTime, Arc<str>)>,
+    finished: bool,
+    dead_letters: u64,
+    retained_at: EventTime,
+}
+
+#[derive(Deserialize)]
+struct ReconState {
+    spec: u64,
+    tracker: WatermarkTracker,
+    now: ProcessingTime,
+    ids: Vec<(Arc<str>, IdState)>,
+    periods: BTreeMap<i64, PeriodState>,
+    pending: BTreeSet<(EventTime, Arc<str>)>,
+    finished: bool,
+    dead_letters: u64,
+    retained_at: EventTime,
+}
+
+fn recon_fingerprint(spec: &ReconcileSpec) -> Result<u64> {
+    let bytes = postcard::to_stdvec(spec)
+        .map_err(|e| Error::Internal(format!("spec encoding failed: {e}")))?;
+    Ok(xxhash_rust::xxh3::xxh3_64(&bytes))
+}
+
+impl Reconciler {
+    /// Serialises the whole state (magic, format version, postcard payload). Equal
+    /// states give equal bytes: ids are written in order.
+    pub fn snapshot(&self) -> Result<Vec<u8>> {
+        let mut ids: Vec<(&Arc<str>, &IdState)> = self.ids.iter().collect();
+        ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let state = ReconStateRef {
+            spec: recon_fingerprint(&self.spec)?,
+            tracker: &self.tracker,
+            now: self.now,
+            ids,
+            periods: &self.periods,
+            pending: &self.pending,
+            finished: self.finished,
+            dead_letters: self.dead_letters,
+            retained_at: self.retained_at,
+        };
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(RECON_MAGIC);
+        out.extend_from_slice(&RECON_SNAPSHOT_FORMAT.to_le_bytes());
+        let body = postcard::to_stdvec(&state)
+            .map_err(|e| Error::Internal(format!("snapshot encoding failed: {e}")))?;
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Restores a reconciliation from a snapshot taken with the same spec.
+    pub fn restore(spec: ReconcileSpec, bytes: &[u8]) -> Result<Reconciler> {
+        let rest = bytes.strip_prefix(RECON_MAGIC.as_slice()).ok_or_else(|| {
+            Error::Snapshot("not a reckon reconciliation snapshot (bad magic bytes)".into())
+        })?;
+        let (ver, body) = rest
+            .split_first_chunk::<2>()
+            .ok_or_else(|| Error::Snapshot("truncated header".into()))?;
+        let ver = u16::from_le_bytes(*ver);
+        if ver == 0 || ver > RECON_SNAPSHOT_FORMAT {
+            return Err(Error::Snapshot(format!(
+                "reconciliation snapshot format {ver} is not one this build reads (1..={RECON_SNAPSHOT_FORMAT}); upgrade reckon"
+            )));
+        }
+        let state: ReconState = postcard::from_bytes(body)
+            .map_err(|e| Error::Snapshot(format!("corrupt payload: {e}")))?;
+        if state.spec != recon_fingerprint(&spec)? {
+            return Err(Error::Snapshot(format!(
+                "the snapshot was taken with a different spec of reconciliation `{}` (periods changed); its state cannot be carried over",
+                spec.name
+            )));
+        }
+        Ok(Reconciler {
+            spec,
+            tracker: state.tracker,
+            now: state.now,
+            ids: state.ids.into_iter().collect(),
+            periods: state.periods,
+            pending: state.pending,
+            finished: state.finished,
+            dead_letters: state.dead_letters,
+            retained_at: state.retained_at,
+        })
     }
 }

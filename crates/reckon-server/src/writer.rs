@@ -326,10 +326,5 @@ fn emission_labels(e: &Emission) -> (Arc<str>, &'static str) {
 
 /// The wire name of an emission kind.
 pub fn kind_name(k: EmissionKind) -> &'static str {
-    match k {
-        EmissionKind::Early => "early",
-        EmissionKind::OnTime => "on_time",
-        EmissionKind::Late => "late",
-        EmissionKind::Recomputed => "recomputed",
-    }
+    k.as_str()
 }

@@ -486,6 +486,12 @@ pub fn check_emission_timing(spec: &PipelineSpec, em: &Emission) {
         EmissionKind::OnTime => end <= wm,
         EmissionKind::Late => end <= wm && (wm < hot_until || wm == EventTime::MAX),
         EmissionKind::Recomputed => hot_until <= wm,
+        EmissionKind::Missing | EmissionKind::Found | EmissionKind::Completeness => {
+            panic!(
+                "a window pipeline emitted the reconciliation kind {:?}",
+                em.kind
+            )
+        }
     };
     assert!(
         ok,
