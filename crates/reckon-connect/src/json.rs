@@ -8,8 +8,8 @@
 
 use crate::common::{Interner, err, rfc3339_time, unit_name, unix_time_float, unix_time_int};
 use reckon_core::{Event, EventId, EventTime, Key, StreamName, Value};
-use reckon_runtime::{StreamConfig, TimeFormat};
-use serde_json::Value as Json;
+use reckon_runtime::{EventFormat, StreamConfig, TimeFormat};
+use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 
 pub use crate::common::DecodeError;
@@ -32,7 +32,8 @@ impl JsonDecoder {
         }
     }
 
-    /// Decodes one JSON object.
+    /// Decodes one JSON object (for a `cloudevents` stream, one structured-mode
+    /// CloudEvent).
     pub fn decode(&mut self, v: &Json) -> Result<Event, DecodeError> {
         let Json::Object(obj) = v else {
             return Err(err(
@@ -40,6 +41,16 @@ impl JsonDecoder {
                 format!("expected a JSON object, got {}", kind(v)),
             ));
         };
+        match self.config.format {
+            EventFormat::Json => self.decode_object(obj),
+            EventFormat::Cloudevents => {
+                let flat = cloudevent_fields(obj)?;
+                self.decode_object(&flat)
+            }
+        }
+    }
+
+    fn decode_object(&mut self, obj: &Map<String, Json>) -> Result<Event, DecodeError> {
         let time_field = self.config.time_field.as_str();
         let raw_time = obj.get(time_field).ok_or_else(|| {
             err(
@@ -130,6 +141,80 @@ impl JsonDecoder {
             }
         }
         (events, errors)
+    }
+}
+
+/// The fields of a structured-mode CloudEvent (CloudEvents 1.0, JSON format): its
+/// attributes under their own names, the members of an object `data` as
+/// `data.<member>` (nested objects as `data.<member>.<inner>`), any other `data` as the
+/// field `data`.
+fn cloudevent_fields(obj: &Map<String, Json>) -> Result<Map<String, Json>, DecodeError> {
+    match obj.get("specversion") {
+        Some(Json::String(v)) if v.starts_with("1.") => {}
+        Some(Json::String(v)) => {
+            return Err(err(
+                Some("specversion"),
+                format!("CloudEvents `{v}` is not supported (reckon reads 1.x)"),
+            ));
+        }
+        Some(other) => {
+            return Err(err(
+                Some("specversion"),
+                format!("expected a string such as \"1.0\", got {}", kind(other)),
+            ));
+        }
+        None => {
+            return Err(err(
+                Some("specversion"),
+                "missing (this stream reads CloudEvents; a structured-mode event has specversion, id, source and type)",
+            ));
+        }
+    }
+    for required in ["id", "source", "type"] {
+        match obj.get(required) {
+            Some(Json::String(s)) if !s.is_empty() => {}
+            Some(_) => {
+                return Err(err(
+                    Some(required),
+                    "a CloudEvents attribute must be a non-empty string",
+                ));
+            }
+            None => {
+                return Err(err(
+                    Some(required),
+                    "missing (a required CloudEvents attribute)",
+                ));
+            }
+        }
+    }
+    if obj.contains_key("data_base64") {
+        return Err(err(
+            Some("data_base64"),
+            "binary data is not supported; send `data` as JSON",
+        ));
+    }
+    let mut out = Map::with_capacity(obj.len() + 4);
+    for (name, v) in obj {
+        match (name.as_str(), v) {
+            ("specversion", _) => {}
+            ("data", Json::Object(members)) => flatten_into(&mut out, "data", members),
+            _ => {
+                out.insert(name.clone(), v.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn flatten_into(out: &mut Map<String, Json>, prefix: &str, members: &Map<String, Json>) {
+    for (name, v) in members {
+        let path = format!("{prefix}.{name}");
+        match v {
+            Json::Object(inner) => flatten_into(out, &path, inner),
+            _ => {
+                out.insert(path, v.clone());
+            }
+        }
     }
 }
 
@@ -225,6 +310,44 @@ mod tests {
                 .unwrap()
         };
         assert!(Arc::ptr_eq(&name(&events[0]), &name(&events[1])));
+    }
+
+    #[test]
+    fn cloudevents_attributes_and_data_become_fields_and_bad_ones_are_named() {
+        let cfg = reckon_runtime::Config::from_toml(
+            "[[stream]]\nname = \"payments\"\nformat = \"cloudevents\"\nkey_fields = [\"source\"]\n",
+        )
+        .unwrap();
+        let mut d = JsonDecoder::new(&cfg.streams[0]);
+        let good = r#"{"specversion":"1.0","id":"ev-1","source":"/shop/eu","type":"com.shop.payment","time":"2024-05-01T10:00:03Z","datacontenttype":"application/json","data":{"payment_id":"p-42","amount":12.5,"card":{"brand":"visa"}}}"#;
+        let (events, errors) = d.decode_ndjson(good);
+        assert!(errors.is_empty(), "{errors:?}");
+        let e = &events[0];
+        assert_eq!(e.time, EventTime(1_714_557_603_000_000_000));
+        assert_eq!(e.key.as_str(), "source=/shop/eu");
+        assert_eq!(e.field("id"), Some(&Value::Str(Arc::from("ev-1"))));
+        assert_eq!(e.field("type"), Some(&Value::Str(Arc::from("com.shop.payment"))));
+        assert_eq!(e.field("data.payment_id"), Some(&Value::Str(Arc::from("p-42"))));
+        assert_eq!(e.field("data.amount"), Some(&Value::F64(12.5)));
+        assert_eq!(e.field("data.card.brand"), Some(&Value::Str(Arc::from("visa"))));
+        assert_eq!(e.field("specversion"), None);
+        // A scalar `data` is the field `data`.
+        let (events, _) = d.decode_ndjson(
+            r#"{"specversion":"1.0","id":"2","source":"s","type":"t","time":"2024-05-01T10:00:03Z","data":"hello"}"#,
+        );
+        assert_eq!(events[0].field("data"), Some(&Value::Str(Arc::from("hello"))));
+        for (line, field, text) in [
+            (r#"{"id":"1","source":"s","type":"t","time":"2024-05-01T10:00:03Z"}"#, "specversion", "missing"),
+            (r#"{"specversion":"0.3","id":"1","source":"s","type":"t","time":"2024-05-01T10:00:03Z"}"#, "specversion", "reckon reads 1.x"),
+            (r#"{"specversion":"1.0","source":"s","type":"t","time":"2024-05-01T10:00:03Z"}"#, "id", "required CloudEvents attribute"),
+            (r#"{"specversion":"1.0","id":"1","source":"","type":"t","time":"2024-05-01T10:00:03Z"}"#, "source", "non-empty string"),
+            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t"}"#, "time", "missing"),
+            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2024-05-01T10:00:03Z","data_base64":"AA=="}"#, "data_base64", "not supported"),
+        ] {
+            let (_, errors) = d.decode_ndjson(line);
+            let e = errors[0].to_string();
+            assert!(e.contains(&format!("`{field}`")) && e.contains(text), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -247,6 +247,11 @@ impl Reconciler {
         self.tracker.current()
     }
 
+    /// The latest processing time it was given.
+    pub fn now(&self) -> ProcessingTime {
+        self.now
+    }
+
     /// Ids held in state.
     pub fn pending_ids(&self) -> usize {
         self.ids.len()

@@ -42,6 +42,9 @@ pub struct Config {
     /// Pipelines: what to compute over which stream.
     #[serde(default, rename = "pipeline")]
     pub pipelines: Vec<PipelineConfig>,
+    /// Reconciliations: is every audited id in the event stream (`docs/reconcile.md`)?
+    #[serde(default, rename = "reconcile")]
+    pub reconciles: Vec<ReconcileConfig>,
     /// The HTTP server (`reckon serve`).
     #[serde(default)]
     pub server: ServerConfig,
@@ -218,6 +221,20 @@ pub enum TimeFormat {
     UnixNs,
 }
 
+/// How a stream's JSON events are shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventFormat {
+    /// One flat JSON object per event (default).
+    #[default]
+    Json,
+    /// CloudEvents 1.0 structured JSON (`specversion`, `id`, `source`, `type`, `time`,
+    /// `data`): the attributes are fields under their own names, the members of an
+    /// object `data` are fields named `data.<member>` (any other `data` is the field
+    /// `data`). `time_field` defaults to the `time` attribute.
+    Cloudevents,
+}
+
 /// `[[stream]]`: one input stream.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -233,9 +250,13 @@ pub struct StreamConfig {
     /// How the event time is written. Default `rfc3339`.
     #[serde(default)]
     pub time_format: TimeFormat,
-    /// A field holding the event's id, for de-duplication (optional).
+    /// A field holding the event's id, for de-duplication (optional): an event whose
+    /// id was already stored is dropped before any pipeline sees it.
     #[serde(default)]
     pub id_field: Option<String>,
+    /// `json` (default) or `cloudevents`.
+    #[serde(default)]
+    pub format: EventFormat,
 }
 
 fn default_time_field() -> String {
@@ -331,6 +352,67 @@ pub struct PipelineConfig {
     /// Interval of early results of open windows (default: none).
     #[serde(default)]
     pub early_interval: Option<Duration>,
+}
+
+/// One side of a reconciliation: `{ stream = "payments", id_fields = ["payment_id"] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileSide {
+    /// The stream (its `[[stream]]` gives the event-time field and format).
+    pub stream: String,
+    /// The field(s) whose values form the id joined on (fields or key fields; with
+    /// several, the values in this order). Events and audit records may name them
+    /// differently.
+    pub id_fields: Vec<String>,
+}
+
+/// `[[reconcile]]`: reconciles an event stream against an audit stream (seed 001):
+/// reports ids audited but missing from the events, ids found after being reported
+/// missing, and the completeness of every period, corrected as late data lands.
+///
+/// Keep `id_field` unset on both streams (or set it to a per-delivery id): a stream's
+/// `id_field` drops records with an already stored id before the reconciliation could
+/// count them as duplicates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// The reconciliation's name (its outputs are stored and queried under it, like a
+    /// pipeline's).
+    pub name: String,
+    /// The event stream.
+    pub events: ReconcileSide,
+    /// The audit stream; the fields of an audit record (but its id) are the context of
+    /// its `missing` report.
+    pub audit: ReconcileSide,
+    /// *o*: completeness period (event time), e.g. `"15m"`.
+    pub period: Duration,
+    /// *n*: an audited id with no event by `audit time + n` of the watermark is
+    /// missing; also the allowed out-of-orderness of both streams.
+    pub missing_after: Duration,
+    /// *m*: correction horizon and state retention, at least `missing_after`; records
+    /// later than this are dead-lettered.
+    pub horizon: Duration,
+    /// *z*: processing time after which a silent stream stops holding the watermark and
+    /// a stalled watermark advances with the wall clock (default: never).
+    #[serde(default)]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ReconcileConfig {
+    /// The engine's spec.
+    pub fn spec(&self) -> Result<reckon_core::reconcile::ReconcileSpec> {
+        let spec = reckon_core::reconcile::ReconcileSpec::new(
+            &self.name,
+            self.period.0,
+            self.missing_after.0,
+            self.horizon.0,
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(match self.idle_timeout {
+            Some(z) => spec.idle_timeout(z.0),
+            None => spec,
+        })
+    }
 }
 
 /// A duration written as `"90s"`, `"1h30m"`, `"7d"` (units ns, us, ms, s, m, h, d, w).
@@ -442,6 +524,37 @@ impl Config {
             }
             p.spec()?;
         }
+        for (i, r) in self.reconciles.iter().enumerate() {
+            if self.pipelines.iter().any(|p| p.name == r.name)
+                || self.reconciles[..i].iter().any(|q| q.name == r.name)
+            {
+                return Err(Error::Config(format!(
+                    "reconcile `{}`: the name is already used by another pipeline or reconcile",
+                    r.name
+                )));
+            }
+            for (side, cfg) in [("events", &r.events), ("audit", &r.audit)] {
+                if self.stream(&cfg.stream).is_none() {
+                    return Err(Error::Config(format!(
+                        "reconcile `{}` reads {side} stream `{}`, which no [[stream]] defines",
+                        r.name, cfg.stream
+                    )));
+                }
+                if cfg.id_fields.is_empty() || cfg.id_fields.iter().any(|f| f.is_empty()) {
+                    return Err(Error::Config(format!(
+                        "reconcile `{}`: {side}.id_fields must name at least one field",
+                        r.name
+                    )));
+                }
+            }
+            if r.events.stream == r.audit.stream {
+                return Err(Error::Config(format!(
+                    "reconcile `{}`: events and audit must be two different streams",
+                    r.name
+                )));
+            }
+            r.spec()?;
+        }
         for (i, w) in self.webhooks.iter().enumerate() {
             if self.webhooks[..i].iter().any(|v| v.name == w.name) {
                 return Err(Error::Config(format!(
@@ -462,9 +575,9 @@ impl Config {
                 )));
             }
             for p in &w.pipelines {
-                if !self.pipelines.iter().any(|q| &q.name == p) {
+                if !self.output_names().any(|q| q == p) {
                     return Err(Error::Config(format!(
-                        "webhook `{}` names pipeline `{p}`, which no [[pipeline]] defines",
+                        "webhook `{}` names pipeline `{p}`, which no [[pipeline]] or [[reconcile]] defines",
                         w.name
                     )));
                 }
@@ -476,6 +589,20 @@ impl Config {
     /// A stream by name.
     pub fn stream(&self, name: &str) -> Option<&StreamConfig> {
         self.streams.iter().find(|s| s.name == name)
+    }
+
+    /// The names results are stored under: every pipeline's, then every
+    /// reconciliation's, in configuration order.
+    pub fn output_names(&self) -> impl Iterator<Item = &str> {
+        self.pipelines
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(self.reconciles.iter().map(|r| r.name.as_str()))
+    }
+
+    /// A reconciliation by name.
+    pub fn reconcile(&self, name: &str) -> Option<&ReconcileConfig> {
+        self.reconciles.iter().find(|r| r.name == name)
     }
 }
 

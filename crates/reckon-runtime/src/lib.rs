@@ -10,8 +10,8 @@ pub mod error;
 pub mod runtime;
 
 pub use config::{
-    Config, PipelineConfig, ServerConfig, StreamConfig, TimeFormat, WebhookConfig, WebhookFormat,
-    WebhookNotify,
+    Config, EventFormat, PipelineConfig, ReconcileConfig, ReconcileSide, ServerConfig,
+    StreamConfig, TimeFormat, WebhookConfig, WebhookFormat, WebhookNotify,
 };
 pub use error::{Error, Result};
 pub use runtime::{IngestReport, IngestRequest, PipelineReport, Runtime, RuntimeOptions};

@@ -13,11 +13,12 @@
 //! The runtime is the store's only writer, which lets it know the journal sequence
 //! numbers a commit will get (a checkpoint names the last one it covers).
 
-use crate::config::Config;
+use crate::config::{Config, ReconcileConfig};
 use crate::error::{Error, Result};
+use reckon_core::reconcile::{ReconOutcome, ReconOutput, Reconciler, Side};
 use reckon_core::{
     BatchReport, Emission, Event, EventId, Key, Outcome, PartitionId, Pipeline, Prior,
-    ProcessingTime, Window,
+    ProcessingTime, Value, Watermark, Window,
 };
 use reckon_store::{Checkpoint, CommitBatch, DeadLetter, JournalEntry, RawRecord, Store};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -45,6 +46,114 @@ impl Default for RuntimeOptions {
 struct PipelineRun {
     engine: Pipeline,
     stream: Arc<str>,
+}
+
+/// A reconciliation and how its two streams' events become its records.
+struct ReconRun {
+    engine: Reconciler,
+    events: Arc<str>,
+    audit: Arc<str>,
+    event_ids: Vec<String>,
+    audit_ids: Vec<String>,
+    out: Vec<ReconOutput>,
+}
+
+impl ReconRun {
+    fn new(config: &ReconcileConfig, engine: Reconciler) -> ReconRun {
+        ReconRun {
+            engine,
+            events: Arc::from(config.events.stream.as_str()),
+            audit: Arc::from(config.audit.stream.as_str()),
+            event_ids: config.events.id_fields.clone(),
+            audit_ids: config.audit.id_fields.clone(),
+            out: Vec::new(),
+        }
+    }
+
+    fn name(&self) -> &Arc<str> {
+        &self.engine.spec().name
+    }
+
+    /// The side `stream` is, if the reconciliation reads it.
+    fn side(&self, stream: &str) -> Option<Side> {
+        if *self.events == *stream {
+            Some(Side::Event)
+        } else if *self.audit == *stream {
+            Some(Side::Audit)
+        } else {
+            None
+        }
+    }
+
+    /// The reconciliation's record of an event: its id is the value(s) of the side's id
+    /// fields (joined by `,`, with `\` and `,` escaped, when there are several); its
+    /// fields are the event's tags and other fields (an audit record's context).
+    fn record(&self, side: Side, e: &Event) -> std::result::Result<Event, String> {
+        let names = match side {
+            Side::Event => &self.event_ids,
+            Side::Audit => &self.audit_ids,
+        };
+        let tags = e.key.tags();
+        let mut id = String::new();
+        for (i, name) in names.iter().enumerate() {
+            let text = match e.field(name) {
+                Some(Value::Str(s)) => s.to_string(),
+                Some(v) => v.to_string(),
+                None => match tags.iter().find(|(k, _)| k == name) {
+                    Some((_, v)) => v.clone(),
+                    None => {
+                        return Err(format!(
+                            "the record has no `{name}`, an id field of reconcile `{}`",
+                            self.name()
+                        ));
+                    }
+                },
+            };
+            if names.len() == 1 {
+                id = text;
+            } else {
+                if i > 0 {
+                    id.push(',');
+                }
+                for c in text.chars() {
+                    if matches!(c, '\\' | ',') {
+                        id.push('\\');
+                    }
+                    id.push(c);
+                }
+            }
+        }
+        if id.is_empty() {
+            return Err(format!(
+                "the record's id ({}) is empty",
+                names.join(", ")
+            ));
+        }
+        let mut fields: Vec<(Arc<str>, Value)> = tags
+            .into_iter()
+            .filter(|(k, _)| !names.contains(k))
+            .map(|(k, v)| (Arc::from(k), Value::Str(Arc::from(v))))
+            .collect();
+        fields.extend(
+            e.fields
+                .iter()
+                .filter(|(k, _)| !names.iter().any(|n| **n == **k))
+                .cloned(),
+        );
+        Ok(Event {
+            stream: e.stream.clone(),
+            key: Key::empty(),
+            time: e.time,
+            id: Some(EventId(Arc::from(id))),
+            fields,
+        })
+    }
+
+    /// Moves the engine's outputs into `into` as emissions made at `now`.
+    fn drain(&mut self, now: ProcessingTime, into: &mut Vec<Emission>) {
+        let spec = self.engine.spec();
+        into.extend(self.out.drain(..).map(|o| o.to_emission(spec, now)));
+    }
 }
 
 /// One batch of events of one stream from one partition, as a source delivered it.
@@ -93,6 +202,7 @@ pub struct PipelineReport {
 pub struct Runtime {
     store: Store,
     pipelines: Vec<PipelineRun>,
+    recons: Vec<ReconRun>,
     options: RuntimeOptions,
     batches: u64,
     buf: Vec<Emission>,
@@ -102,6 +212,7 @@ impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
             .field("pipelines", &self.pipelines.len())
+            .field("reconciles", &self.recons.len())
             .field("batches", &self.batches)
             .finish()
     }
@@ -134,26 +245,61 @@ impl Runtime {
                 seq,
             ));
         }
+        let mut recons = Vec::new();
+        for r in &config.reconciles {
+            let spec = r.spec()?;
+            let (engine, seq) = match store.checkpoint(&r.name)? {
+                Some(cp) => (Reconciler::restore(spec, &cp.snapshot)?, cp.seq),
+                None => (Reconciler::new(spec), 0),
+            };
+            from = from.min(seq);
+            recons.push((ReconRun::new(r, engine), seq));
+        }
         let mut rt = Runtime {
             store,
             pipelines: Vec::new(),
+            recons: Vec::new(),
             options,
             batches: 0,
             buf: Vec::new(),
         };
         let covered: Vec<u64> = pipelines.iter().map(|(_, s)| *s).collect();
+        let recons_covered: Vec<u64> = recons.iter().map(|(_, s)| *s).collect();
         rt.pipelines = pipelines.into_iter().map(|(p, _)| p).collect();
+        rt.recons = recons.into_iter().map(|(r, _)| r).collect();
         if from != u64::MAX {
-            rt.replay(from, &covered)?;
+            rt.replay(from, &covered, &recons_covered)?;
         }
         Ok(rt)
     }
 
-    /// Replays the journal after `from`; pipeline `i` skips entries it already covers.
-    fn replay(&mut self, from: u64, covered: &[u64]) -> Result<()> {
+    /// Replays the journal after `from`; pipeline `i` skips entries it already covers
+    /// (`covered[i]`), and so does reconciliation `i` (`recons_covered[i]`).
+    fn replay(&mut self, from: u64, covered: &[u64], recons_covered: &[u64]) -> Result<()> {
         let journal = self.store.journal_after(from)?;
         let mut emissions = Vec::new();
         for (seq, entry) in journal {
+            for (r, &covered_to) in self.recons.iter_mut().zip(recons_covered) {
+                if seq <= covered_to {
+                    continue;
+                }
+                match &entry {
+                    JournalEntry::Tick { pipeline, at } if **pipeline == **r.name() => {
+                        r.engine.advance(*at, &mut r.out);
+                        r.drain(*at, &mut emissions);
+                    }
+                    JournalEntry::Event(raw) => {
+                        if let Some(side) = r.side(&raw.event.stream)
+                            && let Ok(record) = r.record(side, &raw.event)
+                        {
+                            r.engine.advance(raw.ingested_at, &mut r.out);
+                            r.engine.ingest(side, &record, &mut r.out);
+                            r.drain(raw.ingested_at, &mut emissions);
+                        }
+                    }
+                    _ => {}
+                }
+            }
             for (i, &covered_to) in covered.iter().enumerate() {
                 if seq <= covered_to {
                     continue;
@@ -194,12 +340,28 @@ impl Runtime {
         &self.store
     }
 
-    /// The names of every pipeline, in configuration order.
+    /// The names of every pipeline, then every reconciliation, in configuration order.
     pub fn pipeline_names(&self) -> Vec<Arc<str>> {
         self.pipelines
             .iter()
             .map(|p| p.engine.spec().name.clone())
+            .chain(self.recons.iter().map(|r| r.name().clone()))
             .collect()
+    }
+
+    /// The engine of a reconciliation.
+    pub fn reconciler(&self, name: &str) -> Option<&Reconciler> {
+        self.recons
+            .iter()
+            .map(|r| &r.engine)
+            .find(|r| &*r.spec().name == name)
+    }
+
+    /// The watermark of a pipeline or reconciliation.
+    pub fn watermark(&self, name: &str) -> Option<Watermark> {
+        self.pipeline(name)
+            .map(Pipeline::watermark)
+            .or_else(|| self.reconciler(name).map(Reconciler::watermark))
     }
 
     /// The engine of a pipeline.
@@ -335,8 +497,9 @@ impl Runtime {
             fresh.push(e);
         }
         let mut dead = vec![false; fresh.len()];
-        let mut accepted_by_any =
-            vec![self.pipelines.iter().all(|p| *p.stream != *stream); fresh.len()];
+        let read_by_none = self.pipelines.iter().all(|p| *p.stream != *stream)
+            && self.recons.iter().all(|r| r.side(&stream).is_none());
+        let mut accepted_by_any = vec![read_by_none; fresh.len()];
         // Events of this stream staged by earlier requests of the group: not in the raw
         // log yet, but the cold path must see them.
         let staged_before = batch.events.len();
@@ -405,6 +568,40 @@ impl Runtime {
             report.late = report.late.max(late_here);
             report.pipelines.push(pr);
         }
+        for r in &mut self.recons {
+            let Some(side) = r.side(&stream) else {
+                continue;
+            };
+            r.engine.advance(now, &mut r.out);
+            let mut pr = PipelineReport {
+                pipeline: r.name().clone(),
+                ..PipelineReport::default()
+            };
+            for (j, e) in fresh.iter().enumerate() {
+                let (kind, reason) = match r.record(side, e) {
+                    Err(reason) => ("invalid", reason),
+                    Ok(record) => match r.engine.ingest(side, &record, &mut r.out) {
+                        ReconOutcome::Applied | ReconOutcome::Duplicate => {
+                            accepted_by_any[j] = true;
+                            continue;
+                        }
+                        ReconOutcome::DeadLettered(reason) => ("beyond_horizon", reason),
+                    },
+                };
+                dead[j] = true;
+                pr.dead_lettered += 1;
+                batch.dead_letters.push(DeadLetter {
+                    pipeline: r.name().clone(),
+                    stream: stream.clone(),
+                    event: e.clone(),
+                    kind: kind.into(),
+                    reason,
+                    at: now,
+                });
+            }
+            r.drain(now, &mut batch.emissions);
+            report.pipelines.push(pr);
+        }
         for (j, e) in fresh.into_iter().enumerate() {
             if !accepted_by_any[j]
                 && let Some(id) = &e.id
@@ -438,6 +635,14 @@ impl Runtime {
             .iter()
             .filter(|p| *p.stream == *stream)
             .map(|p| p.engine.watermark().0.minus(p.engine.spec().retention))
+            .chain(self.recons.iter().filter(|r| r.side(stream).is_some()).map(|r| {
+                // A reconciliation keeps state for records within m + n.
+                let spec = r.engine.spec();
+                r.engine
+                    .watermark()
+                    .0
+                    .minus(reckon_core::Span(spec.horizon.0.saturating_add(spec.missing_after.0)))
+            }))
             .min();
         match horizon {
             Some(before) if before > reckon_core::EventTime::MIN => {
@@ -457,6 +662,11 @@ impl Runtime {
             batch.ticks.push((p.engine.spec().name.clone(), now));
             batch.emissions.append(&mut self.buf);
         }
+        for r in &mut self.recons {
+            r.engine.advance(now, &mut r.out);
+            batch.ticks.push((r.name().clone(), now));
+            r.drain(now, &mut batch.emissions);
+        }
         let emissions = batch.emissions.clone();
         self.store.commit(batch)?;
         emissions.iter().for_each(sink);
@@ -470,6 +680,16 @@ impl Runtime {
         for p in &mut self.pipelines {
             p.engine.finish(&mut self.buf);
             batch.emissions.append(&mut self.buf);
+        }
+        let now = self
+            .recons
+            .iter()
+            .map(|r| r.engine.now())
+            .max()
+            .unwrap_or(ProcessingTime::MIN);
+        for r in &mut self.recons {
+            r.engine.finish(&mut r.out);
+            r.drain(now, &mut batch.emissions);
         }
         let seq = self.store.last_seq();
         self.checkpoints_into(&mut batch, seq)?;
@@ -494,6 +714,13 @@ impl Runtime {
                 pipeline: p.engine.spec().name.clone(),
                 seq,
                 snapshot: p.engine.snapshot()?,
+            });
+        }
+        for r in &self.recons {
+            batch.checkpoints.push(Checkpoint {
+                pipeline: r.name().clone(),
+                seq,
+                snapshot: r.engine.snapshot()?,
             });
         }
         Ok(())

@@ -137,7 +137,7 @@ pub(crate) async fn changes(
     q: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if !state.config().pipelines.iter().any(|p| p.name == pipeline) {
+    if !state.config().output_names().any(|p| p == pipeline) {
         return Err(ApiError::not_found(format!(
             "unknown pipeline `{pipeline}`"
         )));

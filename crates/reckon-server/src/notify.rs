@@ -40,11 +40,18 @@ fn unix_now() -> i64 {
 
 async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
     let name = cfg.name.clone();
-    let streams: HashMap<String, Arc<str>> = state
-        .config()
+    // The stream each result comes from (a reconciliation's: its audit stream).
+    let config = state.config();
+    let streams: HashMap<String, Arc<str>> = config
         .pipelines
         .iter()
         .map(|p| (p.name.clone(), Arc::from(p.stream.as_str())))
+        .chain(
+            config
+                .reconciles
+                .iter()
+                .map(|r| (r.name.clone(), Arc::from(r.audit.stream.as_str()))),
+        )
         .collect();
     let sink = match state.store().sink_state(&name) {
         Ok(s) => s,

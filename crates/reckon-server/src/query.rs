@@ -86,15 +86,10 @@ fn csv_response(text: String) -> Response {
 }
 
 fn check_pipeline(state: &AppState, name: &str) -> Result<(), ApiError> {
-    if state.config().pipelines.iter().any(|p| p.name == name) {
+    if state.config().output_names().any(|p| p == name) {
         return Ok(());
     }
-    let known: Vec<&str> = state
-        .config()
-        .pipelines
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
+    let known: Vec<&str> = state.config().output_names().collect();
     Err(ApiError::not_found(format!(
         "unknown pipeline `{name}` (configured pipelines: {})",
         if known.is_empty() {
@@ -210,25 +205,47 @@ pub(crate) async fn history(
     .into_response())
 }
 
-/// `GET /v1/pipelines`: the pipelines, their streams and watermarks.
+/// `GET /v1/pipelines`: the pipelines and reconciliations, their streams and
+/// watermarks.
 pub(crate) async fn pipelines(State(state): State<AppState>) -> Response {
-    let list: Vec<Json> = state
-        .config()
+    let watermark = |name: &str| {
+        state
+            .metrics()
+            .gauge("reckon_watermark_seconds", &[("pipeline", name)])
+            .map(|s| rfc3339((s * 1e9) as i64))
+    };
+    let config = state.config();
+    let list: Vec<Json> = config
         .pipelines
         .iter()
         .map(|p| {
-            let wm = state
-                .metrics()
-                .gauge("reckon_watermark_seconds", &[("pipeline", &p.name)]);
             json!({
                 "name": p.name,
+                "kind": "window",
                 "stream": p.stream,
-                "watermark": wm.map(|s| rfc3339((s * 1e9) as i64)),
+                "watermark": watermark(&p.name),
             })
         })
+        .chain(config.reconciles.iter().map(|r| {
+            json!({
+                "name": r.name,
+                "kind": "reconcile",
+                "events": r.events.stream,
+                "audit": r.audit.stream,
+                "period": span_secs(r.period.0),
+                "missing_after": span_secs(r.missing_after.0),
+                "horizon": span_secs(r.horizon.0),
+                "watermark": watermark(&r.name),
+            })
+        }))
         .collect();
     axum::Json(json!({ "pipelines": list, "last_change": state.store().last_change() }))
         .into_response()
+}
+
+/// A span as seconds (JSON number).
+fn span_secs(s: reckon_core::Span) -> f64 {
+    s.0 as f64 / 1e9
 }
 
 /// Parameters of `GET /v1/streams/{s}/dead_letters`.

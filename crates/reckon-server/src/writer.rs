@@ -297,8 +297,8 @@ impl Writer {
             );
         }
         for name in self.runtime.pipeline_names() {
-            if let Some(p) = self.runtime.pipeline(&name) {
-                let wm = p.watermark().0;
+            if let Some(wm) = self.runtime.watermark(&name) {
+                let wm = wm.0;
                 if wm > reckon_core::EventTime::MIN {
                     let l = [("pipeline", &*name)];
                     self.metrics

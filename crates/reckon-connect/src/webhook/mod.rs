@@ -50,12 +50,26 @@ pub struct Correction {
 }
 
 impl Correction {
-    /// Whether late data changed the window: a `late` correction or a recompute.
-    /// Early previews and the on-time result that follows them are not corrections.
+    /// Whether it is news under `notify = corrections`: late data changed a window (a
+    /// `late` correction or a recompute) or a completeness period (its version 2 or
+    /// later), or a reconciliation reported an id `missing` or `found`. Early previews,
+    /// on-time results and first completeness counts are not.
     pub fn is_late(&self) -> bool {
+        match self.emission.kind {
+            EmissionKind::Late
+            | EmissionKind::Recomputed
+            | EmissionKind::Missing
+            | EmissionKind::Found => true,
+            EmissionKind::Completeness => self.emission.version.0 > 1,
+            EmissionKind::Early | EmissionKind::OnTime => false,
+        }
+    }
+
+    /// Whether it reports an id of a reconciliation (`missing` or `found`).
+    pub fn is_id_report(&self) -> bool {
         matches!(
             self.emission.kind,
-            EmissionKind::Late | EmissionKind::Recomputed
+            EmissionKind::Missing | EmissionKind::Found
         )
     }
 }

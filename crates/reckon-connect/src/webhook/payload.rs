@@ -9,7 +9,7 @@
 //! plain digits would be unreadable.
 
 use super::Correction;
-use reckon_core::{Emission, Value};
+use reckon_core::{Emission, EmissionKind, Value};
 use reckon_runtime::WebhookFormat;
 use serde_json::{Map, Value as Json, json};
 use std::fmt::Write as _;
@@ -88,7 +88,14 @@ fn slack_text(webhook_name: &str, corrections: &[Correction]) -> String {
     let late = corrections.iter().filter(|c| c.is_late()).count();
     let windows = |n: usize| if n == 1 { "window" } else { "windows" };
     let mut s = String::new();
-    if late == total && total > 0 {
+    let missing = count_kind(corrections, EmissionKind::Missing);
+    let found = count_kind(corrections, EmissionKind::Found);
+    if missing + found == total && total > 0 {
+        let _ = write!(
+            s,
+            ":rotating_light: *{missing} missing, {found} found* (reconciliation)"
+        );
+    } else if late == total && total > 0 {
         let _ = write!(
             s,
             ":warning: *Late data corrected {total} {}*",
@@ -115,8 +122,52 @@ fn slack_text(webhook_name: &str, corrections: &[Correction]) -> String {
     s
 }
 
+fn count_kind(corrections: &[Correction], kind: EmissionKind) -> usize {
+    corrections
+        .iter()
+        .filter(|c| c.emission.kind == kind)
+        .count()
+}
+
+/// One line per id a reconciliation reported missing or found, with its facts.
+fn id_entry(s: &mut String, c: &Correction) {
+    let e = &c.emission;
+    let id = e
+        .key
+        .tags()
+        .into_iter()
+        .find(|(k, _)| k == "id")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let icon = if e.kind == EmissionKind::Missing {
+        ":x:"
+    } else {
+        ":white_check_mark:"
+    };
+    let _ = write!(
+        s,
+        "• {icon} id {} {} · reconcile {}",
+        code(&id),
+        e.kind.as_str(),
+        code(&e.pipeline)
+    );
+    for (column, value) in e.columns.iter().zip(&e.values) {
+        if &**column != "status" {
+            let _ = write!(
+                s,
+                " · {} {}",
+                escape(column),
+                value_text(value.as_ref())
+            );
+        }
+    }
+}
+
 /// Two lines per window: where (measurement, key, window time) and what changed.
 fn window_entry(s: &mut String, c: &Correction) {
+    if c.is_id_report() {
+        return id_entry(s, c);
+    }
     let e = &c.emission;
     let _ = write!(
         s,
