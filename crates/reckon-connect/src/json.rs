@@ -326,27 +326,66 @@ mod tests {
         assert_eq!(e.time, EventTime(1_714_557_603_000_000_000));
         assert_eq!(e.key.as_str(), "source=/shop/eu");
         assert_eq!(e.field("id"), Some(&Value::Str(Arc::from("ev-1"))));
-        assert_eq!(e.field("type"), Some(&Value::Str(Arc::from("com.shop.payment"))));
-        assert_eq!(e.field("data.payment_id"), Some(&Value::Str(Arc::from("p-42"))));
+        assert_eq!(
+            e.field("type"),
+            Some(&Value::Str(Arc::from("com.shop.payment")))
+        );
+        assert_eq!(
+            e.field("data.payment_id"),
+            Some(&Value::Str(Arc::from("p-42")))
+        );
         assert_eq!(e.field("data.amount"), Some(&Value::F64(12.5)));
-        assert_eq!(e.field("data.card.brand"), Some(&Value::Str(Arc::from("visa"))));
+        assert_eq!(
+            e.field("data.card.brand"),
+            Some(&Value::Str(Arc::from("visa")))
+        );
         assert_eq!(e.field("specversion"), None);
         // A scalar `data` is the field `data`.
         let (events, _) = d.decode_ndjson(
             r#"{"specversion":"1.0","id":"2","source":"s","type":"t","time":"2024-05-01T10:00:03Z","data":"hello"}"#,
         );
-        assert_eq!(events[0].field("data"), Some(&Value::Str(Arc::from("hello"))));
+        assert_eq!(
+            events[0].field("data"),
+            Some(&Value::Str(Arc::from("hello")))
+        );
         for (line, field, text) in [
-            (r#"{"id":"1","source":"s","type":"t","time":"2024-05-01T10:00:03Z"}"#, "specversion", "missing"),
-            (r#"{"specversion":"0.3","id":"1","source":"s","type":"t","time":"2024-05-01T10:00:03Z"}"#, "specversion", "reckon reads 1.x"),
-            (r#"{"specversion":"1.0","source":"s","type":"t","time":"2024-05-01T10:00:03Z"}"#, "id", "required CloudEvents attribute"),
-            (r#"{"specversion":"1.0","id":"1","source":"","type":"t","time":"2024-05-01T10:00:03Z"}"#, "source", "non-empty string"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t"}"#, "time", "missing"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2024-05-01T10:00:03Z","data_base64":"AA=="}"#, "data_base64", "not supported"),
+            (
+                r#"{"id":"1","source":"s","type":"t","time":"2024-05-01T10:00:03Z"}"#,
+                "specversion",
+                "missing",
+            ),
+            (
+                r#"{"specversion":"0.3","id":"1","source":"s","type":"t","time":"2024-05-01T10:00:03Z"}"#,
+                "specversion",
+                "reckon reads 1.x",
+            ),
+            (
+                r#"{"specversion":"1.0","source":"s","type":"t","time":"2024-05-01T10:00:03Z"}"#,
+                "id",
+                "required CloudEvents attribute",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"","type":"t","time":"2024-05-01T10:00:03Z"}"#,
+                "source",
+                "non-empty string",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t"}"#,
+                "time",
+                "missing",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2024-05-01T10:00:03Z","data_base64":"AA=="}"#,
+                "data_base64",
+                "not supported",
+            ),
         ] {
             let (_, errors) = d.decode_ndjson(line);
             let e = errors[0].to_string();
-            assert!(e.contains(&format!("`{field}`")) && e.contains(text), "{line}: {e}");
+            assert!(
+                e.contains(&format!("`{field}`")) && e.contains(text),
+                "{line}: {e}"
+            );
         }
     }
 

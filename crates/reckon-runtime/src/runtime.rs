@@ -124,10 +124,7 @@ impl ReconRun {
             }
         }
         if id.is_empty() {
-            return Err(format!(
-                "the record's id ({}) is empty",
-                names.join(", ")
-            ));
+            return Err(format!("the record's id ({}) is empty", names.join(", ")));
         }
         let mut fields: Vec<(Arc<str>, Value)> = tags
             .into_iter()
@@ -635,14 +632,18 @@ impl Runtime {
             .iter()
             .filter(|p| *p.stream == *stream)
             .map(|p| p.engine.watermark().0.minus(p.engine.spec().retention))
-            .chain(self.recons.iter().filter(|r| r.side(stream).is_some()).map(|r| {
-                // A reconciliation keeps state for records within m + n.
-                let spec = r.engine.spec();
-                r.engine
-                    .watermark()
-                    .0
-                    .minus(reckon_core::Span(spec.horizon.0.saturating_add(spec.missing_after.0)))
-            }))
+            .chain(
+                self.recons
+                    .iter()
+                    .filter(|r| r.side(stream).is_some())
+                    .map(|r| {
+                        // A reconciliation keeps state for records within m + n.
+                        let spec = r.engine.spec();
+                        r.engine.watermark().0.minus(reckon_core::Span(
+                            spec.horizon.0.saturating_add(spec.missing_after.0),
+                        ))
+                    }),
+            )
             .min();
         match horizon {
             Some(before) if before > reckon_core::EventTime::MIN => {

@@ -153,12 +153,7 @@ fn id_entry(s: &mut String, c: &Correction) {
     );
     for (column, value) in e.columns.iter().zip(&e.values) {
         if &**column != "status" {
-            let _ = write!(
-                s,
-                " · {} {}",
-                escape(column),
-                value_text(value.as_ref())
-            );
+            let _ = write!(s, " · {} {}", escape(column), value_text(value.as_ref()));
         }
     }
 }
