@@ -58,13 +58,25 @@ pub fn emission_json(e: &Emission, change: Option<u64>) -> Json {
     o
 }
 
-/// CSV text of emissions (all of one pipeline, so they share their columns).
+/// CSV text of emissions. The value columns are every column of any row, in order of
+/// first appearance (a window pipeline's rows share theirs; a reconciliation's
+/// `missing`, `found` and `completeness` rows differ), empty where a row has none.
 pub fn emissions_csv(rows: &[(Option<u64>, &Emission)]) -> Result<String, String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let columns: Vec<String> = rows
-        .first()
-        .map(|(_, e)| e.columns.iter().map(|c| c.to_string()).collect())
-        .unwrap_or_default();
+    let mut columns: Vec<String> = Vec::new();
+    let mut last: Option<&std::sync::Arc<[std::sync::Arc<str>]>> = None;
+    for (_, e) in rows {
+        // Rows of one pipeline usually share one columns allocation: look once.
+        if last.is_some_and(|l| std::sync::Arc::ptr_eq(l, &e.columns)) {
+            continue;
+        }
+        last = Some(&e.columns);
+        for c in e.columns.iter() {
+            if !columns.iter().any(|k| **k == **c) {
+                columns.push(c.to_string());
+            }
+        }
+    }
     let with_change = rows.iter().any(|(c, _)| c.is_some());
     let mut header: Vec<String> = Vec::new();
     if with_change {
