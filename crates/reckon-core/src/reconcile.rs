@@ -224,8 +224,13 @@ pub struct Reconciler {
 impl Reconciler {
     /// A reconciliation with no state.
     pub fn new(spec: ReconcileSpec) -> Reconciler {
+        // Both streams hold the watermark from the start: the one that sends first must
+        // not run ahead alone and report every audited id missing (`docs/reconcile.md`).
+        let mut tracker = WatermarkTracker::new(spec.missing_after, spec.idle_timeout);
+        tracker.expect(Side::Event.partition());
+        tracker.expect(Side::Audit.partition());
         Reconciler {
-            tracker: WatermarkTracker::new(spec.missing_after, spec.idle_timeout),
+            tracker,
             spec,
             now: ProcessingTime::MIN,
             ids: HashMap::new(),

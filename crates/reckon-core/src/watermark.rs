@@ -82,6 +82,20 @@ impl WatermarkTracker {
         }
     }
 
+    /// Declares `partition` before it has sent anything: it holds the watermark at its
+    /// minimum until it sends, or until it is idle for `idle_timeout` counted from the
+    /// first known processing time. For inputs known in advance (a reconciliation's
+    /// two streams), so that the one that starts first does not run ahead alone.
+    pub fn expect(&mut self, partition: PartitionId) {
+        if !self.partitions.iter().any(|p| p.id == partition) {
+            self.partitions.push(Partition {
+                id: partition,
+                max_time: EventTime::MIN,
+                last_seen: ProcessingTime::MIN,
+            });
+        }
+    }
+
     /// The pipeline watermark.
     #[inline]
     pub fn current(&self) -> Watermark {
@@ -175,12 +189,26 @@ impl WatermarkTracker {
 
     /// Derives the data-driven watermark from the active partitions.
     fn recompute(&mut self, now: ProcessingTime) -> bool {
-        let candidate = self
+        let active = self
             .partitions
             .iter()
             .filter(|p| !self.is_idle(p.last_seen, now))
             .map(|p| p.max_time)
             .min();
+        let candidate = match active {
+            Some(m) => Some(m),
+            // Every partition is idle, and one of them never sent anything (declared with
+            // `expect`): it held the watermark at its minimum until now, maybe going idle
+            // at the same tick as the others, so the partitions that did send decide.
+            // Without such a partition nothing changes (the stall rule applies).
+            None if self.partitions.iter().any(|p| p.max_time == EventTime::MIN) => self
+                .partitions
+                .iter()
+                .filter(|p| p.max_time > EventTime::MIN)
+                .map(|p| p.max_time)
+                .min(),
+            None => None,
+        };
         let Some(min_max) = candidate else {
             return false;
         };

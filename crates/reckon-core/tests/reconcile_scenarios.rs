@@ -225,3 +225,46 @@ fn state_is_dropped_past_the_horizon() {
     push_time(&mut r, 420, &mut out);
     assert!(r.pending_ids() <= 4, "{}", r.pending_ids());
 }
+
+#[test]
+fn the_stream_that_starts_first_does_not_run_ahead_until_the_other_sends_or_z_passes() {
+    // Without z: audit records up to 2 h, the event stream has sent nothing; it holds
+    // the watermark, so nothing is reported missing.
+    let mut r = reconciler();
+    let mut out = Vec::new();
+    r.advance(ProcessingTime(0), &mut out);
+    for m in [1, 2, 120] {
+        r.ingest(Side::Audit, &rec(&format!("a{m}"), m, 0), &mut out);
+    }
+    r.advance(ProcessingTime(3_600_000_000_000), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(r.watermark().0, EventTime::MIN);
+    // The event stream's first record (at 2 h) releases it: a1 and a2 are missing.
+    r.ingest(Side::Event, &rec("a120", 120, 0), &mut out);
+    let missing: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            ReconOutput::Missing { id, .. } => Some(id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(missing, ["a1", "a2"]);
+
+    // With z = 1 min: the event stream that never sends stops holding after 1 min of
+    // processing time, counted from the first known processing time.
+    let spec = ReconcileSpec::new("r", Span(15 * MIN), Span(10 * MIN), Span(60 * MIN))
+        .unwrap()
+        .idle_timeout(Span(MIN));
+    let mut r = Reconciler::new(spec);
+    let mut out = Vec::new();
+    r.advance(ProcessingTime(0), &mut out);
+    r.ingest(Side::Audit, &rec("a1", 1, 0), &mut out);
+    r.ingest(Side::Audit, &rec("a2", 120, 0), &mut out);
+    r.advance(ProcessingTime(MIN - 1), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    r.advance(ProcessingTime(MIN), &mut out);
+    assert!(
+        matches!(&out[0], ReconOutput::Missing { id, .. } if &**id == "a1"),
+        "{out:?}"
+    );
+}

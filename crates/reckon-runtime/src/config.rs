@@ -743,8 +743,8 @@ mod tests {
     fn the_readme_example_parses() {
         let readme = include_str!("../../../README.md");
         let start = readme
-            .find("```toml\n")
-            .expect("a toml block in the README")
+            .find("```toml\n[store]")
+            .expect("the pipeline toml block in the README")
             + 8;
         let len = readme[start..].find("```").expect("end of the toml block");
         let c = Config::from_toml(&readme[start..start + len]).unwrap();
@@ -753,6 +753,107 @@ mod tests {
             Span::hours(24)
         );
         assert_eq!(c.streams[0].id_field.as_deref(), Some("id"));
+    }
+
+    const SEED001: &str = r#"
+        [[stream]]
+        name = "payments"
+        format = "cloudevents"
+        [[stream]]
+        name = "payments_audit"
+        [[reconcile]]
+        name = "payments_recon"
+        events = { stream = "payments", id_fields = ["data.payment_id"] }
+        audit = { stream = "payments_audit", id_fields = ["ref"] }
+        period = "15m"
+        missing_after = "10m"
+        horizon = "1h"
+        idle_timeout = "2m"
+    "#;
+
+    #[test]
+    fn a_reconcile_builds_its_spec_and_mistakes_are_named() {
+        let c = Config::from_toml(SEED001).unwrap();
+        assert_eq!(c.streams[0].format, EventFormat::Cloudevents);
+        let spec = c.reconciles[0].spec().unwrap();
+        assert_eq!(
+            (spec.period, spec.missing_after, spec.horizon, spec.idle_timeout),
+            (
+                Span::minutes(15),
+                Span::minutes(10),
+                Span::hours(1),
+                Some(Span::minutes(2))
+            )
+        );
+        assert_eq!(c.output_names().collect::<Vec<_>>(), ["payments_recon"]);
+        for (from, to, want) in [
+            (
+                "horizon = \"1h\"",
+                "horizon = \"5m\"",
+                "reconcile `payments_recon`: the horizon (m) must be at least missing_after (n)",
+            ),
+            (
+                "period = \"15m\"",
+                "period = \"0s\"",
+                "the period (o) must be positive",
+            ),
+            (
+                "stream = \"payments_audit\", id",
+                "stream = \"nope\", id",
+                "reconcile `payments_recon` reads audit stream `nope`, which no [[stream]] defines",
+            ),
+            (
+                "stream = \"payments_audit\", id",
+                "stream = \"payments\", id",
+                "events and audit must be two different streams",
+            ),
+            (
+                "id_fields = [\"ref\"]",
+                "id_fields = []",
+                "audit.id_fields must name at least one field",
+            ),
+            ("period = ", "periodd = ", "unknown field `periodd`"),
+            (
+                "format = \"cloudevents\"",
+                "format = \"avro\"",
+                "unknown variant `avro`",
+            ),
+        ] {
+            let e = Config::from_toml(&SEED001.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{to}: {e}");
+        }
+        let twice = format!(
+            "{SEED001}\n[[pipeline]]\nname = \"payments_recon\"\nstream = \"payments\"\nwindow = {{ type = \"tumbling\", size = \"1h\" }}\naggregates = [{{ fn = \"count\" }}]\n"
+        );
+        let e = Config::from_toml(&twice).unwrap_err().to_string();
+        assert!(e.contains("already used by another pipeline"), "{e}");
+        let hook = format!(
+            "{SEED001}\n[[webhook]]\nname = \"ops\"\nurl = \"http://x\"\npipelines = [\"payments_recon\", \"nope\"]\n"
+        );
+        let e = Config::from_toml(&hook).unwrap_err().to_string();
+        assert!(e.contains("names pipeline `nope`"), "{e}");
+    }
+
+    /// The reconciliation example in the README is a configuration that works.
+    #[test]
+    fn the_readme_reconcile_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```toml\n# seed 001")
+            .expect("the reconcile toml block in the README")
+            + 8;
+        let len = readme[start..].find("```").expect("end of the toml block");
+        let block = &readme[start..start + len];
+        assert_eq!(
+            block,
+            include_str!("../../../examples/seed001/reckon.toml"),
+            "the README shows examples/seed001/reckon.toml as it is"
+        );
+        let c = Config::from_toml(block).unwrap();
+        assert_eq!(c.reconciles.len(), 1);
+        c.reconciles[0].spec().unwrap();
     }
 
     #[test]
