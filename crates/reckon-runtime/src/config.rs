@@ -777,7 +777,12 @@ mod tests {
         assert_eq!(c.streams[0].format, EventFormat::Cloudevents);
         let spec = c.reconciles[0].spec().unwrap();
         assert_eq!(
-            (spec.period, spec.missing_after, spec.horizon, spec.idle_timeout),
+            (
+                spec.period,
+                spec.missing_after,
+                spec.horizon,
+                spec.idle_timeout
+            ),
             (
                 Span::minutes(15),
                 Span::minutes(10),
