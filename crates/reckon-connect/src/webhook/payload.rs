@@ -153,7 +153,12 @@ fn id_entry(s: &mut String, c: &Correction) {
     );
     for (column, value) in e.columns.iter().zip(&e.values) {
         if &**column != "status" {
-            let _ = write!(s, " · {} {}", escape(column), value_text(value.as_ref()));
+            // Times and context read better unquoted here.
+            let text = match value {
+                Some(Value::Str(v)) => escape(v),
+                other => value_text(other.as_ref()),
+            };
+            let _ = write!(s, " · {} {text}", escape(column));
         }
     }
 }
@@ -300,6 +305,78 @@ mod tests {
             emitted_at: ProcessingTime::from_secs(T + 7200),
             watermark: Watermark(EventTime::from_secs(T + 7190)),
         }
+    }
+
+    #[test]
+    fn reconciliation_reports_are_news_and_read_as_one_line_per_id() {
+        use reckon_core::Span;
+        use reckon_core::reconcile::{Completeness, ReconOutput, ReconcileSpec};
+        let spec = ReconcileSpec::new(
+            "payments_recon",
+            Span::minutes(15),
+            Span::minutes(10),
+            Span::hours(1),
+        )
+        .expect("valid spec");
+        let at = |s: i64| EventTime::from_secs(T + s);
+        let now = ProcessingTime::from_secs(T);
+        let report = |o: ReconOutput| Correction {
+            change: 1,
+            stream: Arc::from("payments_audit"),
+            emission: o.to_emission(&spec, now),
+            previous: None,
+        };
+        let missing = report(ReconOutput::Missing {
+            id: Arc::from("p2"),
+            audit_time: at(60),
+            context: vec![(Arc::from("source"), Value::Str(Arc::from("ledger")))],
+            detected_at: Watermark(at(1800)),
+        });
+        let found = report(ReconOutput::Found {
+            id: Arc::from("p2"),
+            audit_time: at(60),
+            missing_since: Watermark(at(1800)),
+            event_time: at(89),
+            found_at: Watermark(at(1900)),
+            delay: Span::secs(29),
+        });
+        let period = |version| {
+            report(ReconOutput::Completeness {
+                period: Window {
+                    start: at(0),
+                    end: at(900),
+                },
+                version: Version(version),
+                counts: Completeness {
+                    audited: 3,
+                    matched: 2,
+                    missing: 1,
+                    ..Completeness::default()
+                },
+                watermark: Watermark(at(1800)),
+            })
+        };
+        assert!(missing.is_late() && found.is_late() && period(2).is_late());
+        assert!(
+            !period(1).is_late(),
+            "a period's first counts are not a correction"
+        );
+        let t = text(&[missing.clone(), found]);
+        assert!(
+            t.starts_with(":rotating_light: *1 missing, 1 found*"),
+            "{t}"
+        );
+        assert!(
+            t.contains("• :x: id `p2` missing · reconcile `payments_recon` · audit_time 2022-06-13T14:01:00Z · detected_at 2022-06-13T14:30:00Z · audit.source ledger"),
+            "{t}"
+        );
+        assert!(
+            t.contains("• :white_check_mark: id `p2` found · reconcile `payments_recon`")
+                && t.contains("· delay_s 29"),
+            "{t}"
+        );
+        let t = text(&[missing, period(2)]);
+        assert!(t.contains("percent"), "{t}");
     }
 
     fn seed_000() -> Correction {
