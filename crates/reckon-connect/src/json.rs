@@ -197,25 +197,39 @@ fn cloudevent_fields(obj: &Map<String, Json>) -> Result<Map<String, Json>, Decod
     for (name, v) in obj {
         match (name.as_str(), v) {
             ("specversion", _) => {}
-            ("data", Json::Object(members)) => flatten_into(&mut out, "data", members),
-            _ => {
-                out.insert(name.clone(), v.clone());
-            }
+            ("data", Json::Object(members)) => flatten_into(&mut out, "data", members)?,
+            _ => insert_once(&mut out, name.clone(), v)?,
         }
     }
     Ok(out)
 }
 
-fn flatten_into(out: &mut Map<String, Json>, prefix: &str, members: &Map<String, Json>) {
+fn flatten_into(
+    out: &mut Map<String, Json>,
+    prefix: &str,
+    members: &Map<String, Json>,
+) -> Result<(), DecodeError> {
     for (name, v) in members {
         let path = format!("{prefix}.{name}");
         match v {
-            Json::Object(inner) => flatten_into(out, &path, inner),
-            _ => {
-                out.insert(path, v.clone());
-            }
+            Json::Object(inner) => flatten_into(out, &path, inner)?,
+            _ => insert_once(out, path, v)?,
         }
     }
+    Ok(())
+}
+
+/// A flattened name given twice (`"data.x"` beside `"data": {"x": …}`) is ambiguous:
+/// an error, not a silent choice.
+fn insert_once(out: &mut Map<String, Json>, name: String, v: &Json) -> Result<(), DecodeError> {
+    if out.contains_key(&name) {
+        return Err(err(
+            Some(&name),
+            "given twice (as an attribute and inside `data`, or nested and dotted)",
+        ));
+    }
+    out.insert(name, v.clone());
+    Ok(())
 }
 
 fn kind(v: &Json) -> &'static str {

@@ -408,10 +408,14 @@ impl ReconcileConfig {
             self.horizon.0,
         )
         .map_err(|e| Error::Config(e.to_string()))?;
-        Ok(match self.idle_timeout {
-            Some(z) => spec.idle_timeout(z.0),
-            None => spec,
-        })
+        match self.idle_timeout {
+            Some(z) if z.0.0 <= 0 => Err(Error::Config(format!(
+                "reconcile `{}`: idle_timeout (z) must be positive (leave it out for never)",
+                self.name
+            ))),
+            Some(z) => Ok(spec.idle_timeout(z.0)),
+            None => Ok(spec),
+        }
     }
 }
 
@@ -818,6 +822,11 @@ mod tests {
                 "audit.id_fields must name at least one field",
             ),
             ("period = ", "periodd = ", "unknown field `periodd`"),
+            (
+                "idle_timeout = \"2m\"",
+                "idle_timeout = \"0s\"",
+                "idle_timeout (z) must be positive",
+            ),
             (
                 "format = \"cloudevents\"",
                 "format = \"avro\"",

@@ -53,19 +53,32 @@ struct ReconRun {
     engine: Reconciler,
     events: Arc<str>,
     audit: Arc<str>,
-    event_ids: Vec<String>,
-    audit_ids: Vec<String>,
+    event_ids: IdFields,
+    audit_ids: IdFields,
     out: Vec<ReconOutput>,
 }
 
+/// Where one side's join id comes from.
+struct IdFields {
+    /// The configured id fields, in order.
+    names: Vec<String>,
+    /// The stream's `id_field`, which the decoders move out of the fields into
+    /// `Event::id`.
+    stream_id_field: Option<String>,
+}
+
 impl ReconRun {
-    fn new(config: &ReconcileConfig, engine: Reconciler) -> ReconRun {
+    fn new(config: &Config, r: &ReconcileConfig, engine: Reconciler) -> ReconRun {
+        let side = |s: &crate::config::ReconcileSide| IdFields {
+            names: s.id_fields.clone(),
+            stream_id_field: config.stream(&s.stream).and_then(|c| c.id_field.clone()),
+        };
         ReconRun {
             engine,
-            events: Arc::from(config.events.stream.as_str()),
-            audit: Arc::from(config.audit.stream.as_str()),
-            event_ids: config.events.id_fields.clone(),
-            audit_ids: config.audit.id_fields.clone(),
+            events: Arc::from(r.events.stream.as_str()),
+            audit: Arc::from(r.audit.stream.as_str()),
+            event_ids: side(&r.events),
+            audit_ids: side(&r.audit),
             out: Vec::new(),
         }
     }
@@ -86,13 +99,14 @@ impl ReconRun {
     }
 
     /// The reconciliation's record of an event: its id is the value(s) of the side's id
-    /// fields (joined by `,`, with `\` and `,` escaped, when there are several); its
+    /// fields (joined by `,`, with `\\` and `,` escaped, when there are several); its
     /// fields are the event's tags and other fields (an audit record's context).
     fn record(&self, side: Side, e: &Event) -> std::result::Result<Event, String> {
-        let names = match side {
+        let ids = match side {
             Side::Event => &self.event_ids,
             Side::Audit => &self.audit_ids,
         };
+        let names = &ids.names;
         let tags = e.key.tags();
         let mut id = String::new();
         for (i, name) in names.iter().enumerate() {
@@ -101,14 +115,26 @@ impl ReconRun {
                 Some(v) => v.to_string(),
                 None => match tags.iter().find(|(k, _)| k == name) {
                     Some((_, v)) => v.clone(),
-                    None => {
-                        return Err(format!(
-                            "the record has no `{name}`, an id field of reconcile `{}`",
-                            self.name()
-                        ));
-                    }
+                    // The stream's own id field is the event's id.
+                    None => match &e.id {
+                        Some(event_id) if ids.stream_id_field.as_deref() == Some(name) => {
+                            event_id.0.to_string()
+                        }
+                        _ => {
+                            return Err(format!(
+                                "the record has no `{name}`, an id field of reconcile `{}`",
+                                self.name()
+                            ));
+                        }
+                    },
                 },
             };
+            if text.is_empty() {
+                return Err(format!(
+                    "the record's `{name}` is empty; reconcile `{}` joins on it",
+                    self.name()
+                ));
+            }
             if names.len() == 1 {
                 id = text;
             } else {
@@ -123,8 +149,13 @@ impl ReconRun {
                 }
             }
         }
-        if id.is_empty() {
-            return Err(format!("the record's id ({}) is empty", names.join(", ")));
+        // Its results are keyed `id=<id>` in the store, whose keys are bounded.
+        if id.len() > MAX_KEY_BYTES {
+            return Err(format!(
+                "the record's id ({}) is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
+                names.join(", "),
+                id.len()
+            ));
         }
         let mut fields: Vec<(Arc<str>, Value)> = tags
             .into_iter()
@@ -250,7 +281,7 @@ impl Runtime {
                 None => (Reconciler::new(spec), 0),
             };
             from = from.min(seq);
-            recons.push((ReconRun::new(r, engine), seq));
+            recons.push((ReconRun::new(config, r, engine), seq));
         }
         let mut rt = Runtime {
             store,
@@ -410,8 +441,26 @@ impl Runtime {
             let known = pending_ids.entry(req.stream.clone()).or_default();
             reports.push(self.stage(now, req, known, &mut batch)?);
         }
+        // Every engine reading a stream of this group advanced to `now`, even if none of
+        // its events is journaled (all duplicates, invalid or dead-lettered): a tick
+        // makes the replay advance exactly as this run did (idle partitions and the
+        // stall rule depend on it).
+        let streams: BTreeSet<Arc<str>> = pending_ids.into_keys().collect();
+        for p in self
+            .pipelines
+            .iter()
+            .filter(|p| streams.contains(&p.stream))
+        {
+            batch.ticks.push((p.engine.spec().name.clone(), now));
+        }
+        for r in &self.recons {
+            if streams.contains(&r.events) || streams.contains(&r.audit) {
+                batch.ticks.push((r.name().clone(), now));
+            }
+        }
         self.batches += 1;
-        let entries = batch.events.len() as u64;
+        // The store numbers the events, then the ticks.
+        let entries = (batch.events.len() + batch.ticks.len()) as u64;
         if self.options.checkpoint_every > 0
             && self.batches.is_multiple_of(self.options.checkpoint_every)
         {
@@ -419,7 +468,6 @@ impl Runtime {
             self.checkpoints_into(&mut batch, seq)?;
         }
         let checkpointed = !batch.checkpoints.is_empty();
-        let streams: BTreeSet<Arc<str>> = pending_ids.into_keys().collect();
         // The sink sees the emissions only once they are durable.
         let emissions = batch.emissions.clone();
         let committed = self.store.commit(batch)?;
@@ -470,9 +518,20 @@ impl Runtime {
             // broken input) is kept out of every result instead of reaching them.
             if e.key.as_str().len() > MAX_KEY_BYTES {
                 report.dead_lettered += 1;
-                for p in self.pipelines.iter().filter(|p| *p.stream == *stream) {
+                let readers = self
+                    .pipelines
+                    .iter()
+                    .filter(|p| *p.stream == *stream)
+                    .map(|p| p.engine.spec().name.clone())
+                    .chain(
+                        self.recons
+                            .iter()
+                            .filter(|r| r.side(&stream).is_some())
+                            .map(|r| r.name().clone()),
+                    );
+                for pipeline in readers {
                     batch.dead_letters.push(DeadLetter {
-                        pipeline: p.engine.spec().name.clone(),
+                        pipeline,
                         stream: stream.clone(),
                         reason: format!(
                             "the series key is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
@@ -635,7 +694,8 @@ impl Runtime {
             .chain(
                 self.recons
                     .iter()
-                    .filter(|r| r.side(stream).is_some())
+                    // One whose watermark has not started yet holds no raw rows back.
+                    .filter(|r| r.side(stream).is_some() && r.engine.watermark() > Watermark::MIN)
                     .map(|r| {
                         // A reconciliation keeps state for records within m + n.
                         let spec = r.engine.spec();

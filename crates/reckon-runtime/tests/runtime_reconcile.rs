@@ -177,7 +177,7 @@ fn drive(dir: &Path, arrivals: &[Arrival], seed: u64, restart_every: u64) -> Run
         for r in &reports {
             assert_eq!(r.dead_lettered, 0, "{r:?}");
         }
-        if restart_every > 0 && rng.next_u64() % restart_every == 0 {
+        if restart_every > 0 && rng.next_u64().is_multiple_of(restart_every) {
             drop(rt);
             rt = Runtime::open(&cfg, options.clone()).unwrap();
             restarts += 1;
@@ -342,6 +342,194 @@ fn records_without_an_id_or_beyond_the_horizon_are_dead_lettered_with_the_reason
     );
     assert_eq!(&*dead[1].kind, "beyond_horizon");
     assert!(dead[1].reason.contains("horizon"), "{}", dead[1].reason);
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn config_with_z(path: &Path, extra_stream: &str) -> Config {
+    Config::from_toml(&format!(
+        r#"
+        [store]
+        path = "{}"
+        [[stream]]
+        name = "payments"
+        {extra_stream}
+        [[stream]]
+        name = "payments_audit"
+        key_fields = ["source"]
+        [[reconcile]]
+        name = "recon"
+        events = {{ stream = "payments", id_fields = ["payment_id"] }}
+        audit = {{ stream = "payments_audit", id_fields = ["ref"] }}
+        period = "1m"
+        missing_after = "5s"
+        horizon = "10m"
+        idle_timeout = "10s"
+        "#,
+        path.display()
+    ))
+    .unwrap()
+}
+
+/// Every stored result, as (kind, key, window start, version, values).
+type Stored = Vec<(EmissionKind, String, i64, u32, Vec<Option<Value>>)>;
+
+fn stored(rt: &Runtime) -> Stored {
+    rt.store()
+        .windows("recon", None, EventTime::MIN, EventTime::MAX, None)
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.key.to_string(),
+                e.window.start.0,
+                e.version.0,
+                e.values,
+            )
+        })
+        .collect()
+}
+
+/// A request that leaves nothing in the journal (its only record has no id) still moved
+/// processing time: with z, the stall rule reported `a` missing then. A replay must
+/// advance the same way, or the `found` after a restart would carry another
+/// `missing_since` than the stored `missing`.
+#[test]
+fn a_replay_advances_processing_time_as_the_run_did_even_for_requests_that_left_no_events() {
+    const S: i64 = 1_000_000_000;
+    let t0 = 1_700_000_000_000_000_000;
+    let steps = |rt: &mut Runtime, step: usize| {
+        let (now, stream, events) = match step {
+            0 => {
+                rt.ingest(
+                    "payments_audit",
+                    PartitionId(0),
+                    ProcessingTime(0),
+                    vec![event(Side::Audit, 1, t0, 0)],
+                    &mut |_| {},
+                )
+                .unwrap();
+                (0, "payments", vec![event(Side::Event, 2, t0, 0)])
+            }
+            1 => {
+                let mut no_id = event(Side::Event, 3, t0, 0);
+                no_id.fields.retain(|(n, _)| &**n != "payment_id");
+                (20 * S, "payments", vec![no_id])
+            }
+            2 => (35 * S, "payments", vec![event(Side::Event, 4, t0 + S, 0)]),
+            _ => (
+                40 * S,
+                "payments",
+                vec![event(Side::Event, 1, t0 + 2 * S, 0)],
+            ),
+        };
+        rt.ingest(
+            stream,
+            PartitionId(0),
+            ProcessingTime(now),
+            events,
+            &mut |_| {},
+        )
+        .unwrap();
+    };
+    let run = |name: &str, restart: bool| {
+        let dir = temp_dir(name);
+        let cfg = config_with_z(&dir, "");
+        let options = RuntimeOptions {
+            checkpoint_every: 0,
+        };
+        let mut rt = Runtime::open(&cfg, options.clone()).unwrap();
+        for step in 0..4 {
+            steps(&mut rt, step);
+            if restart {
+                drop(rt);
+                rt = Runtime::open(&cfg, options.clone()).unwrap();
+            }
+        }
+        let out = stored(&rt);
+        drop(rt);
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    };
+    let straight = run("recon-ticks-straight", false);
+    let found = straight
+        .iter()
+        .find(|r| r.0 == EmissionKind::Found)
+        .expect("p1 is found");
+    // Missing at 20 s of processing time: watermark t0 − 5 s + 20 s (the stall rule).
+    let want = Value::Str(EventTime(t0 + 15 * S).to_string().into());
+    assert_eq!(found.4[2], Some(want), "missing_since: {found:?}");
+    assert_eq!(run("recon-ticks-restart", true), straight);
+}
+
+/// Hostile or broken ids are kept out with the reason instead of reaching the store's
+/// keys; an over-long series key on a stream only a reconciliation reads is a dead
+/// letter too; a stream's own `id_field` can be the id joined on.
+#[test]
+fn long_ids_and_keys_are_dead_letters_and_the_stream_id_field_can_be_joined_on() {
+    let dir = temp_dir("recon-hostile");
+    let cfg = config_with_z(&dir, "id_field = \"payment_id\"");
+    let mut rt = Runtime::open(&cfg, RuntimeOptions::default()).unwrap();
+    let t0 = 1_700_000_000_000_000_000;
+    let mut huge = event(Side::Audit, 1, t0, 0);
+    huge.fields[0].1 = Value::Str("x".repeat(70_000).into());
+    let mut long_key = event(Side::Audit, 2, t0, 0);
+    long_key.key = Key::from_tags([("source", "k".repeat(20_000))]).unwrap();
+    let r = rt
+        .ingest(
+            "payments_audit",
+            PartitionId(0),
+            ProcessingTime(0),
+            vec![huge, long_key, event(Side::Audit, 3, t0, 0)],
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!((r.accepted, r.dead_lettered), (1, 2), "{r:?}");
+    let dead = rt.store().dead_letters("payments_audit").unwrap();
+    assert_eq!(dead.len(), 2);
+    let reasons: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|d| (&*d.pipeline, d.reason.as_str()))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|(p, r)| *p == "recon" && r.contains("is 70000 bytes long"))
+            && reasons
+                .iter()
+                .any(|(p, r)| *p == "recon" && r.contains("series key is 20007 bytes")),
+        "{reasons:?}"
+    );
+    // `payment_id` is the payments stream's id_field: the decoders move it into the
+    // event's id, and the reconciliation joins on it there.
+    let mut e = event(Side::Event, 3, t0, 0);
+    e.fields.retain(|(n, _)| &**n != "payment_id");
+    e.id = Some(EventId("p3".into()));
+    let r = rt
+        .ingest(
+            "payments",
+            PartitionId(0),
+            ProcessingTime(0),
+            vec![e],
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!((r.accepted, r.dead_lettered), (1, 0), "{r:?}");
+    rt.finish(&mut |_| {}).unwrap();
+    let c: Vec<_> = stored(&rt)
+        .into_iter()
+        .filter(|r| r.0 == EmissionKind::Completeness)
+        .collect();
+    // p3 audited and matched; nothing missing.
+    assert_eq!(
+        c[0].4[..3],
+        [
+            Some(Value::I64(1)),
+            Some(Value::I64(1)),
+            Some(Value::I64(0))
+        ]
+    );
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -95,6 +95,13 @@ fn slack_text(webhook_name: &str, corrections: &[Correction]) -> String {
             s,
             ":rotating_light: *{missing} missing, {found} found* (reconciliation)"
         );
+    } else if missing + found > 0 {
+        let windows_n = total - missing - found;
+        let _ = write!(
+            s,
+            ":rotating_light: *{missing} missing, {found} found, {windows_n} {} updated*",
+            windows(windows_n)
+        );
     } else if late == total && total > 0 {
         let _ = write!(
             s,
@@ -122,6 +129,9 @@ fn slack_text(webhook_name: &str, corrections: &[Correction]) -> String {
     s
 }
 
+/// Columns shown per reported id (its facts and the first context fields).
+const SLACK_MAX_ID_COLUMNS: usize = 12;
+
 fn count_kind(corrections: &[Correction], kind: EmissionKind) -> usize {
     corrections
         .iter()
@@ -147,15 +157,16 @@ fn id_entry(s: &mut String, c: &Correction) {
     let _ = write!(
         s,
         "• {icon} id {} {} · reconcile {}",
-        code(&id),
+        code(&cut(&id)),
         e.kind.as_str(),
         code(&e.pipeline)
     );
-    for (column, value) in e.columns.iter().zip(&e.values) {
+    // The facts first; the audit context is cut to a few fields.
+    for (column, value) in e.columns.iter().zip(&e.values).take(SLACK_MAX_ID_COLUMNS) {
         if &**column != "status" {
             // Times and context read better unquoted here.
             let text = match value {
-                Some(Value::Str(v)) => escape(v),
+                Some(Value::Str(v)) => escape(&cut(v)),
                 other => value_text(other.as_ref()),
             };
             let _ = write!(s, " · {} {text}", escape(column));
@@ -226,14 +237,17 @@ fn value_text(v: Option<&Value>) -> String {
         Some(Value::F64(x)) => float_text(*x),
         Some(Value::I64(i)) => i.to_string(),
         Some(Value::Bool(b)) => b.to_string(),
-        Some(Value::Str(s)) => {
-            let mut cut: String = s.chars().take(SLACK_MAX_STRING).collect();
-            if cut.len() < s.len() {
-                cut.push('…');
-            }
-            format!("\"{}\"", escape(&cut))
-        }
+        Some(Value::Str(s)) => format!("\"{}\"", escape(&cut(s))),
     }
+}
+
+/// At most `SLACK_MAX_STRING` characters of `s`, with `…` if cut.
+fn cut(s: &str) -> String {
+    let mut cut: String = s.chars().take(SLACK_MAX_STRING).collect();
+    if cut.len() < s.len() {
+        cut.push('…');
+    }
+    cut
 }
 
 /// The shortest text that parses back to `x`: plain digits for ordinary magnitudes,
