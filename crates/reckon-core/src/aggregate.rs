@@ -563,10 +563,15 @@ mod tests {
     fn state_of(spec: &AggregateSpec, inputs: &[(i64, Option<Value>)]) -> AggState {
         let mut s = spec.empty_state();
         for (t, v) in inputs {
+            // Like an event's digest, type-tagged: `"s"` and `0` must not tie (they did
+            // when strings hashed as 0.0, which made `first` depend on order).
             let digest = crate::event::mix64(
                 *t as u64
-                    ^ v.as_ref()
-                        .map_or(0, |v| v.as_f64().unwrap_or(0.0).to_bits()),
+                    ^ v.as_ref().map_or(0, |v| {
+                        let mut bytes = Vec::new();
+                        v.stable_bytes(&mut bytes);
+                        xxhash_rust::xxh3::xxh3_64(&bytes)
+                    }),
             );
             s.update(v.as_ref(), spec.field.is_none(), EventTime(*t), digest);
         }
