@@ -163,7 +163,15 @@ async fn corrections_reach_the_webhook_digested_signed_and_recorded() {
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
-    // Recorded and queryable.
+    // Recorded (once the receiver has answered) and queryable.
+    wait_for(|| {
+        server
+            .state
+            .store()
+            .sink_state("slack")
+            .is_ok_and(|s| s.last_delivery == 2)
+    })
+    .await;
     let d: serde_json::Value = client
         .get(server.url("/v1/webhooks/slack/deliveries"))
         .send()
@@ -226,15 +234,15 @@ async fn corrections_reach_the_webhook_digested_signed_and_recorded() {
         got[4].1
     );
     assert!(got[4].1.contains("v2 → v3"), "{}", got[4].1);
-    assert_eq!(
+    // The delivery is recorded once the receiver has answered: wait for it.
+    wait_for(|| {
         server
             .state
             .store()
             .sink_state("slack")
-            .unwrap()
-            .last_delivery,
-        3
-    );
+            .is_ok_and(|s| s.last_delivery == 3)
+    })
+    .await;
     server.shutdown().await;
 }
 
