@@ -186,3 +186,41 @@ fn retention_deletes_old_raw_events_but_keeps_every_result() {
     assert_eq!(results.len(), 2 * 7, "every closed window keeps its result");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An idle server ticks every second; ticks checkpoint like batches, so the journal a
+/// restart replays stays short however long it idled, and the state after the restart
+/// is the one it had.
+#[test]
+fn idle_ticks_checkpoint_so_the_replay_stays_short() {
+    let dir = temp_dir("idle-ticks");
+    let cfg = config(&dir);
+    let options = RuntimeOptions {
+        checkpoint_every: 16,
+    };
+    let mut rt = Runtime::open(&cfg, options.clone()).unwrap();
+    let arrivals = arrivals();
+    rt.ingest(
+        "water_level",
+        reckon_core::PartitionId(0),
+        reckon_core::ProcessingTime(0),
+        arrivals.iter().take(500).map(|a| a.event.clone()).collect(),
+        &mut |_| {},
+    )
+    .unwrap();
+    for s in 1..=1_000 {
+        rt.tick(reckon_core::ProcessingTime(s * 1_000_000_000), &mut |_| {})
+            .unwrap();
+    }
+    let cp = rt.store().checkpoint("mean_1h").unwrap().unwrap();
+    let replay = rt.store().journal_after(cp.seq).unwrap().len();
+    assert!(
+        replay < 16,
+        "{replay} journal entries to replay after 1,000 ticks"
+    );
+    let before = rt.pipeline("mean_1h").unwrap().snapshot().unwrap();
+    drop(rt);
+    let rt = Runtime::open(&cfg, options).unwrap();
+    assert_eq!(rt.pipeline("mean_1h").unwrap().snapshot().unwrap(), before);
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
