@@ -641,7 +641,15 @@ impl Runtime {
                             accepted_by_any[j] = true;
                             continue;
                         }
-                        ReconOutcome::DeadLettered(reason) => ("beyond_horizon", reason),
+                        // The engine's reasons start with their kind.
+                        ReconOutcome::DeadLettered(reason) => (
+                            if reason.starts_with("state_full") {
+                                "state_full"
+                            } else {
+                                "beyond_horizon"
+                            },
+                            reason,
+                        ),
                     },
                 };
                 dead[j] = true;
