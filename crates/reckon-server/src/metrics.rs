@@ -45,7 +45,12 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "reckon_emissions_total",
         "counter",
-        "Results emitted, per pipeline and kind (early, on_time, late, recomputed).",
+        "Results emitted, per pipeline and kind (early, on_time, late, recomputed; missing, found, completeness for a reconciliation).",
+    ),
+    (
+        "reckon_reconcile_ids_held",
+        "gauge",
+        "Ids a reconciliation holds in state (waiting for a partner, or within the horizon).",
     ),
     (
         "reckon_watermark_seconds",

@@ -310,6 +310,13 @@ impl Writer {
                     );
                 }
             }
+            if let Some(r) = self.runtime.reconciler(&name) {
+                self.metrics.set(
+                    "reckon_reconcile_ids_held",
+                    &[("pipeline", &*name)],
+                    r.pending_ids() as f64,
+                );
+            }
         }
         let last_change = self.runtime.store().last_change();
         self.progress.send_if_modified(|p| {

@@ -287,6 +287,10 @@ async fn a_reconciliation_runs_under_serve_and_its_outputs_are_fed_and_queried()
         metrics.contains(r#"reckon_emissions_total{pipeline="payments_recon",kind="found"} 1"#),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(r#"reckon_reconcile_ids_held{pipeline="payments_recon"} "#),
+        "{metrics}"
+    );
     run.shutdown().await;
 
     // After a restart the state is back: a late audit duplicate of p3 within the horizon
