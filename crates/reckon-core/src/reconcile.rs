@@ -716,11 +716,40 @@ pub struct Reconciler {
     /// The watermark at the last retention pass (a pass looks at every id that may have
     /// expired, so it runs once per period of watermark progress, not per record).
     retained_at: EventTime,
+    /// The secret of the ids' fingerprints (`xxh3_128` with a custom secret): ids are
+    /// told apart only by their fingerprints, and with xxh3's public default secret
+    /// colliding ids can be crafted (an audited id would then look matched by another
+    /// id's event). With a secret the sender does not know they cannot.
+    secret: Box<[u8; ID_SECRET_LEN]>,
+}
+
+/// Length of the ids' fingerprint secret (xxh3's default secret size).
+pub const ID_SECRET_LEN: usize = 192;
+
+/// A fixed secret for [`Reconciler::new`] (deterministic, for tests and benchmarks).
+fn fixed_secret() -> Box<[u8; ID_SECRET_LEN]> {
+    let mut secret = Box::new([0u8; ID_SECRET_LEN]);
+    for (i, chunk) in secret.chunks_exact_mut(8).enumerate() {
+        chunk.copy_from_slice(&crate::event::mix64(0x5eed_0000 + i as u64).to_le_bytes());
+    }
+    secret
 }
 
 impl Reconciler {
-    /// A reconciliation with no state.
+    /// A reconciliation with no state and a fixed fingerprint secret: deterministic, but
+    /// ids that collide under it can be crafted by whoever reads this code. A service
+    /// exposed to untrusted ids uses [`Reconciler::with_secret`] with random bytes.
     pub fn new(spec: ReconcileSpec) -> Reconciler {
+        Reconciler::with_secret_box(spec, fixed_secret())
+    }
+
+    /// A reconciliation with no state whose ids are fingerprinted under `secret` (give
+    /// it random bytes; it is kept in the snapshot).
+    pub fn with_secret(spec: ReconcileSpec, secret: [u8; ID_SECRET_LEN]) -> Reconciler {
+        Reconciler::with_secret_box(spec, Box::new(secret))
+    }
+
+    fn with_secret_box(spec: ReconcileSpec, secret: Box<[u8; ID_SECRET_LEN]>) -> Reconciler {
         // Both streams hold the watermark from the start: the one that sends first must
         // not run ahead alone and report every audited id missing (`docs/reconcile.md`).
         let mut tracker = WatermarkTracker::new(spec.missing_after, spec.idle_timeout);
@@ -741,7 +770,13 @@ impl Reconciler {
             finished: false,
             dead_letters: 0,
             retained_at: EventTime::MIN,
+            secret,
         }
+    }
+
+    /// An id's fingerprint under this reconciliation's secret.
+    fn fingerprint(&self, id: &str) -> Fp {
+        xxhash_rust::xxh3::xxh3_128_with_secret(id.as_bytes(), &self.secret[..])
     }
 
     /// The spec.
@@ -904,7 +939,7 @@ impl Reconciler {
         }
         let n = self.spec.missing_after;
         let t = record.time.0;
-        let (lo, hi) = split(id.fingerprint());
+        let (lo, hi) = split(self.fingerprint(&id.0));
         let Some((slot, existed)) = self.locate(lo, hi, t) else {
             self.dead_letters += 1;
             return ReconOutcome::DeadLettered(
@@ -1154,7 +1189,8 @@ impl Reconciler {
             let counts = p.counts();
             let changed = p.emitted.is_none_or(|(_, c)| c != counts);
             if changed && !(p.emitted.is_none() && counts.is_empty()) {
-                let version = Version(p.emitted.map_or(1, |(v, _)| v.0 + 1));
+                // Saturates (2^32 versions of one period); the store keeps the newest.
+                let version = p.emitted.map_or(Version::FIRST, |(v, _)| v.next());
                 p.emitted = Some((version, counts));
                 out.push(ReconOutput::Completeness {
                     period: window,
@@ -1176,9 +1212,11 @@ impl Reconciler {
         let final_before = w.0.minus(m).0;
         let spec_period = self.spec.period.0;
         // The latest record's period is final, so are all of the id's.
+        // Period ends in i128: the period holding i64::MAX ends past it and is never
+        // final before `finish` (a saturated end would make it final too early).
+        let end_of = |k: i64| (i128::from(k) + 1) * i128::from(spec_period);
         let expired = |newest: i64| {
-            newest < keep_from
-                && (newest.div_euclid(spec_period) + 1).saturating_mul(spec_period) <= final_before
+            newest < keep_from && end_of(newest.div_euclid(spec_period)) <= i128::from(final_before)
         };
         let mut gone = Vec::new();
         for c in 0..self.slab.chunks.len() {
@@ -1234,10 +1272,8 @@ impl Reconciler {
             *self.slab.at_mut(slot) = Slot::default();
             self.free.push(slot);
         }
-        self.periods.retain(|&k, p| {
-            let end = k.saturating_mul(spec_period).saturating_add(spec_period);
-            p.dirty || end > final_before || p.refs > 0
-        });
+        self.periods
+            .retain(|&k, p| p.dirty || end_of(k) > i128::from(final_before) || p.refs > 0);
     }
 }
 
@@ -1427,6 +1463,7 @@ struct ReconStateRef<'a> {
     finished: bool,
     dead_letters: u64,
     retained_at: EventTime,
+    secret: &'a [u8],
 }
 
 #[derive(Deserialize)]
@@ -1439,6 +1476,7 @@ struct ReconState {
     finished: bool,
     dead_letters: u64,
     retained_at: EventTime,
+    secret: Vec<u8>,
 }
 
 fn recon_fingerprint(spec: &ReconcileSpec) -> Result<u64> {
@@ -1487,6 +1525,7 @@ impl Reconciler {
             finished: self.finished,
             dead_letters: self.dead_letters,
             retained_at: self.retained_at,
+            secret: &self.secret[..],
         };
         let mut out = Vec::with_capacity(1024);
         out.extend_from_slice(RECON_MAGIC);
@@ -1523,7 +1562,12 @@ impl Reconciler {
         if u32::try_from(state.ids.len()).is_err() {
             return Err(corrupt("more ids than a reconciliation holds"));
         }
-        let mut r = Reconciler::new(spec);
+        let secret: [u8; ID_SECRET_LEN] = state
+            .secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("the id secret is not 192 bytes"))?;
+        let mut r = Reconciler::with_secret(spec, secret);
         r.tracker = state.tracker;
         r.now = state.now;
         r.finished = state.finished;
@@ -1581,8 +1625,14 @@ impl Reconciler {
         for slot in 0..r.slab.len as u32 {
             let s = r.slab.at(slot);
             if r.is_pending(slot) {
-                if s.text.is_none() {
-                    return Err(corrupt("an id waiting for its verdict without its text"));
+                match &s.text {
+                    None => {
+                        return Err(corrupt("an id waiting for its verdict without its text"));
+                    }
+                    Some(t) if split(r.fingerprint(t)) != (s.lo, s.hi & !FLAGS) => {
+                        return Err(corrupt("an id's text does not match its fingerprint"));
+                    }
+                    Some(_) => {}
                 }
                 r.queue.push(s.audit, slot);
             } else if s.text.is_some() {

@@ -268,3 +268,60 @@ fn the_stream_that_starts_first_does_not_run_ahead_until_the_other_sends_or_z_pa
         "{out:?}"
     );
 }
+
+#[test]
+fn the_period_at_the_end_of_time_keeps_its_versions() {
+    // o = 3 ns, n = m = 0, z = 5 ns: the watermark reaches i64::MAX, and the period
+    // holding it must not count as final (its end is past i64::MAX).
+    let spec = ReconcileSpec::new("r", Span(3), Span(0), Span(0))
+        .unwrap()
+        .idle_timeout(Span(5));
+    let mut r = Reconciler::new(spec);
+    let mut out = Vec::new();
+    let at = |id: &str, t: i64| Event {
+        time: EventTime(t),
+        ..rec(id, 0, 0)
+    };
+    r.advance(ProcessingTime(0), &mut out);
+    r.ingest(Side::Event, &at("e", i64::MAX), &mut out);
+    r.ingest(Side::Event, &at("e", 5), &mut out);
+    r.ingest(Side::Audit, &at("a", i64::MAX - 1), &mut out);
+    r.advance(ProcessingTime(10), &mut out);
+    r.ingest(Side::Event, &at("f", i64::MAX), &mut out);
+    let top: Vec<u32> = out
+        .iter()
+        .filter_map(|o| match o {
+            ReconOutput::Completeness {
+                period, version, ..
+            } if period.start.0 > i64::MAX - 3 => Some(version.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(top, [1, 2], "{out:?}");
+}
+
+#[test]
+fn the_fingerprint_secret_changes_nothing_but_the_fingerprints_and_is_kept_by_snapshots() {
+    let spec = ReconcileSpec::new("r", Span(15 * MIN), Span(10 * MIN), Span(60 * MIN)).unwrap();
+    let run = |mut r: Reconciler| {
+        let mut out = Vec::new();
+        for (side, id, m) in [
+            (Side::Audit, "a", 1),
+            (Side::Audit, "b", 2),
+            (Side::Event, "a", 3),
+            (Side::Audit, "b", 4),
+        ] {
+            r.ingest(side, &rec(id, m, 0), &mut out);
+        }
+        let bytes = r.snapshot().unwrap();
+        let mut r = Reconciler::restore(r.spec().clone(), &bytes).unwrap();
+        assert_eq!(r.snapshot().unwrap(), bytes);
+        push_time(&mut r, 60, &mut out);
+        r.finish(&mut out);
+        (out, bytes)
+    };
+    let (fixed, fixed_bytes) = run(Reconciler::new(spec.clone()));
+    let (keyed, keyed_bytes) = run(Reconciler::with_secret(spec, [7; 192]));
+    assert_eq!(fixed, keyed);
+    assert_ne!(fixed_bytes, keyed_bytes, "the secret is part of the state");
+}

@@ -278,7 +278,7 @@ impl Runtime {
             let spec = r.spec()?;
             let (engine, seq) = match store.checkpoint(&r.name)? {
                 Some(cp) => (Reconciler::restore(spec, &cp.snapshot)?, cp.seq),
-                None => (Reconciler::new(spec), 0),
+                None => (Reconciler::with_secret(spec, random_secret()), 0),
             };
             from = from.min(seq);
             recons.push((ReconRun::new(config, r, engine), seq));
@@ -843,6 +843,20 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// Random bytes for a reconciliation's id fingerprints, from the standard library's
+/// randomly keyed SipHash (seeded by the OS): ids that collide under them cannot be
+/// crafted. Kept in the reconciliation's checkpoints.
+fn random_secret() -> [u8; reckon_core::reconcile::ID_SECRET_LEN] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut secret = [0u8; reckon_core::reconcile::ID_SECRET_LEN];
+    for (i, chunk) in secret.chunks_exact_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    secret
 }
 
 fn dead_letter_kind(r: &reckon_core::DeadLetterReason) -> &'static str {
