@@ -25,12 +25,23 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn config(path: &Path) -> Config {
+    config_with(
+        path,
+        "",
+        "period = \"15m\"\nmissing_after = \"10m\"\nhorizon = \"1h\"",
+    )
+}
+
+/// The two streams and the reconciliation `recon`, with `stream_extra` on the payments
+/// stream and `periods` (o, n, m and z as TOML lines).
+fn config_with(path: &Path, stream_extra: &str, periods: &str) -> Config {
     Config::from_toml(&format!(
         r#"
         [store]
         path = "{}"
         [[stream]]
         name = "payments"
+        {stream_extra}
         [[stream]]
         name = "payments_audit"
         key_fields = ["source"]
@@ -38,9 +49,7 @@ fn config(path: &Path) -> Config {
         name = "recon"
         events = {{ stream = "payments", id_fields = ["payment_id"] }}
         audit = {{ stream = "payments_audit", id_fields = ["ref"] }}
-        period = "15m"
-        missing_after = "10m"
-        horizon = "1h"
+        {periods}
         "#,
         path.display()
     ))
@@ -346,29 +355,12 @@ fn records_without_an_id_or_beyond_the_horizon_are_dead_lettered_with_the_reason
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn config_with_z(path: &Path, extra_stream: &str) -> Config {
-    Config::from_toml(&format!(
-        r#"
-        [store]
-        path = "{}"
-        [[stream]]
-        name = "payments"
-        {extra_stream}
-        [[stream]]
-        name = "payments_audit"
-        key_fields = ["source"]
-        [[reconcile]]
-        name = "recon"
-        events = {{ stream = "payments", id_fields = ["payment_id"] }}
-        audit = {{ stream = "payments_audit", id_fields = ["ref"] }}
-        period = "1m"
-        missing_after = "5s"
-        horizon = "10m"
-        idle_timeout = "10s"
-        "#,
-        path.display()
-    ))
-    .unwrap()
+fn config_with_z(path: &Path, stream_extra: &str) -> Config {
+    config_with(
+        path,
+        stream_extra,
+        "period = \"1m\"\nmissing_after = \"5s\"\nhorizon = \"10m\"\nidle_timeout = \"10s\"",
+    )
 }
 
 /// Every stored result, as (kind, key, window start, version, values).
