@@ -20,6 +20,8 @@ use std::time::Instant;
 
 /// Changes read from the store at a time.
 const PAGE: usize = 10_000;
+/// Windows a digest holds before the webhook stops reading the feed until it is sent.
+const MAX_PENDING_WINDOWS: usize = 10_000;
 
 /// Starts one task per configured webhook.
 pub(crate) fn start(state: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>> {
@@ -70,51 +72,57 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
             return;
         }
         progress.borrow_and_update();
-        // Reading the feed and looking up replaced versions are blocking store reads:
-        // they run off the async workers, and only for changes this webhook wants.
-        let (st, snd, filter, strm) = (
-            state.clone(),
-            sender.clone(),
-            cfg.pipelines.clone(),
-            streams.clone(),
-        );
-        let read = tokio::task::spawn_blocking(move || {
-            let page = st.store().changes_page(seen, None, PAGE)?;
-            let mut wanted = Vec::new();
-            for (n, e) in page.changes {
-                if !filter.is_empty() && !filter.iter().any(|p| **p == *e.pipeline) {
+        // A digest holding `MAX_PENDING_WINDOWS` windows reads no further until it is
+        // sent: memory and message size stay bounded in a burst (the cursor only moves
+        // with deliveries, so nothing is skipped; the rest goes in the next message).
+        let mut full = false;
+        if digest.len() < MAX_PENDING_WINDOWS {
+            // Reading the feed and looking up replaced versions are blocking store reads:
+            // they run off the async workers, and only for changes this webhook wants.
+            let (st, snd, filter, strm) = (
+                state.clone(),
+                sender.clone(),
+                cfg.pipelines.clone(),
+                streams.clone(),
+            );
+            let read = tokio::task::spawn_blocking(move || {
+                let page = st.store().changes_page(seen, None, PAGE)?;
+                let mut wanted = Vec::new();
+                for (n, e) in page.changes {
+                    if !filter.is_empty() && !filter.iter().any(|p| **p == *e.pipeline) {
+                        continue;
+                    }
+                    let stream = strm
+                        .get(&*e.pipeline)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from(""));
+                    let mut c = Correction {
+                        change: n,
+                        stream,
+                        previous: None,
+                        emission: e,
+                    };
+                    if snd.wants(&c) {
+                        c.previous = st.store().replaced_by(&c.emission)?;
+                        wanted.push(c);
+                    }
+                }
+                Ok::<_, reckon_store::Error>((page.scanned_to, wanted))
+            })
+            .await;
+            let (scanned_to, wanted) = match read {
+                Ok(Ok(r)) => r,
+                _ => {
+                    eprintln!("webhook `{name}`: reading the change feed failed; retrying in 1 s");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
                 }
-                let stream = strm
-                    .get(&*e.pipeline)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from(""));
-                let mut c = Correction {
-                    change: n,
-                    stream,
-                    previous: None,
-                    emission: e,
-                };
-                if snd.wants(&c) {
-                    c.previous = st.store().replaced_by(&c.emission)?;
-                    wanted.push(c);
-                }
+            };
+            full = scanned_to >= seen.saturating_add(PAGE as u64);
+            seen = seen.max(scanned_to);
+            for c in wanted {
+                digest.push(Instant::now(), c);
             }
-            Ok::<_, reckon_store::Error>((page.scanned_to, wanted))
-        })
-        .await;
-        let (scanned_to, wanted) = match read {
-            Ok(Ok(r)) => r,
-            _ => {
-                eprintln!("webhook `{name}`: reading the change feed failed; retrying in 1 s");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let full = scanned_to >= seen.saturating_add(PAGE as u64);
-        seen = seen.max(scanned_to);
-        for c in wanted {
-            digest.push(Instant::now(), c);
         }
         if let Some(batch) = digest.poll(Instant::now()) {
             let id = next_id;
