@@ -146,6 +146,10 @@ pub struct WebhookConfig {
     /// it. Default `10s`; `0s` sends each commit's corrections at once.
     #[serde(default = "default_digest")]
     pub digest_interval: Duration,
+    /// Windows (or reported ids) one message holds at most; in a burst the rest go in
+    /// the next messages, still at most one per `digest_interval`. Default 10,000.
+    #[serde(default = "default_digest_windows")]
+    pub max_digest_windows: usize,
     /// Attempts per message before it is recorded as failed. Default 6.
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
@@ -162,6 +166,9 @@ pub struct WebhookConfig {
 
 fn default_digest() -> Duration {
     Duration(Span(10_000_000_000))
+}
+fn default_digest_windows() -> usize {
+    10_000
 }
 fn default_attempts() -> u32 {
     6
@@ -570,6 +577,12 @@ impl Config {
                 return Err(Error::Config(format!(
                     "webhook `{}`: url `{}` must start with http:// or https://",
                     w.name, w.url
+                )));
+            }
+            if w.max_digest_windows == 0 {
+                return Err(Error::Config(format!(
+                    "webhook `{}`: max_digest_windows must be at least 1",
+                    w.name
                 )));
             }
             if w.max_attempts == 0 {

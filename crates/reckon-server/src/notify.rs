@@ -20,8 +20,6 @@ use std::time::Instant;
 
 /// Changes read from the store at a time.
 const PAGE: usize = 10_000;
-/// Windows a digest holds before the webhook stops reading the feed until it is sent.
-const MAX_PENDING_WINDOWS: usize = 10_000;
 
 /// Starts one task per configured webhook.
 pub(crate) fn start(state: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>> {
@@ -72,11 +70,12 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
             return;
         }
         progress.borrow_and_update();
-        // A digest holding `MAX_PENDING_WINDOWS` windows reads no further until it is
+        // A digest holding `max_digest_windows` windows reads no further until it is
         // sent: memory and message size stay bounded in a burst (the cursor only moves
         // with deliveries, so nothing is skipped; the rest goes in the next message).
         let mut full = false;
-        if digest.len() < MAX_PENDING_WINDOWS {
+        let room = cfg.max_digest_windows.saturating_sub(digest.len());
+        if room > 0 {
             // Reading the feed and looking up replaced versions are blocking store reads:
             // they run off the async workers, and only for changes this webhook wants.
             let (st, snd, filter, strm) = (
@@ -88,7 +87,14 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
             let read = tokio::task::spawn_blocking(move || {
                 let page = st.store().changes_page(seen, None, PAGE)?;
                 let mut wanted = Vec::new();
+                let mut scanned_to = page.scanned_to;
                 for (n, e) in page.changes {
+                    // Room for new windows only (a window already pending merges, but
+                    // counting entries is the simple, safe bound).
+                    if wanted.len() == room {
+                        scanned_to = n.saturating_sub(1);
+                        break;
+                    }
                     if !filter.is_empty() && !filter.iter().any(|p| **p == *e.pipeline) {
                         continue;
                     }
@@ -107,7 +113,7 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
                         wanted.push(c);
                     }
                 }
-                Ok::<_, reckon_store::Error>((page.scanned_to, wanted))
+                Ok::<_, reckon_store::Error>((scanned_to, wanted))
             })
             .await;
             let (scanned_to, wanted) = match read {

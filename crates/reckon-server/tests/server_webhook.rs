@@ -314,3 +314,49 @@ async fn a_failing_webhook_never_blocks_ingest_and_its_failure_is_recorded() {
     assert!(r.got.lock().unwrap().len() >= 3);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_max_digest_windows_goes_in_several_messages() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (url, r) = receiver(vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::config(
+        dir.path(),
+        &webhook(&url, "digest_interval = \"500ms\"\nmax_digest_windows = 1"),
+    );
+    let server = common::serve(config, AppOptions::default()).await;
+    let client = reqwest::Client::new();
+    // Two windows close, then one request corrects both: two messages of one window.
+    let mut body = String::new();
+    for k in 0..10 {
+        body.push_str(&line(1, k * 10_000_000_000, 4.0, &format!("a{k}")));
+        body.push_str(&line(2, k * 10_000_000_000, 2.0, &format!("b{k}")));
+    }
+    body.push_str(&line(1, 2 * H, 1.0, "x"));
+    body.push_str(&line(2, 2 * H, 1.0, "y"));
+    let url = server.url("/v1/streams/water_level/events");
+    assert_eq!(
+        client.post(&url).body(body).send().await.unwrap().status(),
+        200
+    );
+    let late = [line(1, 5, 9.0, "late1"), line(2, 6, 9.0, "late2")].concat();
+    assert_eq!(
+        client.post(&url).body(late).send().await.unwrap().status(),
+        200
+    );
+    wait_for(|| r.got.lock().unwrap().len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = r.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].1.contains("key `i=1`") && !got[0].1.contains("key `i=2`"),
+        "{}",
+        got[0].1
+    );
+    assert!(
+        got[1].1.contains("key `i=2`") && !got[1].1.contains("key `i=1`"),
+        "{}",
+        got[1].1
+    );
+    server.shutdown().await;
+}
