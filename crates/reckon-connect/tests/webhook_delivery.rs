@@ -127,6 +127,7 @@ fn config(url: &str, format: WebhookFormat) -> WebhookConfig {
         notify: WebhookNotify::Corrections,
         secret: Some(SECRET.into()),
         digest_interval: ms(0),
+        max_digest_windows: 10_000,
         max_attempts: 4,
         backoff: ms(20),
         max_backoff: ms(500),
