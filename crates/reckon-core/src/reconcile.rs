@@ -167,8 +167,14 @@ pub enum ReconOutcome {
     Applied,
     /// A duplicate (same side and id): counted, not matched again.
     Duplicate,
-    /// Later than the horizon (`time < watermark − m`): kept out, with the reason.
-    DeadLettered(String),
+    /// Kept out of the state, with its kind and the reason: `beyond_horizon` (later than
+    /// the horizon, `time < watermark − m`), `invalid` (no id) or `state_full`.
+    DeadLettered {
+        /// The dead letter's kind (as stored and counted).
+        kind: &'static str,
+        /// Why, for people.
+        reason: String,
+    },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -926,25 +932,32 @@ impl Reconciler {
     ) -> ReconOutcome {
         let Some(id) = &record.id else {
             self.dead_letters += 1;
-            return ReconOutcome::DeadLettered("the record has no id to reconcile on".into());
+            return ReconOutcome::DeadLettered {
+                kind: "invalid",
+                reason: "the record has no id to reconcile on".into(),
+            };
         };
         let w = self.watermark();
         let horizon = w.0.minus(self.spec.horizon);
         if w > Watermark::MIN && record.time < horizon {
             self.dead_letters += 1;
-            return ReconOutcome::DeadLettered(format!(
-                "beyond_horizon: time {} is before watermark {} − horizon",
-                record.time, w
-            ));
+            return ReconOutcome::DeadLettered {
+                kind: "beyond_horizon",
+                reason: format!(
+                    "beyond_horizon: time {} is before watermark {} − horizon",
+                    record.time, w
+                ),
+            };
         }
         let n = self.spec.missing_after;
         let t = record.time.0;
         let (lo, hi) = split(self.fingerprint(&id.0));
         let Some((slot, existed)) = self.locate(lo, hi, t) else {
             self.dead_letters += 1;
-            return ReconOutcome::DeadLettered(
-                "state_full: 2^32 ids are held at once; none can be added".into(),
-            );
+            return ReconOutcome::DeadLettered {
+                kind: "state_full",
+                reason: "state_full: 2^32 ids are held at once; none can be added".into(),
+            };
         };
         // The id's contribution to its periods before the record (its canonical records
         // may move) goes out, the one after comes in.

@@ -79,7 +79,7 @@ fn check(records: Vec<(Side, Event, i64)>, shuffle_seed: u64) {
     for &i in &order {
         let (side, e, _) = &records[i];
         let o = r.ingest(*side, e, &mut out);
-        assert!(!matches!(o, ReconOutcome::DeadLettered(_)), "{o:?}");
+        assert!(!matches!(o, ReconOutcome::DeadLettered { .. }), "{o:?}");
     }
     r.finish(&mut out);
 
@@ -283,7 +283,7 @@ fn a_missing_id_is_found_when_its_event_arrives_within_the_horizon_and_the_perio
     r.ingest(Side::Audit, &record(9, 200 * MIN, 0), &mut out);
     r.ingest(Side::Event, &record(9, 200 * MIN, 0), &mut out);
     assert!(
-        matches!(r.ingest(Side::Event, &record(4, 5 * MIN, 0), &mut out), ReconOutcome::DeadLettered(m) if m.starts_with("beyond_horizon"))
+        matches!(r.ingest(Side::Event, &record(4, 5 * MIN, 0), &mut out), ReconOutcome::DeadLettered { reason: m, .. } if m.starts_with("beyond_horizon"))
     );
     assert_eq!(r.dead_letters(), 1);
 }

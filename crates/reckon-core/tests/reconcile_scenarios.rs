@@ -125,8 +125,9 @@ fn an_audit_record_later_than_the_horizon_is_dead_lettered_and_changes_nothing()
     push_time(&mut r, 90, &mut out); // W = 80 min; horizon 20 min
     let before = out.len();
     match r.ingest(Side::Audit, &rec("a", 4, 0), &mut out) {
-        ReconOutcome::DeadLettered(reason) => {
-            assert!(reason.starts_with("beyond_horizon"), "{reason}")
+        ReconOutcome::DeadLettered { kind, reason } => {
+            assert!(reason.starts_with("beyond_horizon"), "{reason}");
+            assert_eq!(kind, "beyond_horizon");
         }
         other => panic!("{other:?}"),
     }

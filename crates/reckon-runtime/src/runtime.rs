@@ -641,15 +641,7 @@ impl Runtime {
                             accepted_by_any[j] = true;
                             continue;
                         }
-                        // The engine's reasons start with their kind.
-                        ReconOutcome::DeadLettered(reason) => (
-                            if reason.starts_with("state_full") {
-                                "state_full"
-                            } else {
-                                "beyond_horizon"
-                            },
-                            reason,
-                        ),
+                        ReconOutcome::DeadLettered { kind, reason } => (kind, reason),
                     },
                 };
                 dead[j] = true;
