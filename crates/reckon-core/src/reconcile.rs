@@ -20,6 +20,7 @@
 use crate::checksum::Checksum;
 use crate::emission::{Emission, EmissionKind};
 use crate::event::{Event, Key, Value};
+use crate::snapshot::{self, spec_fingerprint};
 use crate::time::{EventTime, ProcessingTime, Span};
 use crate::watermark::{PartitionId, Watermark, WatermarkTracker};
 use crate::{Error, Result, Version, Window};
@@ -1492,12 +1493,6 @@ struct ReconState {
     secret: Vec<u8>,
 }
 
-fn recon_fingerprint(spec: &ReconcileSpec) -> Result<u64> {
-    let bytes = postcard::to_stdvec(spec)
-        .map_err(|e| Error::Internal(format!("spec encoding failed: {e}")))?;
-    Ok(xxhash_rust::xxh3::xxh3_64(&bytes))
-}
-
 impl Reconciler {
     /// Serialises the whole state (magic, format version, postcard payload). Equal
     /// states give equal bytes: ids are written in fingerprint order (the missing queue
@@ -1530,7 +1525,7 @@ impl Reconciler {
             .collect();
         ids.sort_unstable_by_key(|r| r.fp);
         let state = ReconStateRef {
-            spec: recon_fingerprint(&self.spec)?,
+            spec: spec_fingerprint(&self.spec)?,
             tracker: &self.tracker,
             now: self.now,
             ids,
@@ -1540,32 +1535,18 @@ impl Reconciler {
             retained_at: self.retained_at,
             secret: &self.secret[..],
         };
-        let mut out = Vec::with_capacity(1024);
-        out.extend_from_slice(RECON_MAGIC);
-        out.extend_from_slice(&RECON_SNAPSHOT_FORMAT.to_le_bytes());
-        let body = postcard::to_stdvec(&state)
-            .map_err(|e| Error::Internal(format!("snapshot encoding failed: {e}")))?;
-        out.extend_from_slice(&body);
-        Ok(out)
+        snapshot::encode(RECON_MAGIC, RECON_SNAPSHOT_FORMAT, &state)
     }
 
     /// Restores a reconciliation from a snapshot taken with the same spec.
     pub fn restore(spec: ReconcileSpec, bytes: &[u8]) -> Result<Reconciler> {
-        let rest = bytes.strip_prefix(RECON_MAGIC.as_slice()).ok_or_else(|| {
-            Error::Snapshot("not a reckon reconciliation snapshot (bad magic bytes)".into())
-        })?;
-        let (ver, body) = rest
-            .split_first_chunk::<2>()
-            .ok_or_else(|| Error::Snapshot("truncated header".into()))?;
-        let ver = u16::from_le_bytes(*ver);
-        if ver == 0 || ver > RECON_SNAPSHOT_FORMAT {
-            return Err(Error::Snapshot(format!(
-                "reconciliation snapshot format {ver} is not one this build reads (1..={RECON_SNAPSHOT_FORMAT}); upgrade reckon"
-            )));
-        }
-        let state: ReconState = postcard::from_bytes(body)
-            .map_err(|e| Error::Snapshot(format!("corrupt payload: {e}")))?;
-        if state.spec != recon_fingerprint(&spec)? {
+        let state: ReconState = snapshot::decode(
+            bytes,
+            RECON_MAGIC,
+            RECON_SNAPSHOT_FORMAT,
+            "reconciliation snapshot",
+        )?;
+        if state.spec != spec_fingerprint(&spec)? {
             return Err(Error::Snapshot(format!(
                 "the snapshot was taken with a different spec of reconciliation `{}` (periods changed); its state cannot be carried over",
                 spec.name
