@@ -63,31 +63,16 @@ impl Key {
 
     /// The tags, in name order, unescaped.
     pub fn tags(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let (mut name, mut cur, mut in_value, mut escaped) =
-            (String::new(), String::new(), false, false);
-        for c in self.0.chars() {
-            match (escaped, c) {
-                (true, _) => {
-                    cur.push(c);
-                    escaped = false;
-                }
-                (false, '\\') => escaped = true,
-                (false, '=') if !in_value => {
-                    name = std::mem::take(&mut cur);
-                    in_value = true;
-                }
-                (false, ',') => {
-                    out.push((std::mem::take(&mut name), std::mem::take(&mut cur)));
-                    in_value = false;
-                }
-                (false, _) => cur.push(c),
-            }
-        }
-        if in_value {
-            out.push((name, cur));
-        }
-        out
+        // The canonical form always splits.
+        split_tags(&self.0).unwrap_or_default()
+    }
+
+    /// A key written as text in its canonical form (`i=42`, `a=1,b=x`; `\` escapes
+    /// `,`, `=` and `\`), in any tag order; the empty text is the empty key. The error
+    /// says what is wrong.
+    pub fn parse(text: &str) -> Result<Key> {
+        let tags = split_tags(text).map_err(Error::InvalidEvent)?;
+        Key::from_tags(tags)
     }
 
     /// The address of the key's allocation (for identity caches; never dereferenced).
@@ -99,6 +84,43 @@ impl Key {
     pub fn ptr_eq(&self, other: &Key) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+}
+
+/// Splits `a=1,b=x` (with `\` escapes) into unescaped `(name, value)` pairs; a tag
+/// without `=value` is an error.
+fn split_tags(text: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    if text.is_empty() {
+        return Ok(out);
+    }
+    let (mut name, mut cur, mut in_value, mut escaped) =
+        (String::new(), String::new(), false, false);
+    for c in text.chars() {
+        match (escaped, c) {
+            (true, _) => {
+                cur.push(c);
+                escaped = false;
+            }
+            (false, '\\') => escaped = true,
+            (false, '=') if !in_value => {
+                name = std::mem::take(&mut cur);
+                in_value = true;
+            }
+            (false, ',') => {
+                if !in_value {
+                    return Err(format!("the tag `{cur}` has no `=value`"));
+                }
+                out.push((std::mem::take(&mut name), std::mem::take(&mut cur)));
+                in_value = false;
+            }
+            (false, _) => cur.push(c),
+        }
+    }
+    if !in_value {
+        return Err(format!("the tag `{cur}` has no `=value`"));
+    }
+    out.push((name, cur));
+    Ok(out)
 }
 
 fn escape_into(s: &mut String, raw: &str) {
@@ -363,6 +385,25 @@ mod tests {
                 ("c\\".to_string(), String::new())
             ]
         );
+    }
+
+    #[test]
+    fn a_key_parses_from_its_text_in_any_tag_order_and_bad_text_says_why() {
+        let k = Key::from_tags([("a,b", "x=y"), ("c\\", "")]).unwrap();
+        assert_eq!(Key::parse(k.as_str()).unwrap(), k);
+        assert_eq!(
+            Key::parse("b=2,a=1").unwrap(),
+            Key::from_tags([("a", "1"), ("b", "2")]).unwrap()
+        );
+        assert_eq!(Key::parse("").unwrap(), Key::empty());
+        for (text, want) in [
+            ("i", "the tag `i` has no `=value`"),
+            ("a=1,b", "the tag `b` has no `=value`"),
+            ("i=1,i=2", "tag `i` is given twice"),
+        ] {
+            let e = Key::parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -39,39 +39,14 @@ pub(crate) fn parse_time_param(name: &str, v: &str) -> Result<i64, ApiError> {
 /// Parses a series key written as its canonical text (`i=42`, `a=1,b=x`; `\` escapes
 /// `,`, `=` and `\`).
 pub(crate) fn parse_key(v: &str) -> Result<Key, ApiError> {
-    if v.is_empty() {
-        return Ok(Key::empty());
-    }
-    let bad = |m: String| ApiError::bad_request(format!("`key`: `{v}` {m}"));
-    let mut tags = Vec::new();
-    let (mut name, mut cur, mut in_value, mut escaped) =
-        (String::new(), String::new(), false, false);
-    for c in v.chars() {
-        match (escaped, c) {
-            (true, c) => {
-                cur.push(c);
-                escaped = false;
-            }
-            (false, '\\') => escaped = true,
-            (false, '=') if !in_value => {
-                name = std::mem::take(&mut cur);
-                in_value = true;
-            }
-            (false, ',') => {
-                if !in_value {
-                    return Err(bad(format!("has a tag `{cur}` without `=value`")));
-                }
-                tags.push((std::mem::take(&mut name), std::mem::take(&mut cur)));
-                in_value = false;
-            }
-            (false, c) => cur.push(c),
-        }
-    }
-    if !in_value {
-        return Err(bad(format!("has a tag `{cur}` without `=value`")));
-    }
-    tags.push((name, cur));
-    Key::from_tags(tags).map_err(|e| bad(e.to_string()))
+    Key::parse(v).map_err(|e| {
+        // The key is a parameter here, not part of an event.
+        let why = match e {
+            reckon_core::Error::InvalidEvent(m) => m,
+            other => other.to_string(),
+        };
+        ApiError::bad_request(format!("`key`: `{v}`: {why}"))
+    })
 }
 
 fn wants_csv(headers: &HeaderMap) -> bool {

@@ -190,6 +190,9 @@ async fn oversized_bodies_unknown_streams_and_paths_are_refused_with_a_reason() 
         j["error"],
         "unknown pipeline `nope` (configured pipelines: mean_1h, rfc_sum)"
     );
+    let (s, j) = get(&app, "/v1/pipelines/mean_1h/windows?key=i").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(j["error"], "`key`: `i`: the tag `i` has no `=value`");
     let (s, j) = get(&app, "/v1/pipelines/mean_1h/windows?from=yesterday").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(
