@@ -90,6 +90,20 @@ impl ReconcileSpec {
         self.idle_timeout = Some(z);
         self
     }
+
+    /// Period `k`: `[k·o, (k+1)·o)` (saturating at the ends of time).
+    pub fn period_window(&self, k: i64) -> Window {
+        let start = k.saturating_mul(self.period.0);
+        Window {
+            start: EventTime(start),
+            end: EventTime(start.saturating_add(self.period.0)),
+        }
+    }
+
+    /// The period holding event time `t`.
+    pub fn period_of(&self, t: EventTime) -> Window {
+        self.period_window(t.0.div_euclid(self.period.0))
+    }
 }
 
 /// The counts of one completeness period.
@@ -815,14 +829,6 @@ impl Reconciler {
         t.div_euclid(self.spec.period.0)
     }
 
-    fn window_of(&self, k: i64) -> Window {
-        let start = k.saturating_mul(self.spec.period.0);
-        Window {
-            start: EventTime(start),
-            end: EventTime(start.saturating_add(self.spec.period.0)),
-        }
-    }
-
     /// Processing time passed: idle streams and the stall rule may move the watermark.
     pub fn advance(&mut self, now: ProcessingTime, out: &mut Vec<ReconOutput>) {
         self.now = self.now.max(now);
@@ -1109,7 +1115,7 @@ impl Reconciler {
         }
         // Completeness of closed periods that changed.
         if let Some(k) = self.first_dirty
-            && due(self.window_of(k).end.0)
+            && due(self.spec.period_window(k).end.0)
         {
             self.emit_completeness(w, out);
         }
@@ -1184,16 +1190,12 @@ impl Reconciler {
             return;
         };
         let mut next_dirty = None;
-        let (finished, period) = (self.finished, self.spec.period.0);
+        let finished = self.finished;
         for (&k, p) in self.periods.range_mut(first..) {
             if !p.dirty {
                 continue;
             }
-            let start = k.saturating_mul(period);
-            let window = Window {
-                start: EventTime(start),
-                end: EventTime(start.saturating_add(period)),
-            };
+            let window = self.spec.period_window(k);
             // Period ends only grow with k: the first open period ends the pass.
             if !(finished || window.end.plus(n) <= w.0) {
                 next_dirty = Some(k);
@@ -1312,13 +1314,6 @@ impl ReconOutput {
     ///   time; `missing` is version 1 and the `found` that resolves it version 2.
     pub fn to_emission(&self, spec: &ReconcileSpec, now: ProcessingTime) -> Emission {
         let text = |s: String| Some(Value::Str(Arc::from(s)));
-        let period = |t: EventTime| {
-            let start = t.0.div_euclid(spec.period.0).saturating_mul(spec.period.0);
-            Window {
-                start: EventTime(start),
-                end: EventTime(start.saturating_add(spec.period.0)),
-            }
-        };
         let id_key = |id: &str| Key::from_tags([("id", id)]).unwrap_or_else(|_| Key::empty());
         let (key, window, version, kind, columns, values, count, watermark) = match self {
             ReconOutput::Completeness {
@@ -1372,7 +1367,7 @@ impl ReconOutput {
                 }
                 (
                     id_key(id),
-                    period(*audit_time),
+                    spec.period_of(*audit_time),
                     Version::FIRST,
                     EmissionKind::Missing,
                     columns,
@@ -1390,7 +1385,7 @@ impl ReconOutput {
                 delay,
             } => (
                 id_key(id),
-                period(*audit_time),
+                spec.period_of(*audit_time),
                 Version::FIRST.next(),
                 EmissionKind::Found,
                 [
