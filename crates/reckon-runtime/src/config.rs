@@ -73,6 +73,11 @@ pub struct ServerConfig {
     /// when no event arrives. Default `1s`.
     #[serde(default = "default_tick")]
     pub tick_interval: Duration,
+    /// Most rows one query answer holds (windows, dead letters, change-feed pages); a
+    /// bigger `limit` is lowered to it, and the answer's `next` cursor resumes. Bounds
+    /// the memory a query takes. Default 10,000.
+    #[serde(default = "default_max_query_limit")]
+    pub max_query_limit: usize,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +87,7 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body(),
             max_pending_requests: default_max_pending(),
             tick_interval: default_tick(),
+            max_query_limit: default_max_query_limit(),
         }
     }
 }
@@ -94,6 +100,9 @@ fn default_max_body() -> usize {
 }
 fn default_max_pending() -> usize {
     64
+}
+fn default_max_query_limit() -> usize {
+    10_000
 }
 fn default_tick() -> Duration {
     Duration(Span(1_000_000_000))

@@ -550,6 +550,9 @@ impl Store {
     /// With `as_of`, each window is read as it was known at that processing time: its
     /// newest version with `emitted_at <= as_of` ("what did the dashboard show at
     /// 09:00?"); windows first emitted later are left out.
+    ///
+    /// This reads every matching window into memory; answers to clients should use the
+    /// bounded [`Store::windows_page`].
     pub fn windows(
         &self,
         pipeline: &str,
@@ -558,25 +561,73 @@ impl Store {
         to: EventTime,
         as_of: Option<ProcessingTime>,
     ) -> Result<Vec<Emission>> {
-        let mut out = Vec::new();
-        if from >= to {
-            return Ok(out);
+        Ok(self
+            .windows_page(pipeline, key, from, to, as_of, None, usize::MAX)?
+            .0)
+    }
+
+    /// Like [`Store::windows`], one bounded page at a time: at most `limit` windows
+    /// strictly after the position `after` (a `(key, start)` of an earlier page's last
+    /// window), in the same (key, start) order, and whether at least one more matching
+    /// window follows the page (then resume after the page's last window), so a reader that resumes after the last
+    /// window it got sees every window exactly once while nothing changes. Memory is
+    /// bounded by `limit`: the read stops as soon as it has found `limit + 1` windows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn windows_page(
+        &self,
+        pipeline: &str,
+        key: Option<&Key>,
+        from: EventTime,
+        to: EventTime,
+        as_of: Option<ProcessingTime>,
+        after: Option<(&Key, EventTime)>,
+        limit: usize,
+    ) -> Result<(Vec<Emission>, bool)> {
+        let mut windows = Vec::new();
+        if from >= to || limit == 0 {
+            return Ok((windows, false));
         }
         let p: Arc<str> = Arc::from(pipeline);
-        let mut cols = ColumnsCache::default();
+        let mut read = WindowsRead {
+            pipeline: &p,
+            to,
+            as_of,
+            cols: ColumnsCache::default(),
+            out: &mut windows,
+            want: limit.saturating_add(1),
+        };
         let mut pipeline_prefix = Vec::new();
         keys::put_str(&mut pipeline_prefix, pipeline);
+        // The first start to read of the key `after` names: just past its window.
+        // (`None`: the key's last possible window was read already.)
+        let resume = |k: &Key| -> Option<EventTime> {
+            match after {
+                Some((ak, s)) if ak == k => s.0.checked_add(1).map(|n| EventTime(n.max(from.0))),
+                _ => Some(from),
+            }
+        };
         match key {
             Some(key) => {
+                if after.is_some_and(|(ak, _)| ak.as_str() > key.as_str()) {
+                    return Ok((windows, false));
+                }
                 let mut kp = pipeline_prefix.clone();
                 keys::put_str(&mut kp, key.as_str());
-                self.windows_of_key(&p, key, &kp, from, to, as_of, &mut cols, &mut out)?;
+                if let Some(lo) = resume(key) {
+                    self.windows_of_key(&mut read, key, &kp, lo)?;
+                }
             }
             None => {
                 // Skip-scan: find the next key, read its windows in range, jump past it.
                 let end = keys::after_str_prefix(&pipeline_prefix);
                 let mut cursor = pipeline_prefix.clone();
-                while let Some(kv) = self.shared().ks.results.range(cursor..end.clone()).next() {
+                if let Some((ak, _)) = after {
+                    // Keys sort as their encoded strings: start at the cursor's key.
+                    keys::put_str(&mut cursor, ak.as_str());
+                }
+                while read.out.len() < read.want
+                    && let Some(kv) = self.shared().ks.results.range(cursor..end.clone()).next()
+                {
                     let k = kv.key()?;
                     let mut r = KeyReader::new(&k[pipeline_prefix.len()..], "results");
                     let key_bytes = r.skip_str()?;
@@ -584,51 +635,66 @@ impl Store {
                         values::key_from_canonical(&KeyReader::new(key_bytes, "results").str()?)?;
                     let mut kp = pipeline_prefix.clone();
                     kp.extend_from_slice(key_bytes);
-                    self.windows_of_key(&p, &key, &kp, from, to, as_of, &mut cols, &mut out)?;
+                    if let Some(lo) = resume(&key) {
+                        self.windows_of_key(&mut read, &key, &kp, lo)?;
+                    }
                     cursor = keys::after_str_prefix(&kp);
                 }
             }
         }
-        Ok(out)
+        let more = windows.len() > limit;
+        windows.truncate(limit);
+        Ok((windows, more))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Reads the windows of one key starting in `[lo, read.to)` into `read.out`, until
+    /// it holds `read.want`.
     fn windows_of_key(
         &self,
-        pipeline: &Arc<str>,
+        read: &mut WindowsRead<'_>,
         key: &Key,
         key_prefix: &[u8],
-        from: EventTime,
-        to: EventTime,
-        as_of: Option<ProcessingTime>,
-        cols: &mut ColumnsCache,
-        out: &mut Vec<Emission>,
+        lo: EventTime,
     ) -> Result<()> {
-        let (mut lo, mut hi) = (key_prefix.to_vec(), key_prefix.to_vec());
-        keys::put_time(&mut lo, from.0);
-        keys::put_time(&mut hi, to.0);
+        if lo >= read.to || read.out.len() >= read.want {
+            return Ok(());
+        }
+        let (mut lo_k, mut hi_k) = (key_prefix.to_vec(), key_prefix.to_vec());
+        keys::put_time(&mut lo_k, lo.0);
+        keys::put_time(&mut hi_k, read.to.0);
         // The chosen row of the window being read: (start, version, value).
         let mut best: Option<(i64, u32, fjall::UserValue)> = None;
         let mut current_start: Option<i64> = None;
-        let mut flush = |best: &mut Option<(i64, u32, fjall::UserValue)>| -> Result<()> {
+        let flush = |read: &mut WindowsRead<'_>,
+                     best: &mut Option<(i64, u32, fjall::UserValue)>|
+         -> Result<()> {
             if let Some((start, version, v)) = best.take() {
-                out.push(values::decode_emission(
-                    pipeline, key, start, version, &v, cols,
-                )?);
+                let e = values::decode_emission(
+                    read.pipeline,
+                    key,
+                    start,
+                    version,
+                    &v,
+                    &mut read.cols,
+                )?;
+                read.out.push(e);
             }
             Ok(())
         };
-        for kv in self.shared().ks.results.range(lo..hi) {
+        for kv in self.shared().ks.results.range(lo_k..hi_k) {
             let (k, v) = kv.into_inner()?;
             let mut r = KeyReader::new(&k[key_prefix.len()..], "results");
             let start = r.time()?;
             let version = r.u32()?;
             r.end()?;
             if current_start != Some(start) {
-                flush(&mut best)?;
+                flush(read, &mut best)?;
+                if read.out.len() >= read.want {
+                    return Ok(());
+                }
                 current_start = Some(start);
             }
-            let visible = match as_of {
+            let visible = match read.as_of {
                 None => true,
                 Some(t) => values::emission_emitted_at(&v)? <= t.0,
             };
@@ -636,7 +702,7 @@ impl Store {
                 best = Some((start, version, v));
             }
         }
-        flush(&mut best)
+        flush(read, &mut best)
     }
 
     // ---------------------------------------------------------------- change feed, sinks
@@ -1060,4 +1126,15 @@ pub(crate) fn journal_row_span(k: &[u8], v: &[u8]) -> Result<(u64, u64)> {
 /// Appends the 16-byte big-endian xxh3-128 fingerprint of an id.
 pub(crate) fn put_fingerprint(out: &mut Vec<u8>, id: &EventId) {
     out.extend_from_slice(&id.fingerprint().to_be_bytes());
+}
+
+/// The state of one bounded windows read (see [`Store::windows_page`]).
+struct WindowsRead<'a> {
+    pipeline: &'a Arc<str>,
+    to: EventTime,
+    as_of: Option<ProcessingTime>,
+    cols: ColumnsCache,
+    out: &'a mut Vec<Emission>,
+    /// Stop once `out` holds this many windows.
+    want: usize,
 }
