@@ -32,7 +32,7 @@ const PAGE: usize = 1_000;
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChangesQuery {
     since: Option<u64>,
-    limit: Option<usize>,
+    limit: Option<u64>,
 }
 
 /// Decrements the open-feeds gauge when a feed ends.
@@ -160,10 +160,26 @@ pub(crate) async fn changes(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
+    // A cursor past the newest change cannot come from this store (it was replaced, or
+    // the number was made up): waiting for it would hide every change from now on.
+    let last = state.store().last_change();
+    let asked = match (last_event_id, q.since) {
+        (Some(n), _) => Some(("Last-Event-ID", n)),
+        (None, Some(n)) => Some(("since", n)),
+        (None, None) => None,
+    };
+    if let Some((what, n)) = asked
+        && n > last
+    {
+        return Err(ApiError::bad_request(format!(
+            "{what}={n} is past the last change {last} of pipeline `{pipeline}` (was the store \
+             replaced?); resume from since={last}, or since=0 for the whole history"
+        )));
+    }
     let pipeline: Arc<str> = Arc::from(pipeline);
     if !sse {
         let since = last_event_id.or(q.since).unwrap_or(0);
-        let limit = q.limit.unwrap_or(PAGE).min(100_000);
+        let limit = crate::query::effective_limit(&state, q.limit.or(Some(PAGE as u64)))?;
         let page = load(&state, &pipeline, since, limit)
             .await
             .map_err(ApiError::internal)?;

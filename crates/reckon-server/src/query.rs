@@ -12,9 +12,6 @@ use reckon_core::{EventTime, Key, ProcessingTime};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-/// Most rows one window query returns unless `limit` says otherwise.
-const DEFAULT_LIMIT: usize = 10_000;
-
 type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
 
 fn params<T>(q: QueryResult<T>) -> Result<T, ApiError> {
@@ -60,6 +57,143 @@ fn csv_response(text: String) -> Response {
     ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response()
 }
 
+/// The response header carrying a CSV answer's `next` cursor (JSON answers carry it in
+/// the body): present exactly when more rows follow.
+pub(crate) const NEXT_CURSOR_HEADER: &str = "x-reckon-next-cursor";
+
+/// The rows one answer may hold: `limit` (at least 1), lowered to `[server]
+/// max_query_limit`, which is also the default. A bigger `limit` is not an error: the
+/// answer's `next` cursor shows that more follow.
+pub(crate) fn effective_limit(state: &AppState, limit: Option<u64>) -> Result<usize, ApiError> {
+    let max = state.config().server.max_query_limit.max(1);
+    match limit {
+        None => Ok(max),
+        Some(0) => Err(ApiError::bad_request(
+            "`limit`: must be at least 1 (rows per page)",
+        )),
+        Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX).min(max)),
+    }
+}
+
+/// Opaque page cursors of the windows query.
+///
+/// A cursor names the last window of a page, `(key, start)`, and is bound to the query
+/// that produced it (pipeline, key, from, to, as_of) by a check value, so a cursor that
+/// was edited, truncated or taken from another query is refused (400) instead of
+/// silently answering something else. Text form: lowercase hex of `1 ‖ start (i64
+/// big-endian) ‖ check (u32 big-endian) ‖ key (UTF-8)`. It is not a secret: the check
+/// catches mistakes, not attackers, and a forged cursor can only name a position.
+mod cursor {
+    use reckon_core::{EventTime, Key};
+
+    const VERSION: u8 = 1;
+
+    /// What a cursor is bound to.
+    pub(crate) struct Query<'a> {
+        pub pipeline: &'a str,
+        pub key: Option<&'a Key>,
+        pub from: EventTime,
+        pub to: EventTime,
+        pub as_of: Option<i64>,
+    }
+
+    fn check(q: &Query<'_>, start: i64, key: &str) -> u32 {
+        // FNV-1a (64-bit), folded to 32 bits.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            // A separator, so that ("ab", "c") and ("a", "bc") differ.
+            h ^= 0xff;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        eat(q.pipeline.as_bytes());
+        eat(q.key.map_or(&[][..], |k| k.as_str().as_bytes()));
+        eat(&[u8::from(q.key.is_some())]);
+        eat(&q.from.0.to_be_bytes());
+        eat(&q.to.0.to_be_bytes());
+        eat(&q.as_of.map_or([0; 9], |t| {
+            let mut b = [1; 9];
+            b[1..].copy_from_slice(&t.to_be_bytes());
+            b
+        }));
+        eat(&start.to_be_bytes());
+        eat(key.as_bytes());
+        (h ^ (h >> 32)) as u32
+    }
+
+    /// The cursor resuming `q` after the window `(key, start)`.
+    pub(crate) fn encode(q: &Query<'_>, key: &Key, start: EventTime) -> String {
+        let mut bytes = vec![VERSION];
+        bytes.extend_from_slice(&start.0.to_be_bytes());
+        bytes.extend_from_slice(&check(q, start.0, key.as_str()).to_be_bytes());
+        bytes.extend_from_slice(key.as_str().as_bytes());
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        out
+    }
+
+    /// The position `(key, start)` a cursor of `q` names, or why it is not one.
+    pub(crate) fn decode(q: &Query<'_>, text: &str) -> Result<(Key, EventTime), &'static str> {
+        const BAD: &str =
+            "not a cursor of this server (pass the `next` value of an answer unchanged)";
+        if text.len() % 2 != 0 || !text.is_ascii() {
+            return Err(BAD);
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let bytes = text
+            .as_bytes()
+            .chunks_exact(2)
+            .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or(BAD)?;
+        let Some((&VERSION, rest)) = bytes.split_first() else {
+            return Err(BAD);
+        };
+        let (start, rest) = rest.split_first_chunk::<8>().ok_or(BAD)?;
+        let (sum, key) = rest.split_first_chunk::<4>().ok_or(BAD)?;
+        let start = i64::from_be_bytes(*start);
+        let key = std::str::from_utf8(key).map_err(|_| BAD)?;
+        if check(q, start, key) != u32::from_be_bytes(*sum) {
+            return Err(
+                "does not belong to this query (it was changed, or comes from a query with other `key`, `from`, `to` or `as_of`)",
+            );
+        }
+        let key = Key::parse(key).map_err(|_| BAD)?;
+        if q.key.is_some_and(|k| *k != key) {
+            return Err(BAD);
+        }
+        Ok((key, EventTime(start)))
+    }
+}
+
+/// A `Link: <…>; rel="next"` header value for `uri` resumed at `next`.
+fn next_link(uri: &axum::http::Uri, next: &str) -> Option<axum::http::HeaderValue> {
+    let mut parts: Vec<&str> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("cursor="))
+        .collect();
+    let c = format!("cursor={next}");
+    parts.push(&c);
+    axum::http::HeaderValue::from_str(&format!(
+        "<{}?{}>; rel=\"next\"",
+        uri.path(),
+        parts.join("&")
+    ))
+    .ok()
+}
+
 fn check_pipeline(state: &AppState, name: &str) -> Result<(), ApiError> {
     if state.config().output_names().any(|p| p == name) {
         return Ok(());
@@ -83,16 +217,21 @@ pub(crate) struct WindowsQuery {
     from: Option<String>,
     to: Option<String>,
     as_of: Option<String>,
-    limit: Option<usize>,
+    limit: Option<u64>,
+    cursor: Option<String>,
 }
 
-/// `GET /v1/pipelines/{p}/windows?key=&from=&to=&as_of=&limit=`: the latest version
-/// of each window starting in `[from, to)` (or, with `as_of`, the version that was
-/// latest at that processing time).
+/// `GET /v1/pipelines/{p}/windows?key=&from=&to=&as_of=&limit=&cursor=`: the latest
+/// version of each window starting in `[from, to)` (or, with `as_of`, the version that
+/// was latest at that processing time), one bounded page at a time: at most `limit`
+/// (capped by `[server] max_query_limit`) windows in (key, start) order; `next` (JSON)
+/// or the `X-Reckon-Next-Cursor` header (CSV) is the cursor of the next page, absent
+/// at the end.
 pub(crate) async fn windows(
     State(state): State<AppState>,
     Path(pipeline): Path<String>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     q: QueryResult<WindowsQuery>,
 ) -> Result<Response, ApiError> {
     let q = params(q)?;
@@ -118,25 +257,55 @@ pub(crate) async fn windows(
         .as_deref()
         .map(|v| parse_time_param("as_of", v).map(ProcessingTime))
         .transpose()?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    let limit = effective_limit(&state, q.limit)?;
+    let bound = cursor::Query {
+        pipeline: &pipeline,
+        key: key.as_ref(),
+        from,
+        to,
+        as_of: as_of.map(|t| t.0),
+    };
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| cursor::decode(&bound, c))
+        .transpose()
+        .map_err(|why| ApiError::bad_request(format!("`cursor`: {why}")))?;
     let store = state.store().clone();
     let p = pipeline.clone();
-    let mut rows =
-        tokio::task::spawn_blocking(move || store.windows(&p, key.as_ref(), from, to, as_of))
-            .await
-            .map_err(|e| ApiError::internal(format!("query task failed: {e}")))??;
-    let truncated = rows.len() > limit;
-    rows.truncate(limit);
+    let k = key.clone();
+    let (rows, more) = tokio::task::spawn_blocking(move || {
+        let after = after.as_ref().map(|(k, s)| (k, *s));
+        store.windows_page(&p, k.as_ref(), from, to, as_of, after, limit)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("query task failed: {e}")))??;
+    // Present exactly when more windows follow: truncation is always visible.
+    let next = match rows.last() {
+        Some(last) if more => Some(cursor::encode(&bound, &last.key, last.window.start)),
+        _ => None,
+    };
     if wants_csv(&headers) {
         let r: Vec<_> = rows.iter().map(|e| (None, e)).collect();
-        return emissions_csv(&r)
+        let mut resp = emissions_csv(&r)
             .map(csv_response)
-            .map_err(ApiError::internal);
+            .map_err(ApiError::internal)?;
+        if let Some(n) = &next {
+            if let Ok(v) = axum::http::HeaderValue::from_str(n) {
+                resp.headers_mut().insert(NEXT_CURSOR_HEADER, v);
+            }
+            if let Some(link) = next_link(&uri, n) {
+                resp.headers_mut().insert(header::LINK, link);
+            }
+        }
+        return Ok(resp);
     }
     Ok(axum::Json(json!({
         "pipeline": pipeline,
         "as_of": q.as_of,
-        "truncated": truncated,
+        "limit": limit,
+        "truncated": next.is_some(),
+        "next": next,
         "windows": rows.iter().map(|e| emission_json(e, None)).collect::<Vec<_>>(),
     }))
     .into_response())
