@@ -142,7 +142,7 @@ mod cursor {
     pub(crate) fn decode(q: &Query<'_>, text: &str) -> Result<(Key, EventTime), &'static str> {
         const BAD: &str =
             "not a cursor of this server (pass the `next` value of an answer unchanged)";
-        if text.len() % 2 != 0 || !text.is_ascii() {
+        if !text.len().is_multiple_of(2) || !text.is_ascii() {
             return Err(BAD);
         }
         let nibble = |c: u8| match c {
