@@ -392,29 +392,63 @@ fn span_secs(s: reckon_core::Span) -> f64 {
     s.0 as f64 / 1e9
 }
 
-/// Parameters of `GET /v1/streams/{s}/dead_letters`.
+/// Parameters of `GET /v1/webhooks/{name}/deliveries`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LimitQuery {
     limit: Option<usize>,
 }
 
-/// `GET /v1/streams/{s}/dead_letters?limit=`: the newest dead letters, oldest first.
+/// Parameters of `GET /v1/streams/{s}/dead_letters`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeadLettersQuery {
+    limit: Option<u64>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/streams/{s}/dead_letters?limit=&cursor=`: the newest dead letters (at most
+/// `limit`, default 1,000, capped by `max_query_limit`), oldest first; `next` is the
+/// cursor of the page of older ones, absent when there are none.
 pub(crate) async fn dead_letters(
     State(state): State<AppState>,
     Path(stream): Path<String>,
-    q: QueryResult<LimitQuery>,
+    q: QueryResult<DeadLettersQuery>,
 ) -> Result<Response, ApiError> {
     let q = params(q)?;
     if state.stream(&stream).is_none() {
         return Err(ApiError::not_found(format!("unknown stream `{stream}`")));
     }
-    let all = state.store().dead_letters(&stream)?;
-    let limit = q.limit.unwrap_or(1_000);
-    let skip = all.len().saturating_sub(limit);
-    let rows: Vec<Json> = all[skip..]
+    let limit = effective_limit(&state, Some(q.limit.unwrap_or(1_000)))?;
+    // The cursor is the number of the oldest dead letter of the previous page.
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.strip_prefix("d")
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "`cursor`: not a dead-letter cursor (pass the `next` value of an answer unchanged)",
+                    )
+                })
+        })
+        .transpose()?;
+    let store = state.store().clone();
+    let s = stream.clone();
+    let (page, more, total) = tokio::task::spawn_blocking(move || {
+        let (page, more) = store.dead_letters_page(&s, before, limit)?;
+        Ok::<_, reckon_store::Error>((page, more, store.dead_letter_count(&s)?))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("query task failed: {e}")))??;
+    let next = match page.first() {
+        Some((n, _)) if more => Some(format!("d{n}")),
+        _ => None,
+    };
+    let rows: Vec<Json> = page
         .iter()
-        .map(|d| {
+        .map(|(_, d)| {
             let fields: serde_json::Map<String, Json> = d
                 .event
                 .fields
@@ -435,10 +469,13 @@ pub(crate) async fn dead_letters(
             })
         })
         .collect();
-    Ok(
-        axum::Json(json!({ "stream": stream, "total": all.len(), "dead_letters": rows }))
-            .into_response(),
-    )
+    Ok(axum::Json(json!({
+        "stream": stream,
+        "total": total,
+        "dead_letters": rows,
+        "next": next,
+    }))
+    .into_response())
 }
 
 /// `GET /v1/webhooks`: each webhook and its position in the change feed.
@@ -474,7 +511,12 @@ pub(crate) async fn deliveries(
     }
     let rows = state
         .store()
-        .deliveries(&name, q.limit.unwrap_or(100))?
+        .deliveries(
+            &name,
+            q.limit
+                .unwrap_or(100)
+                .min(state.config().server.max_query_limit.max(1)),
+        )?
         .into_iter()
         .map(|(id, bytes)| {
             serde_json::from_slice::<Json>(&bytes)

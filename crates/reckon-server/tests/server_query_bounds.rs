@@ -389,3 +389,70 @@ async fn four_parallel_maximal_queries_on_200k_windows_stay_in_bounded_memory() 
         "four maximal queries grew the process by {grown_mib} MiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_page_back_through_every_one_with_a_cursor() {
+    let (_dir, app) = open(4);
+    let key = Key::from_tags([("i", "1")]).unwrap();
+    let dead: Vec<reckon_store::DeadLetter> = (0..10)
+        .map(|n| reckon_store::DeadLetter {
+            pipeline: Arc::from("mean_1h"),
+            stream: Arc::from("water_level"),
+            event: reckon_core::Event {
+                stream: "water_level".into(),
+                key: key.clone(),
+                time: EventTime(n),
+                id: None,
+                fields: vec![("level".into(), Value::F64(1.0))],
+            },
+            kind: "beyond_retention".into(),
+            reason: format!("test {n}"),
+            at: ProcessingTime(n),
+        })
+        .collect();
+    app.state()
+        .store()
+        .commit(CommitBatch {
+            dead_letters: dead,
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    let reasons = |j: &Json| -> Vec<String> {
+        j["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["reason"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The newest first page (capped at 4 of the default 1,000), oldest first within.
+    let (s, j) = get(&app, "/v1/streams/water_level/dead_letters").await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    assert_eq!(j["total"], 10);
+    assert_eq!(reasons(&j), ["test 6", "test 7", "test 8", "test 9"]);
+    let mut pages = vec![reasons(&j)];
+    let mut j = j;
+    while let Some(next) = j["next"].as_str() {
+        let (s, page) = get(
+            &app,
+            &format!("/v1/streams/water_level/dead_letters?cursor={next}"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        pages.push(reasons(&page));
+        j = page;
+    }
+    pages.reverse();
+    let all: Vec<String> = pages.concat();
+    let want: Vec<String> = (0..10).map(|n| format!("test {n}")).collect();
+    assert_eq!(all, want);
+    let (s, j) = get(&app, "/v1/streams/water_level/dead_letters?cursor=x1").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("`cursor`: not a dead-letter cursor"),
+        "{j}"
+    );
+}

@@ -883,6 +883,56 @@ impl Store {
         Ok(out)
     }
 
+    /// One bounded page of the dead letters of `stream`, going back in time: the
+    /// newest `limit` with a number below `before` (all of them without it), returned
+    /// oldest first, each with its number, and whether older ones remain (then pass the
+    /// page's first number as the next `before`). Memory is bounded by `limit`.
+    pub fn dead_letters_page(
+        &self,
+        stream: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<(u64, DeadLetter)>, bool)> {
+        let mut prefix = Vec::new();
+        keys::put_str(&mut prefix, stream);
+        let end = match before {
+            Some(n) => {
+                let mut k = prefix.clone();
+                keys::put_u64(&mut k, n);
+                k
+            }
+            None => keys::after_str_prefix(&prefix),
+        };
+        let s: Arc<str> = Arc::from(stream);
+        let mut out = Vec::new();
+        let mut more = false;
+        for kv in self.shared().ks.dead.range(prefix.clone()..end).rev() {
+            if out.len() >= limit {
+                more = true;
+                break;
+            }
+            let (k, v) = kv.into_inner()?;
+            let mut r = KeyReader::new(&k[prefix.len()..], "dead letters key");
+            let n = r.u64()?;
+            r.end()?;
+            out.push((n, values::decode_dead_letter(&s, &v)?));
+        }
+        out.reverse();
+        Ok((out, more))
+    }
+
+    /// How many dead letters `stream` has (a key scan; nothing is kept in memory).
+    pub fn dead_letter_count(&self, stream: &str) -> Result<u64> {
+        let mut prefix = Vec::new();
+        keys::put_str(&mut prefix, stream);
+        let mut n = 0;
+        for kv in self.shared().ks.dead.prefix(&prefix) {
+            kv.key()?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     // ---------------------------------------------------------------- retention
 
     /// Deletes the raw events of `stream` with event time `< before`, and their ids
