@@ -372,10 +372,12 @@ async fn four_parallel_maximal_queries_on_200k_windows_stay_in_bounded_memory() 
             (s, text.len())
         }));
     }
+    let mut bytes = 0;
     for t in tasks {
         let (s, len) = t.await.unwrap();
         assert_eq!(s, StatusCode::OK);
         assert!(len < 8 << 20, "one page is {len} bytes");
+        bytes = len;
     }
     let after = if peak_reset {
         status_kib("VmHWM:").unwrap()
@@ -383,7 +385,9 @@ async fn four_parallel_maximal_queries_on_200k_windows_stay_in_bounded_memory() 
         status_kib("VmRSS:").unwrap()
     };
     let grown_mib = after.saturating_sub(before) / 1024;
-    eprintln!("RSS before {before} KiB, peak during the queries {after} KiB: +{grown_mib} MiB");
+    eprintln!(
+        "answers of {bytes} bytes; RSS before {before} KiB, peak during the queries {after} KiB: +{grown_mib} MiB"
+    );
     assert!(
         grown_mib < 256,
         "four maximal queries grew the process by {grown_mib} MiB"
