@@ -317,9 +317,13 @@ pub(crate) async fn windows(
 pub(crate) struct HistoryQuery {
     key: Option<String>,
     start: Option<String>,
+    limit: Option<u64>,
+    cursor: Option<String>,
 }
 
-/// `GET /v1/pipelines/{p}/history?key=&start=`: every version of one window.
+/// `GET /v1/pipelines/{p}/history?key=&start=&limit=&cursor=`: every version of one
+/// window, oldest first, at most `limit` (capped by `max_query_limit`) per page; `next`
+/// (JSON) or `X-Reckon-Next-Cursor` (CSV) resumes.
 pub(crate) async fn history(
     State(state): State<AppState>,
     Path(pipeline): Path<String>,
@@ -333,18 +337,47 @@ pub(crate) async fn history(
         ApiError::bad_request("`start` is required: the window's start time (RFC 3339)")
     })?;
     let start = EventTime(parse_time_param("start", start)?);
-    let versions = state.store().history(&pipeline, &key, start)?;
+    let limit = effective_limit(&state, q.limit)?;
+    // The cursor is the last version of the previous page.
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.strip_prefix("v")
+                .and_then(|n| n.parse::<u32>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "`cursor`: not a history cursor (pass the `next` value of an answer unchanged)",
+                    )
+                })
+        })
+        .transpose()?;
+    let (versions, more) = state
+        .store()
+        .history_page(&pipeline, &key, start, after, limit)?;
+    let next = match versions.last() {
+        Some(last) if more => Some(format!("v{}", last.version.0)),
+        _ => None,
+    };
     if wants_csv(&headers) {
         let r: Vec<_> = versions.iter().map(|e| (None, e)).collect();
-        return emissions_csv(&r)
+        let mut resp = emissions_csv(&r)
             .map(csv_response)
-            .map_err(ApiError::internal);
+            .map_err(ApiError::internal)?;
+        if let Some(n) = next
+            .as_deref()
+            .and_then(|n| axum::http::HeaderValue::from_str(n).ok())
+        {
+            resp.headers_mut().insert(NEXT_CURSOR_HEADER, n);
+        }
+        return Ok(resp);
     }
     Ok(axum::Json(json!({
         "pipeline": pipeline,
         "key": key.as_str(),
         "start": rfc3339(start.0),
         "versions": versions.iter().map(|e| emission_json(e, None)).collect::<Vec<_>>(),
+        "next": next,
     }))
     .into_response())
 }

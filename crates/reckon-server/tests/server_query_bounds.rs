@@ -460,3 +460,48 @@ async fn dead_letters_page_back_through_every_one_with_a_cursor() {
         "{j}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_through_every_version_with_a_cursor() {
+    let (_dir, app) = open(3);
+    let key = Key::from_tags([("i", "1")]).unwrap();
+    for v in 1..=8 {
+        let mut e = emission(&key, 0);
+        e.version = Version(v);
+        commit(&app, vec![e]);
+    }
+    let first = "/v1/pipelines/mean_1h/history?key=i%3D1&start=1970-01-01T00:00:00Z";
+    let versions = |j: &Json| -> Vec<u64> {
+        j["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_u64().unwrap())
+            .collect()
+    };
+    let (s, mut j) = get(&app, first).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    let mut got = versions(&j);
+    assert_eq!(got, [1, 2, 3]);
+    while let Some(next) = j["next"].as_str() {
+        let (s, page) = get(&app, &format!("{first}&cursor={next}")).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        got.extend(versions(&page));
+        j = page;
+    }
+    assert_eq!(got, (1..=8).collect::<Vec<u64>>());
+    // CSV: the cursor in the header.
+    let (s, h, text) = get_csv(&app, first).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert_eq!(h.get("x-reckon-next-cursor").unwrap(), "v3");
+    let (s, j) = get(&app, &format!("{first}&cursor=3")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("`cursor`: not a history cursor"),
+        "{j}"
+    );
+}

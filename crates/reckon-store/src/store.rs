@@ -544,6 +544,44 @@ impl Store {
         Ok(out)
     }
 
+    /// One bounded page of a window's history: at most `limit` versions newer than
+    /// `after` (all without it), in version order, and whether newer ones remain (then
+    /// pass the page's last version as the next `after`).
+    pub fn history_page(
+        &self,
+        pipeline: &str,
+        key: &Key,
+        start: EventTime,
+        after: Option<u32>,
+        limit: usize,
+    ) -> Result<(Vec<Emission>, bool)> {
+        let prefix = result_prefix(pipeline, key, start);
+        let mut lo = prefix.clone();
+        match after {
+            None => {}
+            Some(v) => match v.checked_add(1) {
+                Some(n) => keys::put_u32(&mut lo, n),
+                None => return Ok((Vec::new(), false)),
+            },
+        }
+        let mut hi = prefix.clone();
+        keys::put_u32(&mut hi, u32::MAX);
+        let p: Arc<str> = Arc::from(pipeline);
+        let mut cols = ColumnsCache::default();
+        let mut out = Vec::new();
+        for kv in self.shared().ks.results.range(lo..=hi) {
+            let (k, v) = kv.into_inner()?;
+            if out.len() >= limit {
+                return Ok((out, true));
+            }
+            let version = result_version(&k, prefix.len())?;
+            out.push(values::decode_emission(
+                &p, key, start.0, version, &v, &mut cols,
+            )?);
+        }
+        Ok((out, false))
+    }
+
     /// The newest version of every window of `pipeline` with `from <= start < to`, of
     /// one key or (with `key = None`) of every key, ordered by (key, start).
     ///
