@@ -605,11 +605,11 @@ impl Store {
     }
 
     /// Like [`Store::windows`], one bounded page at a time: at most `limit` windows
-    /// strictly after the position `after` (a `(key, start)` of an earlier page's last
-    /// window), in the same (key, start) order, and whether at least one more matching
-    /// window follows the page (then resume after the page's last window), so a reader that resumes after the last
-    /// window it got sees every window exactly once while nothing changes. Memory is
-    /// bounded by `limit`: the read stops as soon as it has found `limit + 1` windows.
+    /// strictly after the position `after` (the `(key, start)` of an earlier page's
+    /// last window), in the same (key, start) order, and whether at least one more
+    /// matching window follows. A reader that resumes after the last window it got sees
+    /// every window exactly once while nothing changes. Memory is bounded by `limit`:
+    /// the read stops as soon as it has found `limit + 1` windows.
     #[allow(clippy::too_many_arguments)]
     pub fn windows_page(
         &self,
