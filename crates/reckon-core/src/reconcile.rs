@@ -836,6 +836,12 @@ impl Reconciler {
         self.progress(out);
     }
 
+    /// Whether [`Reconciler::finish`] was called: all data has arrived, nothing more
+    /// can be reconciled.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// All data has arrived: every audit without an event is missing, every period is
     /// emitted in its final state.
     pub fn finish(&mut self, out: &mut Vec<ReconOutput>) {

@@ -164,9 +164,7 @@ impl WindowSpec {
                     return bad(format!("window size must be positive, got {size}"));
                 }
                 if offset.0 < 0 {
-                    return bad(format!(
-                        "window offset must not be negative, got {offset}"
-                    ));
+                    return bad(format!("window offset must not be negative, got {offset}"));
                 }
             }
             WindowSpec::Hopping {
@@ -185,9 +183,7 @@ impl WindowSpec {
                     ));
                 }
                 if offset.0 < 0 {
-                    return bad(format!(
-                        "window offset must not be negative, got {offset}"
-                    ));
+                    return bad(format!("window offset must not be negative, got {offset}"));
                 }
             }
             WindowSpec::Calendar { .. } => {}

@@ -10,8 +10,10 @@ pub mod error;
 pub mod runtime;
 
 pub use config::{
-    Config, EventFormat, PipelineConfig, ReconcileConfig, ReconcileSide, ServerConfig,
+    Config, EventFormat, FutureLimit, PipelineConfig, ReconcileConfig, ReconcileSide, ServerConfig,
     StreamConfig, TimeFormat, WebhookConfig, WebhookFormat, WebhookNotify,
 };
 pub use error::{Error, Result};
-pub use runtime::{IngestReport, IngestRequest, PipelineReport, Runtime, RuntimeOptions};
+pub use runtime::{
+    DeadLetterCount, IngestReport, IngestRequest, PipelineReport, Runtime, RuntimeOptions,
+};
