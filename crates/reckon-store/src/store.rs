@@ -955,6 +955,9 @@ fn open_database(path: &Path) -> Result<Database> {
             .open()
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
+        Ok(Err(fjall::Error::Locked)) => Err(Error::Locked {
+            path: path.to_path_buf(),
+        }),
         Ok(db) => Ok(db?),
         Err(panic) => {
             let msg = panic
