@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod error;
+pub mod repair;
 pub mod runtime;
 
 pub use config::{
@@ -14,6 +15,7 @@ pub use config::{
     StreamConfig, TimeFormat, WebhookConfig, WebhookFormat, WebhookNotify,
 };
 pub use error::{Error, Result};
+pub use repair::{RepairReport, StreamRepair, repair};
 pub use runtime::{
     DeadLetterCount, IngestReport, IngestRequest, PipelineReport, Runtime, RuntimeOptions,
 };
