@@ -10,8 +10,10 @@
 //!    rebuilt pipelines: accepted ones go into the raw log, the others stay dead letters;
 //! 4. every window the repair touched, and every window the rebuilt pipelines hold, is
 //!    restated against its stored version ([`reckon_core::Pipeline::restate`]): a changed
-//!    result is written as the next version (a window only quarantined events made is
-//!    retracted: a version with count 0), so versions stay monotone for sinks.
+//!    result is written as the next version, so versions stay monotone for sinks; a
+//!    window only quarantined events made is removed from the store with its history
+//!    and change-feed entries (a sink that already applied it keeps it: repair prints
+//!    how many were removed).
 //!
 //! Everything of steps 1–4 is one atomic commit; the quarantined raw rows and the
 //! re-offered dead letters are deleted after it (a crash between leaves extra copies,
@@ -50,8 +52,10 @@ pub struct StreamRepair {
     pub reoffered: u64,
     /// Re-offered events now in the raw log.
     pub readmitted: u64,
-    /// Windows written with a new version (corrections and retractions).
+    /// Windows written with a new version (corrections).
     pub restated: u64,
+    /// Windows removed: only quarantined events had made them.
+    pub removed: u64,
     /// Reconciliations reading the stream that were left as they were.
     pub reconciles_not_rebuilt: Vec<String>,
 }
@@ -97,6 +101,7 @@ pub fn repair(config: &Config, store: &Store, now: ProcessingTime) -> Result<Rep
         };
         let stream_name: Arc<str> = Arc::from(stream.name.as_str());
         let mut batch = CommitBatch::default();
+        let mut removed: Vec<(Arc<str>, Key, EventTime)> = Vec::new();
         let readers: Vec<Arc<str>> = pipelines
             .iter()
             .map(|p| Arc::from(p.name.as_str()))
@@ -244,7 +249,15 @@ pub fn repair(config: &Config, store: &Store, now: ProcessingTime) -> Result<Rep
                             .iter()
                             .map(|r| &r.event)
                             .filter(|e| e.key == key && e.time >= w.start && e.time < w.end),
-                    );
+                    )
+                    .collect::<Vec<_>>();
+                if events.is_empty() {
+                    // Only quarantined events made it: removed below, not restated.
+                    if prior.is_some() {
+                        removed.push((spec.name.clone(), key, w.start));
+                    }
+                    continue;
+                }
                 if let Some(em) = engine
                     .restate(&key, w, prior, events)
                     .map_err(Error::Engine)?
@@ -269,6 +282,8 @@ pub fn repair(config: &Config, store: &Store, now: ProcessingTime) -> Result<Rep
             store.remove_raw_after(&stream.name, l)?;
         }
         store.remove_dead_letters(&stream.name, "beyond_retention", dead_up_to)?;
+        sr.removed = removed.len() as u64;
+        store.remove_windows(&removed)?;
         report.streams.push(sr);
     }
     Ok(report)

@@ -150,6 +150,7 @@ fn repair_recovers_a_store_poisoned_by_an_event_dated_2200() {
         "{report:?}"
     );
     assert_eq!(s.reopened, vec!["mean_1h".to_string()]);
+    assert_eq!(s.removed, 1, "{report:?}");
     drop(store);
 
     let mut rt = Runtime::open(&cfg, RuntimeOptions::default()).unwrap();

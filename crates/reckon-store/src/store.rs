@@ -953,6 +953,44 @@ impl Store {
         Ok(n)
     }
 
+    /// Repair: deletes every version of the given windows `(pipeline, key, start)` and
+    /// the change-feed entries pointing at them: windows that only events moved out of
+    /// the raw log had made (their history goes with them; a sink that already applied
+    /// one keeps it). Returns how many result rows were deleted; fsync'd.
+    pub fn remove_windows(&self, windows: &[(Arc<str>, Key, EventTime)]) -> Result<u64> {
+        if windows.is_empty() {
+            return Ok(0);
+        }
+        let shared = self.shared();
+        shared.check_writable()?;
+        let prefixes: std::collections::HashSet<Vec<u8>> = windows
+            .iter()
+            .map(|(p, k, s)| result_prefix(p, k, *s))
+            .collect();
+        let _w = shared.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wb = shared.db.batch();
+        let mut n = 0u64;
+        for prefix in &prefixes {
+            for kv in shared.ks.results.prefix(prefix) {
+                wb.remove(&shared.ks.results, kv.key()?);
+                n += 1;
+            }
+        }
+        for kv in shared.ks.changes.iter() {
+            let (k, v) = kv.into_inner()?;
+            if v.len() >= 4 && prefixes.contains(&v[..v.len() - 4]) {
+                wb.remove(&shared.ks.changes, k);
+            }
+        }
+        if let Err(e) = wb.commit() {
+            shared.set_poison(&e.to_string());
+            return Err(e.into());
+        }
+        drop(_w);
+        self.persist_or_poison()?;
+        Ok(n)
+    }
+
     /// The number of the last dead letter committed (dead letters are numbered in
     /// commit order).
     pub fn last_dead_letter(&self) -> u64 {
