@@ -164,9 +164,9 @@ impl fmt::Display for Span {
         let sub = n % S;
         let fine = if sub == 0 {
             S
-        } else if sub % MS == 0 {
+        } else if sub.is_multiple_of(MS) {
             MS
-        } else if sub % US == 0 {
+        } else if sub.is_multiple_of(US) {
             US
         } else {
             NS
@@ -181,7 +181,7 @@ impl fmt::Display for Span {
         }
         // Whole days from two on are `2d`, `7d`; anything else counts hours (`24h`,
         // `36h`), as people write a day of lateness.
-        let units: &[(u64, &str)] = if n % D == 0 && n >= 2 * D {
+        let units: &[(u64, &str)] = if n.is_multiple_of(D) && n >= 2 * D {
             &[(D, "d")]
         } else {
             &[(H, "h"), (M, "m"), (S, "s")]

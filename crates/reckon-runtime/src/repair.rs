@@ -160,7 +160,7 @@ pub fn repair(config: &Config, store: &Store, now: ProcessingTime) -> Result<Rep
             engines.push(Pipeline::new(p.spec()?)?);
         }
         let mut accepted = vec![false; offered.len()];
-        let mut refused: Vec<Vec<String>> = vec![Vec::new(); offered.len()];
+        let mut refused: Vec<Vec<(Arc<str>, String)>> = vec![Vec::new(); offered.len()];
         let mut sink = Vec::new();
         for (at, item) in &items {
             for (i, engine) in engines.iter_mut().enumerate() {
@@ -185,9 +185,8 @@ pub fn repair(config: &Config, store: &Store, now: ProcessingTime) -> Result<Rep
                     }
                     Item::Offered(j) => {
                         match engine.ingest(PartitionId(0), &offered[*j].event, &mut sink) {
-                            Outcome::DeadLettered(reason) => {
-                                refused[*j].push(format!("{}\u{0}{reason}", pipelines[i].name))
-                            }
+                            Outcome::DeadLettered(reason) => refused[*j]
+                                .push((Arc::from(pipelines[i].name.as_str()), reason.to_string())),
                             _ => accepted[*j] = true,
                         }
                     }
@@ -206,14 +205,13 @@ pub fn repair(config: &Config, store: &Store, now: ProcessingTime) -> Result<Rep
                     event: d.event.clone(),
                 });
             }
-            for r in &refused[j] {
-                let (pipeline, reason) = r.split_once('\u{0}').unwrap_or((r.as_str(), ""));
+            for (pipeline, reason) in &refused[j] {
                 batch.dead_letters.push(DeadLetter {
-                    pipeline: Arc::from(pipeline),
+                    pipeline: pipeline.clone(),
                     stream: stream_name.clone(),
                     event: d.event.clone(),
                     kind: "beyond_retention".into(),
-                    reason: reason.to_string(),
+                    reason: reason.clone(),
                     at: now,
                 });
             }
