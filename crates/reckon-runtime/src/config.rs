@@ -844,7 +844,7 @@ mod tests {
             (
                 "horizon = \"1h\"",
                 "horizon = \"5m\"",
-                "reconcile `payments_recon`: the horizon (m) must be at least missing_after (n)",
+                "reconcile `payments_recon`: the horizon (m, 5m) must be at least missing_after (n, 10m)",
             ),
             (
                 "period = \"15m\"",
