@@ -414,3 +414,48 @@ fn emission_labels(e: &Emission) -> (Arc<str>, &'static str) {
 pub fn kind_name(k: EmissionKind) -> &'static str {
     k.as_str()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reckon_runtime::{DeadLetterCount, PipelineReport};
+
+    fn report(kind: &str, n: u64) -> IngestReport {
+        let mut p = PipelineReport {
+            pipeline: Arc::from("p"),
+            dead_lettered: n,
+            ..PipelineReport::default()
+        };
+        p.dead_letter_kinds.insert(
+            kind.into(),
+            DeadLetterCount {
+                count: n,
+                reason: "why".into(),
+            },
+        );
+        IngestReport {
+            dead_lettered: n,
+            pipelines: vec![p],
+            ..IngestReport::default()
+        }
+    }
+
+    #[test]
+    fn dead_letter_warnings_are_rate_limited_per_stream_and_kind() {
+        let mut log = DeadLetterLog::default();
+        let s: Arc<str> = Arc::from("s");
+        let t0 = Instant::now();
+        log.note(&s, &report("future", 2), t0);
+        // Within 10 s: counted, not logged.
+        log.note(&s, &report("future", 3), t0 + Duration::from_secs(1));
+        let key = (s.clone(), "future".to_string());
+        assert_eq!(log.last[&key], (t0, 3));
+        // Another kind has its own budget.
+        log.note(&s, &report("invalid", 1), t0 + Duration::from_secs(2));
+        assert_eq!(log.last[&(s.clone(), "invalid".to_string())].1, 0);
+        // After 10 s the next one is logged with the suppressed count, which resets.
+        let later = t0 + DEAD_LETTER_LOG_EVERY;
+        log.note(&s, &report("future", 1), later);
+        assert_eq!(log.last[&key], (later, 0));
+    }
+}
