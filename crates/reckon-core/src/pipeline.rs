@@ -754,6 +754,81 @@ impl Pipeline {
         Ok(Some(em))
     }
 
+    /// Repair (`reckon repair`): restates one window, hot or cold, from `events` (the
+    /// window's raw events as [`Pipeline::recompute`] takes them) against `prior`, its
+    /// latest stored version. Returns a `recomputed` emission with version
+    /// `prior + 1` when the result differs (with no events: a retraction, count 0, when
+    /// a non-empty prior exists), or `None` when it is the same or there is nothing to
+    /// say. A window held in memory never emits a version at or below the stored one
+    /// afterwards, so results stay monotone in version for sinks that apply only newer
+    /// ones.
+    pub fn restate<'a, I>(
+        &mut self,
+        key: &Key,
+        window: Window,
+        prior: Option<Prior>,
+        events: I,
+    ) -> Result<Option<Emission>>
+    where
+        I: IntoIterator<Item = &'a Event>,
+    {
+        let mut check = Vec::new();
+        self.spec.window.assign(window.start, &mut check)?;
+        if !check.contains(&window) {
+            return Err(Error::Internal(format!(
+                "restate of {window}, which pipeline `{}` does not produce",
+                self.spec.name
+            )));
+        }
+        let acc = accumulate(&self.spec, key, window, events);
+        let floor = prior.map_or(0, |p| p.version.0);
+        let unchanged = match prior {
+            Some(p) => p.checksum == acc.checksum,
+            None => acc.checksum.count == 0,
+        };
+        let held = self
+            .series
+            .iter_mut()
+            .find(|s| &s.key == key)
+            .and_then(|s| s.find(window.start).ok().map(|i| &mut s.windows[i]));
+        if unchanged {
+            if let Some(ws) = held {
+                ws.version = ws.version.max(floor);
+            }
+            return Ok(None);
+        }
+        let wm = self.watermark.current();
+        let mut ws = WindowState {
+            window,
+            acc,
+            version: floor,
+            closed: true,
+            dirty: true,
+        };
+        let em = emit(
+            &self.spec,
+            &self.columns,
+            key,
+            &mut ws,
+            EmissionKind::Recomputed,
+            self.now,
+            wm,
+        );
+        if let Some(held) = held {
+            held.version = held.version.max(em.version.0);
+        }
+        self.counters.count_emission(EmissionKind::Recomputed);
+        Ok(Some(em))
+    }
+
+    /// The windows this pipeline holds in memory (hot), by key.
+    pub fn held_windows(&self) -> Vec<(Key, Window)> {
+        self.series
+            .iter()
+            .flat_map(|s| s.windows.iter().map(|w| (s.key.clone(), w.window)))
+            .collect()
+    }
+
     pub(crate) fn snapshot_parts(&self) -> Result<crate::snapshot::StateRef<'_>> {
         let mut timers: Vec<Timer> = self.timers.iter().map(|r| r.0).collect();
         timers.sort_unstable();

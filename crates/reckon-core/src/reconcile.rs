@@ -68,13 +68,17 @@ impl ReconcileSpec {
     pub fn new(name: &str, period: Span, missing_after: Span, horizon: Span) -> Result<Self> {
         let bad = |m: String| Err(Error::InvalidSpec(format!("reconcile `{name}`: {m}")));
         if period.0 <= 0 {
-            return bad("the period (o) must be positive".into());
+            return bad(format!("the period (o) must be positive, got {period}"));
         }
         if missing_after.0 < 0 {
-            return bad("missing_after (n) must not be negative".into());
+            return bad(format!(
+                "missing_after (n) must not be negative, got {missing_after}"
+            ));
         }
         if horizon.0 < missing_after.0 {
-            return bad("the horizon (m) must be at least missing_after (n)".into());
+            return bad(format!(
+                "the horizon (m, {horizon}) must be at least missing_after (n, {missing_after})"
+            ));
         }
         Ok(ReconcileSpec {
             name: Arc::from(name),
@@ -834,6 +838,12 @@ impl Reconciler {
         self.now = self.now.max(now);
         self.tracker.tick(self.now);
         self.progress(out);
+    }
+
+    /// Whether [`Reconciler::finish`] was called: all data has arrived, nothing more
+    /// can be reconciled.
+    pub fn is_finished(&self) -> bool {
+        self.finished
     }
 
     /// All data has arrived: every audit without an event is missing, every period is

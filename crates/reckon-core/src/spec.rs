@@ -78,12 +78,12 @@ impl PipelineSpec {
             ("retention", self.retention),
         ] {
             if s.0 < 0 {
-                return bad(format!("{what} must not be negative, got {s:?}"));
+                return bad(format!("{what} must not be negative, got {s}"));
             }
         }
         if self.retention < self.allowed_lateness {
             return bad(format!(
-                "retention ({:?}) must be at least allowed_lateness ({:?}): a hot window's raw events must still be there to recompute it",
+                "retention ({}) must be at least allowed_lateness ({}): a hot window's raw events must still be there to recompute it",
                 self.retention, self.allowed_lateness
             ));
         }
@@ -94,7 +94,7 @@ impl PipelineSpec {
             if let Some(s) = s
                 && s.0 <= 0
             {
-                return bad(format!("{what} must be positive when set, got {s:?}"));
+                return bad(format!("{what} must be positive when set, got {s}"));
             }
         }
         Ok(())
@@ -174,6 +174,26 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(e.to_string().contains("retention"), "{e}");
+    }
+
+    #[test]
+    fn durations_in_errors_read_as_written_not_as_debug() {
+        let e = PipelineSpec::builder("p")
+            .aggregate(AggregateSpec::count())
+            .allowed_lateness(Span::hours(24))
+            .retention(Span::secs(86_399))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("retention (23h59m59s) must be at least allowed_lateness (24h)"),
+            "{e}"
+        );
+        assert!(!e.contains("Span("), "{e}");
+    }
+
+    #[test]
+    fn builder_names_more_bad_settings() {
         let e = PipelineSpec::builder("p")
             .aggregate(AggregateSpec::count())
             .aggregate(AggregateSpec::new(AggKind::Sum, "x").named("count"))

@@ -138,11 +138,96 @@ impl fmt::Debug for ProcessingTime {
         write!(f, "ProcessingTime({self})")
     }
 }
+/// Written as a user writes it in `reckon.toml`: `24h`, `23h59m59s`, `1500ms`, `7d`,
+/// `forever` for [`Span::MAX`]; parsing the text back gives the same span.
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Span::MAX {
+            return f.write_str("forever");
+        }
+        if self.0 == 0 {
+            return f.write_str("0s");
+        }
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
+        let mut n = self.0.unsigned_abs();
+        const NS: u64 = 1;
+        const US: u64 = 1_000;
+        const MS: u64 = 1_000_000;
+        const S: u64 = 1_000_000_000;
+        const M: u64 = 60 * S;
+        const H: u64 = 60 * M;
+        const D: u64 = 24 * H;
+        // Sub-second parts are written in the single finest unit that keeps them exact
+        // (`1500ms`, not `1s500ms`), as people write them.
+        let sub = n % S;
+        let fine = if sub == 0 {
+            S
+        } else if sub.is_multiple_of(MS) {
+            MS
+        } else if sub.is_multiple_of(US) {
+            US
+        } else {
+            NS
+        };
+        if fine != S && n < 60 * S {
+            let unit = match fine {
+                MS => "ms",
+                US => "us",
+                _ => "ns",
+            };
+            return write!(f, "{}{unit}", n / fine);
+        }
+        // Whole days from two on are `2d`, `7d`; anything else counts hours (`24h`,
+        // `36h`), as people write a day of lateness.
+        let units: &[(u64, &str)] = if n.is_multiple_of(D) && n >= 2 * D {
+            &[(D, "d")]
+        } else {
+            &[(H, "h"), (M, "m"), (S, "s")]
+        };
+        for &(size, unit) in units {
+            if n >= size {
+                write!(f, "{}{unit}", n / size)?;
+                n %= size;
+            }
+        }
+        if n > 0 {
+            let (size, unit) = match fine {
+                MS => (MS, "ms"),
+                US => (US, "us"),
+                _ => (NS, "ns"),
+            };
+            write!(f, "{}{unit}", n / size)?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match jiff::SignedDuration::from_nanos(self.0) {
             d if self.0 == i64::MAX => write!(f, "Span(forever, {d:?})"),
             d => write!(f, "Span({d:?})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_display_as_users_write_them() {
+        assert_eq!(Span(86_399 * NANOS_PER_SEC).to_string(), "23h59m59s");
+        assert_eq!(Span::hours(24).to_string(), "24h");
+        assert_eq!(Span::days(7).to_string(), "7d");
+        assert_eq!(Span::hours(36).to_string(), "36h");
+        assert_eq!(Span::hours(1).to_string(), "1h");
+        assert_eq!(Span(1_500_000_000).to_string(), "1500ms");
+        assert_eq!(Span::ZERO.to_string(), "0s");
+        assert_eq!(Span::MAX.to_string(), "forever");
+        assert_eq!(Span(90 * NANOS_PER_SEC + 5_000_000).to_string(), "1m30s5ms");
+        assert_eq!(Span(-Span::secs(5).0).to_string(), "-5s");
     }
 }

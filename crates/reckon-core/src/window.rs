@@ -161,12 +161,10 @@ impl WindowSpec {
         match *self {
             WindowSpec::Tumbling { size, offset } => {
                 if size.0 <= 0 {
-                    return bad(format!("window size must be positive, got {size:?}"));
+                    return bad(format!("window size must be positive, got {size}"));
                 }
                 if offset.0 < 0 {
-                    return bad(format!(
-                        "window offset must not be negative, got {offset:?}"
-                    ));
+                    return bad(format!("window offset must not be negative, got {offset}"));
                 }
             }
             WindowSpec::Hopping {
@@ -176,18 +174,16 @@ impl WindowSpec {
             } => {
                 if size.0 <= 0 || slide.0 <= 0 {
                     return bad(format!(
-                        "window size and slide must be positive, got {size:?} and {slide:?}"
+                        "window size and slide must be positive, got {size} and {slide}"
                     ));
                 }
                 if slide > size {
                     return bad(format!(
-                        "a slide ({slide:?}) longer than the size ({size:?}) leaves gaps no window covers"
+                        "a slide ({slide}) longer than the size ({size}) leaves gaps no window covers"
                     ));
                 }
                 if offset.0 < 0 {
-                    return bad(format!(
-                        "window offset must not be negative, got {offset:?}"
-                    ));
+                    return bad(format!("window offset must not be negative, got {offset}"));
                 }
             }
             WindowSpec::Calendar { .. } => {}

@@ -273,10 +273,42 @@ pub struct StreamConfig {
     /// `json` (default) or `cloudevents`.
     #[serde(default)]
     pub format: EventFormat,
+    /// The time guard: an event whose time is further ahead of the server's clock than
+    /// this never moves a watermark and is not stored in the raw log; it is
+    /// dead-lettered with kind `future` (the good events of the same request are
+    /// kept). Default `1h`. Widen it for sources with fast clocks (`max_future = "1d"`)
+    /// or turn the guard off with `max_future = "off"` (then one event dated 2200 would
+    /// close every window of the stream for good: see `docs/semantics.md`).
+    #[serde(default = "default_max_future")]
+    pub max_future: FutureLimit,
 }
 
 fn default_time_field() -> String {
     "time".into()
+}
+
+fn default_max_future() -> FutureLimit {
+    FutureLimit(Some(Span::hours(1)))
+}
+
+/// `max_future`: a duration, or `"off"` (no guard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FutureLimit(pub Option<Span>);
+
+impl<'de> Deserialize<'de> for FutureLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim() == "off" {
+            return Ok(FutureLimit(None));
+        }
+        let span = parse_duration(&s).map_err(serde::de::Error::custom)?;
+        if span.0 < 0 {
+            return Err(serde::de::Error::custom(format!(
+                "max_future must not be negative, got `{s}`"
+            )));
+        }
+        Ok(FutureLimit(Some(span)))
+    }
 }
 
 /// A window as written in the file: `{ type = "tumbling", size = "1h" }`,
@@ -821,7 +853,7 @@ mod tests {
             (
                 "horizon = \"1h\"",
                 "horizon = \"5m\"",
-                "reconcile `payments_recon`: the horizon (m) must be at least missing_after (n)",
+                "reconcile `payments_recon`: the horizon (m, 5m) must be at least missing_after (n, 10m)",
             ),
             (
                 "period = \"15m\"",
@@ -890,6 +922,24 @@ mod tests {
         let c = Config::from_toml(block).unwrap();
         assert_eq!(c.reconciles.len(), 1);
         c.reconciles[0].spec().unwrap();
+    }
+
+    #[test]
+    fn max_future_defaults_to_an_hour_and_can_be_widened_or_turned_off() {
+        let c = Config::from_toml(SEED000).unwrap();
+        assert_eq!(c.streams[0].max_future, FutureLimit(Some(Span::hours(1))));
+        let with = |v: &str| {
+            SEED000.replace(
+                "time_format = \"unix_ns\"",
+                &format!("time_format = \"unix_ns\"\nmax_future = \"{v}\""),
+            )
+        };
+        let c = Config::from_toml(&with("2d")).unwrap();
+        assert_eq!(c.streams[0].max_future, FutureLimit(Some(Span::days(2))));
+        let c = Config::from_toml(&with("off")).unwrap();
+        assert_eq!(c.streams[0].max_future, FutureLimit(None));
+        let e = Config::from_toml(&with("soon")).unwrap_err().to_string();
+        assert!(e.contains("max_future") || e.contains("soon"), "{e}");
     }
 
     #[test]

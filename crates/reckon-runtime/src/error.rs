@@ -13,6 +13,17 @@ pub enum Error {
     /// The store failed (I/O, a poisoned store after a failed fsync, a newer format).
     #[error(transparent)]
     Store(#[from] reckon_store::Error),
+    /// The stream's pipelines were finished (`reckon ingest --finish` closed every
+    /// window for good): an event would only be dead-lettered, so ingest refuses.
+    #[error(
+        "stream `{stream}` is finished: pipeline `{pipeline}` was closed for good by `reckon ingest --finish` (its watermark is +inf, so every new event would be dead-lettered); run `reckon repair --config <file>` to reopen the store, or ingest into a fresh store"
+    )]
+    Finished {
+        /// The stream written to.
+        stream: String,
+        /// A finished pipeline or reconciliation reading it.
+        pipeline: String,
+    },
 }
 
 /// `Result` with the runtime's [`Error`].

@@ -7,11 +7,15 @@
 
 pub mod config;
 pub mod error;
+pub mod repair;
 pub mod runtime;
 
 pub use config::{
-    Config, EventFormat, PipelineConfig, ReconcileConfig, ReconcileSide, ServerConfig,
+    Config, EventFormat, FutureLimit, PipelineConfig, ReconcileConfig, ReconcileSide, ServerConfig,
     StreamConfig, TimeFormat, WebhookConfig, WebhookFormat, WebhookNotify,
 };
 pub use error::{Error, Result};
-pub use runtime::{IngestReport, IngestRequest, PipelineReport, Runtime, RuntimeOptions};
+pub use repair::{RepairReport, StreamRepair, repair};
+pub use runtime::{
+    DeadLetterCount, IngestReport, IngestRequest, PipelineReport, Runtime, RuntimeOptions,
+};

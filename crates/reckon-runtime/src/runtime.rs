@@ -21,7 +21,7 @@ use reckon_core::{
     ProcessingTime, Value, Watermark, Window,
 };
 use reckon_store::{Checkpoint, CommitBatch, DeadLetter, JournalEntry, RawRecord, Store};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Longest series key accepted (the store's keys hold it; fjall allows 64 KiB keys).
@@ -224,11 +224,25 @@ pub struct PipelineReport {
     pub recomputed: u64,
     /// Events this pipeline dead-lettered.
     pub dead_lettered: u64,
+    /// Those dead letters by kind (`beyond_retention`, `unwindowable`, `invalid`,
+    /// `future`, ...): how many and the first one's reason, for metrics and logs.
+    pub dead_letter_kinds: BTreeMap<String, DeadLetterCount>,
+}
+
+/// Dead letters of one kind in one batch of one pipeline.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DeadLetterCount {
+    /// How many.
+    pub count: u64,
+    /// The reason of the first one.
+    pub reason: String,
 }
 
 /// A running reckon: the store and the engines of all configured pipelines.
 pub struct Runtime {
     store: Store,
+    /// The time guard of each stream that has one (`max_future`).
+    max_future: HashMap<Arc<str>, reckon_core::Span>,
     pipelines: Vec<PipelineRun>,
     recons: Vec<ReconRun>,
     options: RuntimeOptions,
@@ -283,8 +297,14 @@ impl Runtime {
             from = from.min(seq);
             recons.push((ReconRun::new(config, r, engine), seq));
         }
+        let max_future = config
+            .streams
+            .iter()
+            .filter_map(|s| Some((Arc::from(s.name.as_str()), s.max_future.0?)))
+            .collect();
         let mut rt = Runtime {
             store,
+            max_future,
             pipelines: Vec::new(),
             recons: Vec::new(),
             options,
@@ -433,6 +453,14 @@ impl Runtime {
         requests: Vec<IngestRequest>,
         sink: &mut dyn FnMut(&Emission),
     ) -> Result<Vec<IngestReport>> {
+        for req in &requests {
+            if let Some(pipeline) = self.finished_reader(&req.stream) {
+                return Err(Error::Finished {
+                    stream: req.stream.to_string(),
+                    pipeline: pipeline.to_string(),
+                });
+            }
+        }
         let mut batch = CommitBatch::default();
         // Ids of this group's events per stream: the store does not know them yet.
         let mut pending_ids: HashMap<Arc<str>, HashSet<EventId>> = HashMap::new();
@@ -483,6 +511,65 @@ impl Runtime {
         Ok(reports)
     }
 
+    /// A pipeline or reconciliation reading `stream` that was finished
+    /// ([`Runtime::finish`]: its watermark is at the end of time, so it would
+    /// dead-letter every event). Ingest into such a stream is refused.
+    pub fn finished_reader(&self, stream: &str) -> Option<Arc<str>> {
+        self.pipelines
+            .iter()
+            .filter(|p| *p.stream == *stream)
+            .find(|p| p.engine.watermark() == Watermark(reckon_core::EventTime::MAX))
+            .map(|p| p.engine.spec().name.clone())
+            .or_else(|| {
+                self.recons
+                    .iter()
+                    .find(|r| r.side(stream).is_some() && r.engine.is_finished())
+                    .map(|r| r.name().clone())
+            })
+    }
+
+    /// Every finished pipeline or reconciliation (see [`Runtime::finished_reader`]).
+    pub fn finished(&self) -> Vec<Arc<str>> {
+        self.pipelines
+            .iter()
+            .filter(|p| p.engine.watermark() == Watermark(reckon_core::EventTime::MAX))
+            .map(|p| p.engine.spec().name.clone())
+            .chain(
+                self.recons
+                    .iter()
+                    .filter(|r| r.engine.is_finished())
+                    .map(|r| r.name().clone()),
+            )
+            .collect()
+    }
+
+    /// The time guard of `stream`: events later than this at `now` are dead-lettered
+    /// with kind `future` (`None`: no guard).
+    pub fn future_limit(
+        &self,
+        stream: &str,
+        now: ProcessingTime,
+    ) -> Option<reckon_core::EventTime> {
+        self.max_future
+            .get(stream)
+            .map(|s| reckon_core::EventTime(now.0).plus(*s))
+    }
+
+    /// The names of the pipelines and reconciliations reading `stream`.
+    fn readers(&self, stream: &str) -> Vec<Arc<str>> {
+        self.pipelines
+            .iter()
+            .filter(|p| *p.stream == *stream)
+            .map(|p| p.engine.spec().name.clone())
+            .chain(
+                self.recons
+                    .iter()
+                    .filter(|r| r.side(stream).is_some())
+                    .map(|r| r.name().clone()),
+            )
+            .collect()
+    }
+
     /// Runs one request through the engines of its stream and adds what it caused to
     /// `batch` (not committed yet).
     fn stage(
@@ -498,6 +585,9 @@ impl Runtime {
             events,
         } = req;
         let mut report = IngestReport::default();
+        let dead_letters_before = batch.dead_letters.len();
+        let readers = self.readers(&stream);
+        let future_limit = self.future_limit(&stream, now);
         // Duplicates: against the store (whole retention), earlier requests of this
         // group, and within the batch.
         let fresh_ids: Vec<&EventId> = events
@@ -514,31 +604,40 @@ impl Runtime {
             .collect();
         let mut fresh = Vec::with_capacity(events.len());
         for e in events {
-            // The store's keys hold the series key; an absurdly long one (hostile or
-            // broken input) is kept out of every result instead of reaching them.
-            if e.key.as_str().len() > MAX_KEY_BYTES {
-                report.dead_lettered += 1;
-                let readers = self
-                    .pipelines
-                    .iter()
-                    .filter(|p| *p.stream == *stream)
-                    .map(|p| p.engine.spec().name.clone())
-                    .chain(
-                        self.recons
-                            .iter()
-                            .filter(|r| r.side(&stream).is_some())
-                            .map(|r| r.name().clone()),
-                    );
-                for pipeline in readers {
-                    batch.dead_letters.push(DeadLetter {
-                        pipeline,
-                        stream: stream.clone(),
-                        reason: format!(
-                            "the series key is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
-                            e.key.as_str().len()
+            // Refused before any engine sees it, for every reader: the store's keys hold
+            // the series key, so an absurdly long one (hostile or broken input) is kept
+            // out of every result; an event from too far in the future would move the
+            // watermark past every real event (the time guard).
+            let refused = if e.key.as_str().len() > MAX_KEY_BYTES {
+                Some((
+                    "invalid",
+                    format!(
+                        "the series key is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
+                        e.key.as_str().len()
+                    ),
+                ))
+            } else {
+                match future_limit {
+                    Some(limit) if e.time > limit => Some((
+                        "future",
+                        format!(
+                            "event time {} is beyond {limit}, the limit of stream `{stream}` (the server's clock {now} + max_future {})",
+                            e.time,
+                            self.max_future.get(&*stream).copied().unwrap_or_default()
                         ),
+                    )),
+                    _ => None,
+                }
+            };
+            if let Some((kind, reason)) = refused {
+                report.dead_lettered += 1;
+                for pipeline in &readers {
+                    batch.dead_letters.push(DeadLetter {
+                        pipeline: pipeline.clone(),
+                        stream: stream.clone(),
+                        reason: reason.clone(),
                         event: e.clone(),
-                        kind: "invalid".into(),
+                        kind: kind.into(),
                         at: now,
                     });
                 }
@@ -677,6 +776,26 @@ impl Runtime {
             }
             if dead[j] {
                 report.dead_lettered += 1;
+            }
+        }
+        // Each reader's dead letters of this request, by kind (the refused ones above
+        // are every reader's).
+        for pr in &mut report.pipelines {
+            pr.dead_lettered = 0;
+            pr.dead_letter_kinds.clear();
+        }
+        for d in &batch.dead_letters[dead_letters_before..] {
+            if let Some(pr) = report
+                .pipelines
+                .iter_mut()
+                .find(|p| p.pipeline == d.pipeline)
+            {
+                pr.dead_lettered += 1;
+                let c = pr.dead_letter_kinds.entry(d.kind.clone()).or_default();
+                if c.count == 0 {
+                    c.reason = d.reason.clone();
+                }
+                c.count += 1;
             }
         }
         Ok(report)

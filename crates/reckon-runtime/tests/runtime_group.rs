@@ -162,8 +162,10 @@ fn a_dead_lettered_id_resent_in_the_same_commit_is_dead_lettered_again() {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut one = Runtime::open(&config(dirs.0.path()), RuntimeOptions::default()).unwrap();
     let mut many = Runtime::open(&config(dirs.1.path()), RuntimeOptions::default()).unwrap();
-    let now = reckon_core::ProcessingTime::from_secs(1);
     let day = 86_400;
+    // The server's clock is past every event (the time guard dead-letters events
+    // more than `max_future` ahead of it).
+    let now = reckon_core::ProcessingTime::from_secs(11 * day);
     // The watermark moves 10 days ahead; an event of day 0 is then beyond retention (3 d).
     let requests = [
         vec![ev("ahead", 10 * day)],

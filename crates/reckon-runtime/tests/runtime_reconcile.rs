@@ -41,10 +41,12 @@ fn config_with(path: &Path, stream_extra: &str, periods: &str) -> Config {
         path = "{}"
         [[stream]]
         name = "payments"
+        max_future = "off"
         {stream_extra}
         [[stream]]
         name = "payments_audit"
         key_fields = ["source"]
+        max_future = "off"
         [[reconcile]]
         name = "recon"
         events = {{ stream = "payments", id_fields = ["payment_id"] }}
@@ -55,6 +57,9 @@ fn config_with(path: &Path, stream_extra: &str, periods: &str) -> Config {
     ))
     .unwrap()
 }
+
+// The processing times of these tests are not wall-clock times next to the event
+// times, so the time guard (`max_future`) is off; `runtime_guard.rs` tests it.
 
 /// One arriving record: its side, the event as a source sends it, and arrival time.
 struct Arrival {

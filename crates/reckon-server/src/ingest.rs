@@ -153,6 +153,7 @@ fn submit_error(e: SubmitError) -> ApiError {
             1,
         ),
         SubmitError::Stopped(why) => ApiError::unavailable(why, 5),
+        SubmitError::Finished(why) => ApiError::new(StatusCode::CONFLICT, why),
     }
 }
 
@@ -190,10 +191,10 @@ async fn submit(
             count_request(
                 state,
                 &stream.name,
-                if e == SubmitError::Overloaded {
-                    "overloaded"
-                } else {
-                    "failed"
+                match e {
+                    SubmitError::Overloaded => "overloaded",
+                    SubmitError::Finished(_) => "finished",
+                    SubmitError::Stopped(_) => "failed",
                 },
             );
             submit_error(e)
@@ -266,15 +267,7 @@ pub(crate) async fn post_events(
         count_request(&state, &cfg.name, "ok");
         StatusCode::OK
     } else {
-        count_request(
-            &state,
-            &cfg.name,
-            if lines == errors.len() {
-                "rejected"
-            } else {
-                "partial"
-            },
-        );
+        count_request(&state, &cfg.name, outcome(lines, errors.len()));
         if let Some(o) = body.as_object_mut() {
             o.insert(
                 "error".into(),
@@ -383,14 +376,21 @@ pub(crate) async fn influx_write(
         );
     }
     match submit(&state, &cfg, 0, events, errors.len()).await {
-        Err(e) => influx_error(e.status, "unavailable", e.message),
-        Ok(_) if errors.is_empty() => {
+        Err(e) => {
+            let code = if e.status == StatusCode::CONFLICT {
+                "conflict"
+            } else {
+                "unavailable"
+            };
+            influx_error(e.status, code, e.message)
+        }
+        Ok(report) if errors.is_empty() => {
             count_request(&state, &cfg.name, "ok");
-            StatusCode::NO_CONTENT.into_response()
+            with_report_headers(StatusCode::NO_CONTENT.into_response(), &report)
         }
         Ok(report) => {
-            count_request(&state, &cfg.name, "partial");
-            influx_error(
+            count_request(&state, &cfg.name, outcome(lines, errors.len()));
+            let r = influx_error(
                 StatusCode::BAD_REQUEST,
                 "invalid",
                 format!(
@@ -399,9 +399,39 @@ pub(crate) async fn influx_write(
                     report.accepted,
                     first_errors(&errors)
                 ),
-            )
+            );
+            with_report_headers(r, &report)
         }
     }
+}
+
+/// The outcome label of a request none of whose events failed to be submitted: `ok`
+/// (every line decoded), `partial` (some did) or `rejected` (none did). The same for
+/// both ingest formats (`reckon_ingest_requests_total{outcome}`).
+fn outcome(lines: usize, bad: usize) -> &'static str {
+    if bad == 0 {
+        "ok"
+    } else if bad == lines {
+        "rejected"
+    } else {
+        "partial"
+    }
+}
+
+/// Line protocol answers 204 with no body (InfluxDB's clients expect exactly that), so
+/// what happened to the points is told in headers: `X-Reckon-Accepted`,
+/// `X-Reckon-Duplicates` and `X-Reckon-Dead-Lettered` (stored as dead letters, not in
+/// any result). Clients that do not know them ignore them.
+fn with_report_headers(mut r: Response, report: &IngestReport) -> Response {
+    let h = r.headers_mut();
+    for (name, n) in [
+        ("x-reckon-accepted", report.accepted),
+        ("x-reckon-duplicates", report.duplicates),
+        ("x-reckon-dead-lettered", report.dead_lettered),
+    ] {
+        h.insert(name, axum::http::HeaderValue::from(n));
+    }
+    r
 }
 
 fn first_errors(errors: &[DecodeError]) -> String {

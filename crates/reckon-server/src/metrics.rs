@@ -40,7 +40,7 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "reckon_events_dead_lettered_total",
         "counter",
-        "Events kept out of a pipeline's results (beyond retention, unwindowable), per pipeline.",
+        "Events kept out of a pipeline's results, per pipeline and kind: beyond_retention, unwindowable, invalid (series key or reconcile id unusable), future (beyond the stream's max_future), late (a reconciliation's record beyond its horizon).",
     ),
     (
         "reckon_emissions_total",

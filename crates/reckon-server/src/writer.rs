@@ -36,7 +36,7 @@ enum Job {
 struct IngestJob {
     request: IngestRequest,
     received: Instant,
-    reply: oneshot::Sender<Result<IngestReport, String>>,
+    reply: oneshot::Sender<Result<IngestReport, SubmitError>>,
 }
 
 /// Why a request was not taken.
@@ -46,6 +46,9 @@ pub enum SubmitError {
     Overloaded,
     /// The writer stopped (a failed commit or shutdown); the message says why.
     Stopped(String),
+    /// The stream's pipelines were finished by `reckon ingest --finish`: every event
+    /// would be dead-lettered, so the request is refused; the message says what to do.
+    Finished(String),
 }
 
 /// The handlers' side of the writer.
@@ -79,7 +82,7 @@ impl WriterHandle {
         }
         match answer.await {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(SubmitError::Stopped(e)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(SubmitError::Stopped(
                 self.failure()
                     .unwrap_or_else(|| "the writer has stopped".into()),
@@ -127,6 +130,15 @@ pub(crate) fn spawn(
 )> {
     let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
     let failure = Arc::new(Mutex::new(None));
+    // A finished store dead-letters everything; say so once at startup (ingest into it
+    // is refused with the same message).
+    for name in runtime.finished() {
+        tracing::warn!(
+            pipeline = &*name,
+            "pipeline `{name}` was finished by `reckon ingest --finish` (its watermark is +inf): \
+             ingest into its stream is refused; run `reckon repair --config <file>` to reopen it"
+        );
+    }
     let (progress_tx, progress_rx) = watch::channel(Progress {
         last_change: runtime.store().last_change(),
     });
@@ -137,6 +149,7 @@ pub(crate) fn spawn(
         progress: progress_tx,
         failure: failure.clone(),
         last_now: ProcessingTime(i64::MIN),
+        dead_letter_log: DeadLetterLog::default(),
     };
     let thread = std::thread::Builder::new()
         .name("reckon-writer".into())
@@ -151,6 +164,50 @@ struct Writer {
     progress: watch::Sender<Progress>,
     failure: Arc<Mutex<Option<String>>>,
     last_now: ProcessingTime,
+    dead_letter_log: DeadLetterLog,
+}
+
+/// How often at most one warning per stream and dead-letter kind is logged.
+const DEAD_LETTER_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Rate-limited warnings about dead letters: at most one line per stream and kind per
+/// [`DEAD_LETTER_LOG_EVERY`], which counts the ones it stood for since the last.
+#[derive(Default)]
+struct DeadLetterLog {
+    /// (stream, kind) → when last logged, and dead letters not logged since.
+    last: std::collections::HashMap<(Arc<str>, String), (Instant, u64)>,
+}
+
+impl DeadLetterLog {
+    fn note(&mut self, stream: &Arc<str>, report: &IngestReport, at: Instant) {
+        for p in &report.pipelines {
+            for (kind, c) in &p.dead_letter_kinds {
+                let entry = self.last.entry((stream.clone(), kind.clone()));
+                let slot = match entry {
+                    std::collections::hash_map::Entry::Occupied(o) => {
+                        let slot = o.into_mut();
+                        if at.duration_since(slot.0) < DEAD_LETTER_LOG_EVERY {
+                            slot.1 += c.count;
+                            continue;
+                        }
+                        slot
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => v.insert((at, 0)),
+                };
+                let suppressed = std::mem::take(&mut slot.1);
+                slot.0 = at;
+                tracing::warn!(
+                    stream = &**stream,
+                    pipeline = &*p.pipeline,
+                    kind = kind.as_str(),
+                    count = c.count,
+                    suppressed,
+                    reason = c.reason.as_str(),
+                    "events dead-lettered"
+                );
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -233,15 +290,29 @@ impl Writer {
     fn commit(&mut self, group: Vec<IngestJob>) {
         if let Some(f) = self.stopped() {
             for job in group {
-                let _ = job.reply.send(Err(f.clone()));
+                let _ = job.reply.send(Err(SubmitError::Stopped(f.clone())));
             }
             return;
         }
         let now = self.now();
         let (mut requests, mut waiting) = (Vec::new(), Vec::new());
         for job in group {
+            // A finished stream would dead-letter every event: refuse the request
+            // instead of the whole group failing.
+            if let Some(pipeline) = self.runtime.finished_reader(&job.request.stream) {
+                let e = reckon_runtime::Error::Finished {
+                    stream: job.request.stream.to_string(),
+                    pipeline: pipeline.to_string(),
+                };
+                let _ = job.reply.send(Err(SubmitError::Finished(e.to_string())));
+                continue;
+            }
+            let stream = job.request.stream.clone();
             requests.push(job.request);
-            waiting.push((job.received, job.reply));
+            waiting.push((job.received, job.reply, stream));
+        }
+        if requests.is_empty() {
+            return;
         }
         let mut kinds = Vec::new();
         let result = self
@@ -252,7 +323,7 @@ impl Writer {
                 self.metrics.inc("reckon_commits_total", &[], 1);
                 self.published(now, &kinds);
                 let done = Instant::now();
-                for ((received, reply), report) in waiting.into_iter().zip(reports) {
+                for ((received, reply, stream), report) in waiting.into_iter().zip(reports) {
                     let secs = done.duration_since(received).as_secs_f64();
                     self.metrics
                         .observe("reckon_ingest_latency_seconds", &[], secs);
@@ -261,6 +332,9 @@ impl Writer {
                             .observe("reckon_correction_latency_seconds", &[], secs);
                     }
                     self.count(&report);
+                    if report.dead_lettered > 0 {
+                        self.dead_letter_log.note(&stream, &report, done);
+                    }
                     let _ = reply.send(Ok(report));
                 }
             }
@@ -268,8 +342,8 @@ impl Writer {
                 let message =
                     format!("a commit failed ({e}); restart reckon to recover from the store");
                 self.fail(message.clone());
-                for (_, reply) in waiting {
-                    let _ = reply.send(Err(message.clone()));
+                for (_, reply, _) in waiting {
+                    let _ = reply.send(Err(SubmitError::Stopped(message.clone())));
                 }
             }
         }
@@ -282,8 +356,13 @@ impl Writer {
                 .inc("reckon_events_late_applied_total", &l, p.late_applied);
             self.metrics
                 .inc("reckon_events_recomputed_total", &l, p.recomputed);
-            self.metrics
-                .inc("reckon_events_dead_lettered_total", &l, p.dead_lettered);
+            for (kind, c) in &p.dead_letter_kinds {
+                self.metrics.inc(
+                    "reckon_events_dead_lettered_total",
+                    &[("pipeline", &*p.pipeline), ("kind", kind)],
+                    c.count,
+                );
+            }
         }
     }
 
@@ -334,4 +413,49 @@ fn emission_labels(e: &Emission) -> (Arc<str>, &'static str) {
 /// The wire name of an emission kind.
 pub fn kind_name(k: EmissionKind) -> &'static str {
     k.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reckon_runtime::{DeadLetterCount, PipelineReport};
+
+    fn report(kind: &str, n: u64) -> IngestReport {
+        let mut p = PipelineReport {
+            pipeline: Arc::from("p"),
+            dead_lettered: n,
+            ..PipelineReport::default()
+        };
+        p.dead_letter_kinds.insert(
+            kind.into(),
+            DeadLetterCount {
+                count: n,
+                reason: "why".into(),
+            },
+        );
+        IngestReport {
+            dead_lettered: n,
+            pipelines: vec![p],
+            ..IngestReport::default()
+        }
+    }
+
+    #[test]
+    fn dead_letter_warnings_are_rate_limited_per_stream_and_kind() {
+        let mut log = DeadLetterLog::default();
+        let s: Arc<str> = Arc::from("s");
+        let t0 = Instant::now();
+        log.note(&s, &report("future", 2), t0);
+        // Within 10 s: counted, not logged.
+        log.note(&s, &report("future", 3), t0 + Duration::from_secs(1));
+        let key = (s.clone(), "future".to_string());
+        assert_eq!(log.last[&key], (t0, 3));
+        // Another kind has its own budget.
+        log.note(&s, &report("invalid", 1), t0 + Duration::from_secs(2));
+        assert_eq!(log.last[&(s.clone(), "invalid".to_string())].1, 0);
+        // After 10 s the next one is logged with the suppressed count, which resets.
+        let later = t0 + DEAD_LETTER_LOG_EVERY;
+        log.note(&s, &report("future", 1), later);
+        assert_eq!(log.last[&key], (later, 0));
+    }
 }

@@ -334,7 +334,9 @@ async fn windows_history_as_of_csv_and_dead_letters() {
         "{text}"
     );
     assert!(
-        text.contains("reckon_events_dead_lettered_total{pipeline=\"rfc_sum\"} 1\n"),
+        text.contains(
+            "reckon_events_dead_lettered_total{pipeline=\"rfc_sum\",kind=\"beyond_retention\"} 1\n"
+        ),
         "{text}"
     );
     assert!(

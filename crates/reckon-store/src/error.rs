@@ -35,6 +35,15 @@ pub enum Error {
         /// Why it could not be decoded.
         reason: String,
     },
+    /// Another process (another `reckon serve`, `ingest`, `verify`...) has the store
+    /// open: fjall allows one process at a time.
+    #[error(
+        "another reckon process holds the store at {path}; stop it first (or use another [store] path)"
+    )]
+    Locked {
+        /// The store's directory.
+        path: std::path::PathBuf,
+    },
     /// The storage engine (fjall) failed.
     #[error("storage engine error: {0}")]
     Fjall(#[from] fjall::Error),

@@ -1012,6 +1012,157 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Repair (`reckon repair`): deletes the raw events of `stream` with event time
+    /// `> after` (events a time guard would have refused) and their ids. Returns how
+    /// many were deleted; fsync'd before it returns. The journal leaves out events
+    /// whose raw row is gone, so a replay never sees them again.
+    pub fn remove_raw_after(&self, stream: &str, after: EventTime) -> Result<u64> {
+        let shared = self.shared();
+        shared.check_writable()?;
+        let mut stream_prefix = Vec::new();
+        keys::put_str(&mut stream_prefix, stream);
+        let end = keys::after_str_prefix(&stream_prefix);
+        let mut cursor = stream_prefix.clone();
+        let mut doomed: Vec<(fjall::UserKey, fjall::UserValue)> = Vec::new();
+        loop {
+            let Some(kv) = shared.ks.raw.range(cursor.clone()..end.clone()).next() else {
+                break;
+            };
+            let k = kv.key()?;
+            let mut r = KeyReader::new(&k[stream_prefix.len()..], "raw");
+            let key_bytes = r.skip_str()?;
+            let mut kp = stream_prefix.clone();
+            kp.extend_from_slice(key_bytes);
+            let hi = keys::after_str_prefix(&kp);
+            let mut lo = kp.clone();
+            keys::put_time(&mut lo, after.0.saturating_add(1));
+            if after.0 < i64::MAX {
+                for kv in shared.ks.raw.range(lo..hi) {
+                    doomed.push(kv.into_inner()?);
+                }
+            }
+            cursor = keys::after_str_prefix(&kp);
+        }
+        let n = doomed.len() as u64;
+        if n == 0 {
+            return Ok(0);
+        }
+        let _w = shared.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        shared.check_writable()?;
+        let mut wb = shared.db.batch();
+        let mut id_key = stream_prefix.clone();
+        for (k, v) in &doomed {
+            wb.remove(&shared.ks.raw, k.clone());
+            if let Some(id) = values::raw_id(v)? {
+                id_key.truncate(stream_prefix.len());
+                put_fingerprint(&mut id_key, &EventId(Arc::from(id)));
+                if let Some(t) = shared.ks.ids.get(&id_key)?
+                    && keys::time_from_bytes(&t, "ids value")? > after.0
+                {
+                    wb.remove(&shared.ks.ids, id_key.clone());
+                }
+            }
+        }
+        if let Err(e) = wb.commit() {
+            shared.set_poison(&e.to_string());
+            return Err(e.into());
+        }
+        drop(_w);
+        self.persist_or_poison()?;
+        Ok(n)
+    }
+
+    /// Repair: deletes the dead letters of `stream` of kind `kind` committed at or
+    /// before dead-letter number `up_to` (the ones repair re-offered; those still
+    /// refused were written again with a higher number). Returns how many; fsync'd.
+    pub fn remove_dead_letters(&self, stream: &str, kind: &str, up_to: u64) -> Result<u64> {
+        let shared = self.shared();
+        shared.check_writable()?;
+        let mut prefix = Vec::new();
+        keys::put_str(&mut prefix, stream);
+        let s: Arc<str> = Arc::from(stream);
+        let mut doomed = Vec::new();
+        for kv in shared.ks.dead.prefix(&prefix) {
+            let (k, v) = kv.into_inner()?;
+            let n = keys::u64_from_bytes(k.get(prefix.len()..).unwrap_or_default(), "dead key")?;
+            if n <= up_to && values::decode_dead_letter(&s, &v)?.kind == kind {
+                doomed.push(k);
+            }
+        }
+        let n = doomed.len() as u64;
+        if n == 0 {
+            return Ok(0);
+        }
+        let _w = shared.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wb = shared.db.batch();
+        for k in doomed {
+            wb.remove(&shared.ks.dead, k);
+        }
+        if let Err(e) = wb.commit() {
+            shared.set_poison(&e.to_string());
+            return Err(e.into());
+        }
+        drop(_w);
+        self.persist_or_poison()?;
+        Ok(n)
+    }
+
+    /// Repair: deletes every version of the given windows `(pipeline, key, start)` and
+    /// the change-feed entries pointing at them: windows that only events moved out of
+    /// the raw log had made (their history goes with them; a sink that already applied
+    /// one keeps it). Returns how many result rows were deleted; fsync'd.
+    pub fn remove_windows(&self, windows: &[(Arc<str>, Key, EventTime)]) -> Result<u64> {
+        if windows.is_empty() {
+            return Ok(0);
+        }
+        let shared = self.shared();
+        shared.check_writable()?;
+        let prefixes: std::collections::HashSet<Vec<u8>> = windows
+            .iter()
+            .map(|(p, k, s)| result_prefix(p, k, *s))
+            .collect();
+        let _w = shared.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wb = shared.db.batch();
+        let mut n = 0u64;
+        for prefix in &prefixes {
+            for kv in shared.ks.results.prefix(prefix) {
+                wb.remove(&shared.ks.results, kv.key()?);
+                n += 1;
+            }
+        }
+        for kv in shared.ks.changes.iter() {
+            let (k, v) = kv.into_inner()?;
+            if v.len() >= 4 && prefixes.contains(&v[..v.len() - 4]) {
+                wb.remove(&shared.ks.changes, k);
+            }
+        }
+        if let Err(e) = wb.commit() {
+            shared.set_poison(&e.to_string());
+            return Err(e.into());
+        }
+        drop(_w);
+        self.persist_or_poison()?;
+        Ok(n)
+    }
+
+    /// The number of the last dead letter committed (dead letters are numbered in
+    /// commit order).
+    pub fn last_dead_letter(&self) -> u64 {
+        self.shared()
+            .ks
+            .dead
+            .iter()
+            .filter_map(|kv| kv.key().ok())
+            .filter_map(|k| {
+                k.len()
+                    .checked_sub(8)
+                    .and_then(|i| k.get(i..))
+                    .and_then(|b| keys::u64_from_bytes(b, "dead key").ok())
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     fn delete_raw(
         &self,
         stream_prefix: &[u8],
@@ -1109,6 +1260,9 @@ fn open_database(path: &Path) -> Result<Database> {
             .open()
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
+        Ok(Err(fjall::Error::Locked)) => Err(Error::Locked {
+            path: path.to_path_buf(),
+        }),
         Ok(db) => Ok(db?),
         Err(panic) => {
             let msg = panic

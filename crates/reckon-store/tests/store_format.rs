@@ -68,7 +68,7 @@ fn the_store_is_locked_while_open() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let e = Store::open(dir.path()).unwrap_err();
-    assert!(matches!(e, Error::Fjall(fjall::Error::Locked)), "{e:?}");
+    assert!(matches!(e, Error::Locked { .. }), "{e:?}");
     drop(store);
     Store::open(dir.path()).unwrap();
 }

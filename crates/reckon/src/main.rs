@@ -9,6 +9,7 @@ mod demo;
 mod demo_live;
 mod ingest;
 mod query;
+mod repair;
 mod replay;
 mod serve;
 mod verify;
@@ -46,6 +47,9 @@ enum Command {
     /// Recompute every stored window from the raw log and report any that disagrees
     /// (values, count or checksum); exit 1 if one does.
     Verify(verify::VerifyArgs),
+    /// Recover a store poisoned by far-future events or finished by `ingest --finish`:
+    /// events beyond `max_future` become dead letters, pipelines are rebuilt.
+    Repair(repair::RepairArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&args),
         Command::Ingest(args) => ingest::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Repair(args) => repair::run(&args),
     };
     match result {
         Ok(code) => code,
