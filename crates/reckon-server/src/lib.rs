@@ -264,5 +264,6 @@ pub fn router(state: AppState) -> Router {
         .route("/ping", get(query::influx_ping).head(query::influx_ping))
         .fallback(query::not_found)
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }
