@@ -73,6 +73,15 @@ pub struct ServerConfig {
     /// when no event arrives. Default `1s`.
     #[serde(default = "default_tick")]
     pub tick_interval: Duration,
+    /// A client must send a request's headers within this long of starting it (or of
+    /// the previous answer on a kept-alive connection), or the connection is closed.
+    /// `0s` turns it off. Default `10s`.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Duration,
+    /// A client must send a request's whole body within this long of its headers, or it
+    /// gets 408 and the connection is closed. `0s` turns it off. Default `30s`.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +91,8 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body(),
             max_pending_requests: default_max_pending(),
             tick_interval: default_tick(),
+            header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
         }
     }
 }
@@ -97,6 +108,12 @@ fn default_max_pending() -> usize {
 }
 fn default_tick() -> Duration {
     Duration(Span(1_000_000_000))
+}
+fn default_header_read_timeout() -> Duration {
+    Duration(Span(10_000_000_000))
+}
+fn default_body_read_timeout() -> Duration {
+    Duration(Span(30_000_000_000))
 }
 
 /// What a webhook is told about.

@@ -29,6 +29,11 @@ pub enum Error {
     },
 }
 
+/// A request body that did not arrive within `[server] body_read_timeout`.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body did not arrive within {0:?} ([server] body_read_timeout)")]
+pub struct BodyTimeout(pub std::time::Duration);
+
 /// Result of the server crate.
 pub type Result<T> = std::result::Result<T, Error>;
 

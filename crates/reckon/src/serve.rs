@@ -121,11 +121,10 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode> {
         println!("reckon listening on http://{addr}");
         tokio::spawn(async move {
             let signal = signals.await;
-            tracing::info!("{signal} received: stopping, draining requests in flight");
+            tracing::info!("{signal} received: stopping");
             let _ = stop.send(true);
         });
         app.serve(listener).await?;
-        tracing::info!("stopped: every acknowledged write is durable");
         Ok(ExitCode::SUCCESS)
     })
 }

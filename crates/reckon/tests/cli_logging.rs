@@ -101,8 +101,9 @@ fn non_loopback_listen_warns_and_startup_and_shutdown_are_logged() {
         "pipelines: mean_1h",
         "reconciliations: none",
         "listening on http://0.0.0.0:",
-        "SIGTERM received: stopping, draining requests in flight",
-        "stopped",
+        "SIGTERM received: stopping",
+        "draining: finishing the requests in flight",
+        "server stopped: every acknowledged write is durable",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
