@@ -92,6 +92,15 @@ fn log_startup(path: &Path, config: &Config) {
         "webhooks: {}",
         names(config.webhooks.iter().map(|w| w.name.as_str()).collect())
     );
+    let s = &config.server;
+    tracing::info!(
+        "limits: max_body_bytes {}, max_pending_requests {}, header_read_timeout {:?}, \
+         body_read_timeout {:?}",
+        s.max_body_bytes,
+        s.max_pending_requests,
+        s.header_read_timeout.to_std(),
+        s.body_read_timeout.to_std()
+    );
 }
 
 /// Runs the server.

@@ -100,6 +100,7 @@ fn non_loopback_listen_warns_and_startup_and_shutdown_are_logged() {
         "streams: water_level",
         "pipelines: mean_1h",
         "reconciliations: none",
+        "header_read_timeout 10s, body_read_timeout 30s",
         "listening on http://0.0.0.0:",
         "SIGTERM received: stopping",
         "draining: finishing the requests in flight",
@@ -131,4 +132,14 @@ fn reckon_log_warn_hides_the_info_lines_but_not_the_warning() {
     assert!(!err.contains("INFO"), "{err}");
     assert!(!err.contains("starting"), "{err}");
     assert!(!err.contains("pipelines:"), "{err}");
+}
+
+#[test]
+fn an_invalid_reckon_log_is_reported_and_info_used() {
+    let (_, _, err) = serve("127.0.0.1:0", Some("reckon=loud"));
+    assert!(
+        err.contains("RECKON_LOG=\"reckon=loud\" is not a valid filter"),
+        "{err}"
+    );
+    assert!(err.contains("pipelines: mean_1h"), "{err}");
 }
