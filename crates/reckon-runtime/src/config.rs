@@ -78,6 +78,15 @@ pub struct ServerConfig {
     /// the memory a query takes. Default 10,000.
     #[serde(default = "default_max_query_limit")]
     pub max_query_limit: usize,
+    /// A client must send a request's headers within this long of starting it (or of
+    /// the previous answer on a kept-alive connection), or the connection is closed.
+    /// `0s` turns it off. Default `10s`.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Duration,
+    /// A client must send a request's whole body within this long of its headers, or it
+    /// gets 408 and the connection is closed. `0s` turns it off. Default `30s`.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +97,8 @@ impl Default for ServerConfig {
             max_pending_requests: default_max_pending(),
             tick_interval: default_tick(),
             max_query_limit: default_max_query_limit(),
+            header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
         }
     }
 }
@@ -106,6 +117,12 @@ fn default_max_query_limit() -> usize {
 }
 fn default_tick() -> Duration {
     Duration(Span(1_000_000_000))
+}
+fn default_header_read_timeout() -> Duration {
+    Duration(Span(10_000_000_000))
+}
+fn default_body_read_timeout() -> Duration {
+    Duration(Span(30_000_000_000))
 }
 
 /// What a webhook is told about.

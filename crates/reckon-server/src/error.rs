@@ -29,6 +29,11 @@ pub enum Error {
     },
 }
 
+/// A request body that did not arrive within `[server] body_read_timeout`.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body did not arrive within {0:?} ([server] body_read_timeout)")]
+pub struct BodyTimeout(pub std::time::Duration);
+
 /// Result of the server crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -90,4 +95,87 @@ impl IntoResponse for ApiError {
         }
         r
     }
+}
+
+/// Longest request target (path and query) accepted, in bytes; longer ones get 414.
+/// (Beyond 64 KiB the HTTP parser refuses the request before reckon sees it, with a
+/// bare 414.)
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+
+/// At most this much of a plain-text error body is kept when it is wrapped as JSON.
+const MAX_WRAPPED_BYTES: usize = 4 * 1024;
+
+/// Middleware: every 4xx/5xx answer has a JSON body. Responses that are already JSON
+/// pass unchanged; an empty body (405 from routing, 415 from decompression) gets a
+/// message naming what was refused; a plain-text body (an extractor's rejection) is
+/// wrapped as `{"error": text}`. Headers such as `Allow` and `Accept-Encoding` are kept.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let target_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target_len > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "request target is {target_len} bytes, longer than the limit of \
+                 {MAX_URI_BYTES} bytes"
+            ),
+        )
+        .into_response();
+    }
+    let path = clip(req.uri().path(), 200);
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| clip(&String::from_utf8_lossy(v.as_bytes()), 100));
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_WRAPPED_BYTES).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if !text.is_empty() {
+        text
+    } else {
+        match status {
+            // (The router adds `Allow` with the methods that are.)
+            StatusCode::METHOD_NOT_ALLOWED => format!("method {method} is not allowed on {path}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => match encoding {
+                Some(e) => format!("unsupported Content-Encoding `{e}` (supported: gzip, or none)"),
+                None => "unsupported media type".to_string(),
+            },
+            other => other
+                .canonical_reason()
+                .unwrap_or("request failed")
+                .to_string(),
+        }
+    };
+    let mut r = ApiError::new(status, message).into_response();
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    r.headers_mut().extend(parts.headers);
+    r
+}
+
+/// Whether a response says it is JSON.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"))
+}
+
+/// `s` cut to at most `max` bytes (at a character boundary), marked when cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }

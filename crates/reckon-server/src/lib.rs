@@ -209,20 +209,61 @@ impl App {
         self.shutdown.clone()
     }
 
-    /// Serves the API on `listener` until the shutdown signal, then stops the webhooks
-    /// and the writer (everything acknowledged is durable already).
+    /// Serves the API (HTTP/1.1) on `listener` until the shutdown signal, then lets the
+    /// connections finish their requests in flight, stops the webhooks and the writer
+    /// (everything acknowledged is durable already).
+    ///
+    /// A client must send its headers within `[server] header_read_timeout` (else the
+    /// connection is closed) and its body within `[server] body_read_timeout` of them
+    /// (else 408).
     pub async fn serve(mut self, listener: tokio::net::TcpListener) -> Result<()> {
+        let router = self.router();
+        let header_timeout = nonzero(self.state.config().server.header_read_timeout.to_std());
         let mut stop = self.state.shutdown();
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
+        // Every connection task holds a clone; `closed()` resolves when all are done.
+        let (all_closed, connection) = watch::channel(());
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stopped(&mut stop) => break,
+            };
+            let (io, _peer) = match accepted {
+                Ok(c) => c,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::error!("accepting a connection failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let mut conn_stop = self.state.shutdown();
+            let connection = connection.clone();
+            tokio::spawn(async move {
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+                let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = stopped(&mut conn_stop) => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.as_mut().await;
+                    }
+                }
+                drop(connection);
+            });
+        }
+        drop(listener);
+        drop(connection);
+        tracing::info!("draining: finishing the requests in flight");
+        all_closed.closed().await;
         self.close().await;
-        served.map_err(|source| Error::Io {
-            what: "serving HTTP".into(),
-            source,
-        })
+        tracing::info!("server stopped: every acknowledged write is durable");
+        Ok(())
     }
 
     /// Stops the webhooks and the writer.
@@ -240,6 +281,123 @@ impl App {
             }
         })
         .await;
+    }
+}
+
+/// Resolves when the shutdown signal fires (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// `d`, or `None` (no timeout) for zero.
+fn nonzero(d: std::time::Duration) -> Option<std::time::Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+/// Errors of one connection (the listener goes on accepting).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    )
+}
+
+/// Middleware: the request body must arrive within `[server] body_read_timeout` of the
+/// headers. A handler reading a body past that sees a read error; the answer is then
+/// replaced by 408 and the connection closed.
+async fn body_deadline(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(limit) = nonzero(state.config().server.body_read_timeout.to_std()) else {
+        return next.run(req).await;
+    };
+    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let req = req.map(|body| axum::body::Body::new(TimedBody::new(body, limit, timed_out.clone())));
+    let response = next.run(req).await;
+    if !timed_out.load(std::sync::atomic::Ordering::Acquire) {
+        return response;
+    }
+    let mut r = ApiError::new(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "the request body did not arrive within {} ([server] body_read_timeout); \
+             the connection is closed",
+            format_args!("{limit:?}")
+        ),
+    )
+    .into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+/// A request body that fails with [`error::BodyTimeout`] once its deadline passes
+/// (and records that it did, for [`body_deadline`]).
+struct TimedBody {
+    inner: axum::body::Body,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limit: std::time::Duration,
+    timed_out: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for TimedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimedBody")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TimedBody {
+    fn new(
+        inner: axum::body::Body,
+        limit: std::time::Duration,
+        timed_out: Arc<std::sync::atomic::AtomicBool>,
+    ) -> TimedBody {
+        TimedBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            limit,
+            timed_out,
+        }
+    }
+}
+
+impl http_body::Body for TimedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Self::Data>, Self::Error>>>
+    {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.inner.is_end_stream() {
+            return Poll::Ready(None);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.timed_out
+                .store(true, std::sync::atomic::Ordering::Release);
+            return Poll::Ready(Some(Err(axum::Error::new(error::BodyTimeout(this.limit)))));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -264,5 +422,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ping", get(query::influx_ping).head(query::influx_ping))
         .fallback(query::not_found)
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body_deadline,
+        ))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }

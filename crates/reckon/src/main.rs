@@ -52,8 +52,32 @@ enum Command {
     Repair(repair::RepairArgs),
 }
 
+/// Log lines go to standard error, filtered by `RECKON_LOG` (`tracing_subscriber`'s
+/// filter syntax, e.g. `warn` or `info,reckon_server=debug`; default `info`). Standard
+/// output stays for what scripts read (`reckon listening on …`, `ack …`, query answers).
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let (filter, bad) = match std::env::var("RECKON_LOG") {
+        Ok(v) if !v.trim().is_empty() => match EnvFilter::try_new(&v) {
+            Ok(f) => (f, None),
+            Err(e) => (EnvFilter::new("info"), Some((v, e))),
+        },
+        _ => (EnvFilter::new("info"), None),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    if let Some((value, e)) = bad {
+        tracing::warn!("RECKON_LOG={value:?} is not a valid filter ({e}); logging at info");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     // The one TLS provider (ring) for the HTTP clients (webhooks, `reckon query`).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {

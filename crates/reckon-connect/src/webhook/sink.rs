@@ -227,13 +227,27 @@ impl WebhookSender {
             let now = now_unix_s.saturating_add(elapsed_s);
             let outcome = match self.attempt(delivery_id, body, now).await {
                 Attempt::Delivered(status) => DeliveryOutcome::Delivered { status },
-                Attempt::Fail { status, error } => DeliveryOutcome::Failed { status, error },
+                Attempt::Fail { status, error } => {
+                    tracing::warn!(
+                        webhook = %self.name,
+                        delivery = delivery_id,
+                        attempt = attempts,
+                        "webhook delivery failed, not retried: {error}"
+                    );
+                    DeliveryOutcome::Failed { status, error }
+                }
                 Attempt::Retry {
                     status,
                     error,
                     retry_after,
                 } => {
                     if attempts >= self.max_attempts {
+                        tracing::warn!(
+                            webhook = %self.name,
+                            delivery = delivery_id,
+                            attempt = attempts,
+                            "webhook delivery failed, giving up after {attempts} attempts: {error}"
+                        );
                         DeliveryOutcome::Failed {
                             status,
                             error: format!("{error} (gave up after {attempts} attempts)"),
@@ -241,6 +255,12 @@ impl WebhookSender {
                     } else {
                         let wait =
                             retry_delay(attempts, self.backoff, self.max_backoff, retry_after);
+                        tracing::warn!(
+                            webhook = %self.name,
+                            delivery = delivery_id,
+                            attempt = attempts,
+                            "webhook delivery attempt failed, retrying in {wait:?}: {error}"
+                        );
                         tokio::time::sleep(wait).await;
                         continue;
                     }
