@@ -56,6 +56,10 @@ url = "{webhook}"
 pipelines = ["{PIPELINE}"]
 format = "slack"
 digest_interval = "2s"
+# A short demo: give up on an unreachable webhook soon enough to say why.
+max_attempts = 3
+backoff = "200ms"
+max_backoff = "1s"
 "#,
         store = data.join("store").display().to_string().replace('\\', "/"),
         listen = args.listen,
@@ -171,11 +175,17 @@ async fn live(args: &DemoArgs, data: &std::path::Path) -> Result<ExitCode> {
         ProcessingTime(generator.start.0),
         args.speed,
     ));
-    let listener = match crate::serve::bind(&config.server.listen).await {
-        Ok(l) => l,
-        Err(_) => crate::serve::bind("127.0.0.1:0").await?,
+    let (listener, fell_back) = match crate::serve::bind(&config.server.listen).await {
+        Ok(l) => (l, None),
+        Err(e) => (crate::serve::bind("127.0.0.1:0").await?, Some(e)),
     };
     let addr = listener.local_addr()?;
+    if let Some(e) = &fell_back {
+        println!(
+            "note: {} is taken ({e:#}); the demo listens on {addr} instead.\n  pass --url http://{addr} to reckon query, e.g. reckon query --url http://{addr} windows {PIPELINE}",
+            config.server.listen
+        );
+    }
     let app = App::open(
         config.clone(),
         AppOptions {
@@ -246,6 +256,7 @@ async fn live(args: &DemoArgs, data: &std::path::Path) -> Result<ExitCode> {
     let mut shown_corrections = 0u64;
     let mut cursor = state.store().last_change();
     let mut last_report = Instant::now();
+    let mut webhook_error: Option<String> = None;
     let mut last_accepted = accepted(&state);
     let mut arrivals = generator
         .arrivals()
@@ -321,12 +332,14 @@ async fn live(args: &DemoArgs, data: &std::path::Path) -> Result<ExitCode> {
                     &[("webhook", "late-data"), ("outcome", "delivered")]
                 ),
             );
+            report_webhook_failure(&state, &mut webhook_error);
             last_accepted = now_accepted;
             last_report = Instant::now();
         }
     }
     // Let the last digest go out, then stop.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
+    report_webhook_failure(&state, &mut webhook_error);
     let _ = stop.send(true);
     server.await.context("the server task failed")??;
     drop(state);
@@ -341,6 +354,31 @@ async fn live(args: &DemoArgs, data: &std::path::Path) -> Result<ExitCode> {
     } else {
         println!("\n{bad} of {checked} windows disagree with a batch recomputation");
         Ok(ExitCode::from(1))
+    }
+}
+
+/// Prints the error of the webhook's newest delivery when it failed (once per distinct
+/// error), so an unreachable `--webhook` says why instead of only "webhook messages 0".
+fn report_webhook_failure(state: &reckon_server::AppState, last: &mut Option<String>) {
+    let Ok(rows) = state.store().deliveries("late-data", 1) else {
+        return;
+    };
+    let Some(record) = rows
+        .first()
+        .and_then(|(_, bytes)| serde_json::from_slice::<serde_json::Value>(bytes).ok())
+    else {
+        return;
+    };
+    let Some(error) = record
+        .get("result")
+        .and_then(|r| r.get("error"))
+        .and_then(|e| e.as_str())
+    else {
+        return;
+    };
+    if last.as_deref() != Some(error) {
+        println!("webhook delivery failed: {error}");
+        *last = Some(error.to_owned());
     }
 }
 

@@ -1,8 +1,13 @@
 //! `reckon verify`: recompute every window from the raw log and compare it with the
 //! stored latest version — values, count and checksum. Seed 000's checksum task,
 //! turned into an auditor that cannot disagree with itself.
+//!
+//! Each pipeline is recomputed from the events it accepted: the raw log of its stream
+//! minus the events this pipeline dead-lettered. Another pipeline on the same stream
+//! may have kept an event this one refused (a shorter retention, say), so the raw log
+//! alone would report false mismatches.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use reckon_core::aggregate::values_agree;
 use reckon_core::{EventTime, batch};
 use reckon_runtime::Config;
@@ -24,6 +29,28 @@ pub struct VerifyArgs {
 /// Runs `reckon verify`; exit 1 when any window disagrees.
 pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
+    // Opening a missing path would create an empty store and "verify" nothing.
+    if !config.store.path.exists() {
+        bail!(
+            "no store at {} (from {}): nothing to verify",
+            config.store.path.display(),
+            args.config.display()
+        );
+    }
+    if let Some(name) = args.pipeline.as_deref()
+        && !config.pipelines.iter().any(|p| p.name == name)
+    {
+        let known: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
+        bail!(
+            "no pipeline {name:?} in {}; known pipelines: {}",
+            args.config.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+    }
     let store = Store::open(&config.store.path)
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
     let (checked, bad) = check(&config, &store, args.pipeline.as_deref(), &mut |line| {
@@ -55,7 +82,11 @@ pub fn check(
             continue;
         }
         let spec = p.spec()?;
-        let raw = store.raw_scan(&p.stream)?;
+        let raw = accepted_events(
+            store.raw_scan(&p.stream)?,
+            &p.name,
+            store.dead_letters(&p.stream)?,
+        );
         let (expected, rejected) = batch::compute(&spec, &raw)?;
         for (i, e) in &rejected {
             report(format!("{}: raw event {i} cannot be windowed: {e}", p.name));
@@ -116,4 +147,34 @@ pub fn check(
         }
     }
     Ok((checked, bad))
+}
+
+/// The raw events of a stream that `pipeline` accepted: one raw copy is removed for
+/// each of its dead letters. Events are matched by content, as a multiset, so of two
+/// equal raw events of which one was dead-lettered, the other is still counted.
+fn accepted_events(
+    raw: Vec<reckon_core::Event>,
+    pipeline: &str,
+    dead: Vec<reckon_store::DeadLetter>,
+) -> Vec<reckon_core::Event> {
+    let mut refused: Vec<reckon_core::Event> = dead
+        .into_iter()
+        .filter(|d| &*d.pipeline == pipeline)
+        .map(|d| d.event)
+        .collect();
+    if refused.is_empty() {
+        return raw;
+    }
+    // Later raw copies are the ones most likely refused (a re-send beyond retention),
+    // so match from the end.
+    let mut kept: Vec<reckon_core::Event> = Vec::with_capacity(raw.len());
+    for e in raw.into_iter().rev() {
+        if let Some(i) = refused.iter().position(|r| *r == e) {
+            refused.swap_remove(i);
+        } else {
+            kept.push(e);
+        }
+    }
+    kept.reverse();
+    kept
 }

@@ -119,3 +119,47 @@ fn bad_arguments_exit_2_with_a_message() {
         "{err}"
     );
 }
+
+#[test]
+fn demo_fell_back_to_another_port_silently_and_hid_the_webhook_error() {
+    // A taken port, and a webhook URL nobody listens on.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_addr = taken.local_addr().expect("addr");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let hook = format!("http://{closed}/hook");
+    let listen = taken_addr.to_string();
+    let (code, out, err) = reckon(&[
+        "demo",
+        "--hours",
+        "2",
+        "--locations",
+        "10",
+        "--speed",
+        "7200",
+        "--listen",
+        &listen,
+        "--webhook",
+        &hook,
+    ]);
+    drop(taken);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for needle in [
+        format!("{listen} is taken"),
+        "pass --url http://127.0.0.1:".to_owned(),
+        "webhook delivery failed:".to_owned(),
+    ] {
+        assert!(
+            out.contains(&needle),
+            "missing `{needle}` in:\n{out}\nstderr:\n{err}"
+        );
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("webhook delivery failed:")
+                && l.to_lowercase().contains("refused")),
+        "{out}"
+    );
+}
