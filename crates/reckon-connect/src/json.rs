@@ -9,7 +9,10 @@
 use crate::common::{Interner, err, rfc3339_time, unit_name, unix_time_float, unix_time_int};
 use reckon_core::{Event, EventId, EventTime, Key, StreamName, Value};
 use reckon_runtime::{EventFormat, StreamConfig, TimeFormat};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
+use std::cell::RefCell;
+use std::fmt;
 use std::sync::Arc;
 
 pub use crate::common::DecodeError;
@@ -129,9 +132,7 @@ impl JsonDecoder {
             if line.trim().is_empty() {
                 continue;
             }
-            let decoded = serde_json::from_str::<Json>(line)
-                .map_err(|e| err(None, format!("invalid JSON: {e}")))
-                .and_then(|v| self.decode(&v));
+            let decoded = parse_unique(line).and_then(|v| self.decode(&v));
             match decoded {
                 Ok(e) => events.push(e),
                 Err(mut e) => {
@@ -141,6 +142,176 @@ impl JsonDecoder {
             }
         }
         (events, errors)
+    }
+
+    /// Decodes a JSON array body (`[{…},{…}]`): the events of the good items, and an
+    /// error per bad item (its `line` is the item's 1-based index). A body that is not
+    /// a JSON array at all is one error, at the line where parsing failed.
+    pub fn decode_array(&mut self, bytes: &[u8]) -> (Vec<Event>, Vec<DecodeError>) {
+        let items = match parse_unique_array(bytes) {
+            Ok(items) => items,
+            Err(e) => {
+                return (
+                    Vec::new(),
+                    vec![DecodeError {
+                        line: Some(e.line()),
+                        field: None,
+                        message: format!("invalid JSON array: {e}"),
+                    }],
+                );
+            }
+        };
+        let (mut events, mut errors) = (Vec::with_capacity(items.len()), Vec::new());
+        for (i, item) in items.into_iter().enumerate() {
+            match item.and_then(|v| self.decode(&v)) {
+                Ok(e) => events.push(e),
+                Err(mut e) => {
+                    e.line = Some(i + 1);
+                    e.message = format!("array item {}: {}", i + 1, e.message);
+                    errors.push(e);
+                }
+            }
+        }
+        (events, errors)
+    }
+}
+
+/// Parses one JSON value, refusing an object that gives a name twice at any depth
+/// (`{"v":1,"v":100}`): which of the two a reader takes is not defined, so neither
+/// is silently chosen. The error names the repeated name (dotted below the top
+/// level: `data.x`).
+pub fn parse_unique(text: &str) -> Result<Json, DecodeError> {
+    let repeated = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = Unique(&repeated)
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| err(None, format!("invalid JSON: {e}")))?;
+    match repeated.into_inner() {
+        Some(name) => Err(err(Some(&name), REPEATED)),
+        None => Ok(v),
+    }
+}
+
+/// Parses a JSON array, each item as [`parse_unique`] does: an item with a repeated
+/// name is an error of that item alone. `Err` if the text is not a JSON array.
+pub fn parse_unique_array(
+    bytes: &[u8],
+) -> Result<Vec<Result<Json, DecodeError>>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let items = UniqueItems.deserialize(&mut de)?;
+    de.end()?;
+    Ok(items)
+}
+
+const REPEATED: &str = "given twice (a name may appear once per object)";
+
+/// Deserializes a [`Json`] value, noting in the cell the first name an object repeats
+/// (its later values are read and dropped). Not an error at once, so that an array
+/// item's repeated name rejects that item only.
+#[derive(Clone, Copy)]
+struct Unique<'a>(&'a RefCell<Option<String>>);
+
+impl<'de> DeserializeSeed<'de> for Unique<'_> {
+    type Value = Json;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Unique<'_> {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
+        Ok(Json::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Json, E> {
+        Ok(Json::from(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Json, E> {
+        Ok(Json::from(u))
+    }
+    fn visit_f64<E>(self, x: f64) -> Result<Json, E> {
+        // serde_json hands over only finite numbers; `from` maps any other to null.
+        Ok(serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Json, E> {
+        Ok(Json::String(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Json, E> {
+        Ok(Json::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_none<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
+        self.deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(v) = seq.next_element_seed(self)? {
+            items.push(v);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut out = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let seen_before = self.0.borrow().is_some();
+            let v = map.next_value_seed(self)?;
+            if !seen_before {
+                let mut repeated = self.0.borrow_mut();
+                if let Some(inner) = repeated.as_mut() {
+                    // A repeat inside this member's value: name its path.
+                    *inner = format!("{name}.{inner}");
+                } else if out.contains_key(&name) {
+                    *repeated = Some(name);
+                    continue;
+                }
+            }
+            if !out.contains_key(&name) {
+                out.insert(name, v);
+            }
+        }
+        Ok(Json::Object(out))
+    }
+}
+
+/// Deserializes a JSON array into its items, each parsed by [`Unique`] on its own.
+struct UniqueItems;
+
+impl<'de> DeserializeSeed<'de> for UniqueItems {
+    type Value = Vec<Result<Json, DecodeError>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueItems {
+    type Value = Vec<Result<Json, DecodeError>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        loop {
+            let repeated = RefCell::new(None);
+            let Some(v) = seq.next_element_seed(Unique(&repeated))? else {
+                break;
+            };
+            items.push(match repeated.into_inner() {
+                Some(name) => Err(err(Some(&name), REPEATED)),
+                None => Ok(v),
+            });
+        }
+        Ok(items)
     }
 }
 
@@ -452,5 +623,69 @@ mod tests {
         for (m, w) in msgs.iter().zip(want) {
             assert!(m.starts_with(w), "`{m}` should start with `{w}`");
         }
+    }
+
+    #[test]
+    fn a_repeated_name_rejects_the_line_instead_of_taking_the_last_value() {
+        let mut d = JsonDecoder::new(&stream("rfc3339"));
+        let input = [
+            r#"{"time":"2022-06-13T00:00:00Z","i":1,"v":1}"#,
+            r#"{"time":"2022-06-13T00:00:00Z","i":1,"v":1,"v":100}"#,
+            r#"{"time":"2022-06-13T00:00:00Z","time":"2030-01-01T00:00:00Z","i":1}"#,
+            r#"{"time":"2022-06-13T00:00:00Z","i":1,"o":{"a":1,"a":2}}"#,
+            r#"{"time":"2022-06-13T00:00:00Z","i":1,"l":[{"b":{"c":1,"c":1}}]}"#,
+            r#"{"time":"2022-06-13T00:00:00Z","i":2,"v":2}"#,
+        ]
+        .join("\n");
+        let (events, errors) = d.decode_ndjson(&input);
+        assert_eq!(events.len(), 2, "{errors:?}");
+        let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let want = [
+            "line 2: field `v`: given twice",
+            "line 3: field `time`: given twice",
+            "line 4: field `o.a`: given twice",
+            "line 5: field `l.b.c`: given twice",
+        ];
+        assert_eq!(msgs.len(), want.len(), "{msgs:#?}");
+        for (m, w) in msgs.iter().zip(want) {
+            assert!(m.starts_with(w), "`{m}` should start with `{w}`");
+        }
+    }
+
+    #[test]
+    fn a_repeated_name_in_an_array_item_rejects_that_item_only() {
+        let mut d = JsonDecoder::new(&stream("rfc3339"));
+        let (events, errors) = d.decode_array(
+            br#"[{"time":"2022-06-13T00:00:00Z","i":1,"v":1,"v":100},
+                 {"time":"2022-06-13T00:00:00Z","i":2,"v":2}]"#,
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].field("v"), Some(&Value::I64(2)));
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("line 1: field `v`: array item 1: given twice"),
+            "{}",
+            errors[0]
+        );
+        let (events, errors) = d.decode_array(b"[{\"time\":1}");
+        assert!(events.is_empty());
+        assert!(errors[0].message.starts_with("invalid JSON array"));
+    }
+
+    #[test]
+    fn strict_parse_matches_serde_json_on_unique_input() {
+        for text in [
+            r#"{"a":1,"b":-2,"c":1.5,"d":"x","e":null,"f":true,"g":[1,{"h":2}],"i":18446744073709551615}"#,
+            "[]",
+            "3",
+            r#""s""#,
+        ] {
+            let want: Json = serde_json::from_str(text).unwrap();
+            assert_eq!(parse_unique(text).unwrap(), want, "{text}");
+        }
+        assert!(parse_unique("{} x").is_err());
+        assert!(parse_unique("1e999").is_err());
     }
 }

@@ -94,33 +94,7 @@ fn decode_json(
 ) -> (Vec<Event>, Vec<DecodeError>) {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
-        let items: Vec<Json> = match serde_json::from_slice(bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                return (
-                    Vec::new(),
-                    vec![DecodeError {
-                        line: Some(e.line()),
-                        field: None,
-                        message: format!("invalid JSON array: {e}"),
-                    }],
-                );
-            }
-        };
-        return state.with_json(stream, |d| {
-            let (mut events, mut errors) = (Vec::with_capacity(items.len()), Vec::new());
-            for (i, item) in items.iter().enumerate() {
-                match d.decode(item) {
-                    Ok(e) => events.push(e),
-                    Err(mut e) => {
-                        e.line = Some(i + 1);
-                        e.message = format!("array item {}: {}", i + 1, e.message);
-                        errors.push(e);
-                    }
-                }
-            }
-            (events, errors)
-        });
+        return state.with_json(stream, |d| d.decode_array(bytes));
     }
     let (text, mut errors) = utf8_lines(bytes);
     let (events, more) = state.with_json(stream, |d| d.decode_ndjson(&text));
