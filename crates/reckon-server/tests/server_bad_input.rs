@@ -656,8 +656,64 @@ fn corpus() -> Vec<Case> {
             &["start"],
         ),
         get("qroute", "/v1/nothing", 404, &["no such endpoint"]),
-        // Cases other work adds, asserted where it lands:
-        // - repeated names in one JSON object are rejected naming line and field;
+        // A name given twice in one object: neither value is guessed.
+        ndjson(
+            "dupname",
+            format!(
+                "{}{{\"i\":\"dupname\",\"time\":5,\"level\":1,\"level\":100}}\n",
+                goods("dupname", 1)
+            ),
+            400,
+            &["line 2", "field `level`", "given twice"],
+            1,
+        ),
+        ndjson(
+            "duptime",
+            format!(
+                "{}{{\"i\":\"duptime\",\"time\":5,\"time\":9999999999999999999,\"level\":1}}\n",
+                goods("duptime", 1)
+            ),
+            400,
+            &["line 2", "field `time`", "given twice"],
+            1,
+        ),
+        ndjson(
+            "dupnested",
+            format!(
+                "{}{{\"i\":\"dupnested\",\"time\":5,\"o\":{{\"a\":1,\"a\":2}}}}\n",
+                goods("dupnested", 1)
+            ),
+            400,
+            &["line 2", "given twice"],
+            1,
+        ),
+        ndjson(
+            "duparray",
+            format!(
+                "[{},{{\"i\":\"duparray\",\"i\":\"x\",\"time\":5}}]",
+                good("duparray", 0).trim()
+            ),
+            400,
+            &["array item 2", "field `i`", "given twice"],
+            1,
+        ),
+        // Error statuses axum or hyper produce come with a JSON body too.
+        Case {
+            method: "DELETE",
+            ..get(
+                "method",
+                "/v1/streams/water_level/events",
+                405,
+                &["not allowed"],
+            )
+        },
+        Case {
+            path: Box::leak(
+                format!("/v1/pipelines/mean_1h/windows?key=i={}", "x".repeat(20_000))
+                    .into_boxed_str(),
+            ),
+            ..get("longuri", "/", 414, &["error"])
+        },
         // - 405/414/415 answer with a JSON body.
     ];
     let _ = &mut cases;
