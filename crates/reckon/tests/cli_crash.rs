@@ -87,13 +87,23 @@ fn reckon() -> Command {
     Command::new(env!("CARGO_BIN_EXE_reckon"))
 }
 
-/// Runs `reckon ingest` on `lines[from..]`, kills it after `kill_after` (if any), and
+/// When a run is killed.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// This long after the process started: may hit startup and recovery.
+    AfterStart(Duration),
+    /// This long after its first acknowledgement: every such run makes progress, so a
+    /// loaded machine (slow startups) cannot starve the test of acknowledgements.
+    AfterFirstAck(Duration),
+}
+
+/// Runs `reckon ingest` on `lines[from..]`, kills it as `kill` says (if any), and
 /// returns how many lines were acknowledged in total.
 fn ingest(
     config: &Path,
     lines: &[String],
     from: usize,
-    kill_after: Option<Duration>,
+    kill: Option<Kill>,
     finish: bool,
 ) -> usize {
     let mut cmd = reckon();
@@ -134,10 +144,22 @@ fn ingest(
             }
         }
     });
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut acked = from;
-    match kill_after {
-        Some(d) => {
+    match kill {
+        Some(kill) => {
+            let d = match kill {
+                Kill::AfterStart(d) => d,
+                Kill::AfterFirstAck(d) => {
+                    // Generous: a cold start on a loaded 2-core machine can take seconds.
+                    let n = rx
+                        .recv_timeout(Duration::from_secs(120))
+                        .expect("no acknowledgement within 120 s of starting `reckon ingest`");
+                    acked = from + n;
+                    started = Instant::now();
+                    d
+                }
+            };
             while started.elapsed() < d {
                 if let Ok(n) = rx.recv_timeout(Duration::from_millis(5)) {
                     acked = from + n;
@@ -170,8 +192,13 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
     let lines = workload(400 * kills.max(10));
     let mut rng = SplitMix64::new(42);
     let mut acked: usize = 0;
-    for _ in 0..kills {
-        let kill_after = Duration::from_millis(20 + rng.below(250));
+    for run in 0..kills {
+        let after = Duration::from_millis(20 + rng.below(250));
+        let kill_after = if run % 2 == 0 {
+            Kill::AfterStart(after)
+        } else {
+            Kill::AfterFirstAck(after)
+        };
         // At-least-once: resend from the last ack, sometimes from a bit earlier too.
         let from = acked.saturating_sub(rng.below(200) as usize);
         let now_acked = ingest(&config, &lines, from, Some(kill_after), false);
