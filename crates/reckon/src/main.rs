@@ -52,8 +52,12 @@ enum Command {
     Repair(repair::RepairArgs),
 }
 
+/// The filter without `RECKON_LOG`: reckon's own `info`, and only warnings of the
+/// store's engine (fjall logs every keyspace it recovers at `info`).
+const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn";
+
 /// Log lines go to standard error, filtered by `RECKON_LOG` (`tracing_subscriber`'s
-/// filter syntax, e.g. `warn` or `info,reckon_server=debug`; default `info`). Standard
+/// filter syntax, e.g. `warn` or `info,reckon_server=debug`; default `info`, the store engine at `warn`). Standard
 /// output stays for what scripts read (`reckon listening on …`, `ack …`, query answers).
 fn init_logging() {
     use std::io::IsTerminal;
@@ -61,9 +65,9 @@ fn init_logging() {
     let (filter, bad) = match std::env::var("RECKON_LOG") {
         Ok(v) if !v.trim().is_empty() => match EnvFilter::try_new(&v) {
             Ok(f) => (f, None),
-            Err(e) => (EnvFilter::new("info"), Some((v, e))),
+            Err(e) => (EnvFilter::new(DEFAULT_LOG), Some((v, e))),
         },
-        _ => (EnvFilter::new("info"), None),
+        _ => (EnvFilter::new(DEFAULT_LOG), None),
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)

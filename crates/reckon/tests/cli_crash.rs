@@ -99,13 +99,7 @@ enum Kill {
 
 /// Runs `reckon ingest` on `lines[from..]`, kills it as `kill` says (if any), and
 /// returns how many lines were acknowledged in total.
-fn ingest(
-    config: &Path,
-    lines: &[String],
-    from: usize,
-    kill: Option<Kill>,
-    finish: bool,
-) -> usize {
+fn ingest(config: &Path, lines: &[String], from: usize, kill: Option<Kill>, finish: bool) -> usize {
     let mut cmd = reckon();
     cmd.args(["ingest", "--config"]).arg(config).args([
         "--stream",
