@@ -10,6 +10,7 @@
 pub use reckon_workload::{Arrival, RandomWorkload, Seed000, SplitMix64};
 
 pub mod reconcile;
+pub mod rollup;
 
 use reckon_core::{
     AggKind, DeadLetterReason, Emission, EmissionKind, Event, EventTime, Key, Outcome, Pipeline,
@@ -136,7 +137,8 @@ pub fn oracle(spec: &PipelineSpec, events: &[Event]) -> BTreeMap<(Key, Window), 
         .collect()
 }
 
-fn expect(kind: AggKind, field: Option<&str>, evs: &[&Event]) -> Expected {
+/// One aggregate's expectation over a window's events (shared with [`rollup`]).
+pub(crate) fn expect(kind: AggKind, field: Option<&str>, evs: &[&Event]) -> Expected {
     let Some(field) = field else {
         return Expected::Exact(Some(Value::I64(evs.len() as i64)));
     };
