@@ -103,6 +103,11 @@ pub struct Emission {
     pub emitted_at: ProcessingTime,
     /// The pipeline's watermark when it was emitted.
     pub watermark: Watermark,
+    /// The aggregate states behind `values`, one per column, when an operator
+    /// downstream merges them (a rollup): mergeable where `values` are not (a mean is
+    /// a sum and a count). Kept with the stored result, never sent to clients.
+    #[serde(skip)]
+    pub states: Option<Arc<[crate::aggregate::AggState]>>,
 }
 
 impl Emission {
@@ -168,4 +173,7 @@ pub enum Outcome {
     Duplicate,
     /// Kept out of every result, with the reason; the driver stores it as a dead letter.
     DeadLettered(DeadLetterReason),
+    /// The pipeline's `filter` is not true for it: counted, in no result, not a dead
+    /// letter (it still shows how far its partition has got).
+    Filtered,
 }

@@ -45,7 +45,8 @@ pub struct Prior {
 }
 
 /// What happened, counted. Every ingested event is counted in exactly one of
-/// `applied`, `corrected`, `recompute_requested`, `duplicates`, `dead_lettered`.
+/// `applied`, `corrected`, `recompute_requested`, `duplicates`, `dead_lettered`,
+/// `filtered`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Counters {
     /// Events ingested.
@@ -60,6 +61,10 @@ pub struct Counters {
     pub duplicates: u64,
     /// Events kept out of every result (dead letters).
     pub dead_lettered: u64,
+    /// Events the pipeline's filter kept out. Not in snapshots (their format predates
+    /// filters): counted since the process started.
+    #[serde(skip)]
+    pub filtered: u64,
     /// Emissions of kind `early`.
     pub emitted_early: u64,
     /// Emissions of kind `on_time`.
@@ -139,6 +144,8 @@ pub struct BatchReport {
     pub corrected: u64,
     /// Duplicates not counted again.
     pub duplicates: u64,
+    /// Events the pipeline's filter kept out.
+    pub filtered: u64,
     /// `Recompute` and `DeadLettered` outcomes, by index in the batch.
     pub follow_ups: Vec<(usize, Outcome)>,
 }
@@ -149,6 +156,7 @@ impl BatchReport {
             Outcome::Applied => self.applied += 1,
             Outcome::Corrected => self.corrected += 1,
             Outcome::Duplicate => self.duplicates += 1,
+            Outcome::Filtered => self.filtered += 1,
             other => self.follow_ups.push((index, other)),
         }
     }
@@ -305,6 +313,8 @@ pub struct Pipeline {
     /// The last window assigned, for non-overlapping assigners: consecutive events
     /// mostly fall into the same window, and calendar windows are costly to compute.
     last_window: Option<Window>,
+    /// Emissions carry their aggregate states (an operator downstream merges them).
+    keep_states: bool,
 }
 
 impl Pipeline {
@@ -329,7 +339,15 @@ impl Pipeline {
             key_cache: Box::new([u32::MAX; 256]),
             assigned: Vec::with_capacity(4),
             last_window: None,
+            keep_states: false,
         })
+    }
+
+    /// Makes every emission carry its aggregate states ([`Emission::states`]), for an
+    /// operator downstream that merges them (a rollup). Not part of the snapshot: the
+    /// driver sets it from the configuration.
+    pub fn keep_states(&mut self, on: bool) {
+        self.keep_states = on;
     }
 
     /// The spec.
@@ -478,6 +496,7 @@ impl Pipeline {
             Outcome::Recompute { .. } => self.counters.recompute_requested += 1,
             Outcome::Duplicate => self.counters.duplicates += 1,
             Outcome::DeadLettered(_) => self.counters.dead_lettered += 1,
+            Outcome::Filtered => self.counters.filtered += 1,
         }
         // A duplicate still shows how far its partition has got. A dead letter does
         // not: one event with an absurd timestamp must not close every window, and a
@@ -610,6 +629,7 @@ impl Pipeline {
                 let em = emit(
                     &self.spec,
                     &self.columns,
+                    self.keep_states,
                     &series.key,
                     ws,
                     EmissionKind::Late,
@@ -654,6 +674,7 @@ impl Pipeline {
                     let em = emit(
                         &self.spec,
                         &self.columns,
+                        self.keep_states,
                         &series.key,
                         ws,
                         EmissionKind::OnTime,
@@ -684,6 +705,7 @@ impl Pipeline {
                 let em = emit(
                     &self.spec,
                     &self.columns,
+                    self.keep_states,
                     &series.key,
                     ws,
                     EmissionKind::Early,
@@ -744,6 +766,7 @@ impl Pipeline {
         let em = emit(
             &self.spec,
             &self.columns,
+            self.keep_states,
             key,
             &mut ws,
             EmissionKind::Recomputed,
@@ -808,6 +831,7 @@ impl Pipeline {
         let em = emit(
             &self.spec,
             &self.columns,
+            self.keep_states,
             key,
             &mut ws,
             EmissionKind::Recomputed,
@@ -903,9 +927,11 @@ where
 }
 
 /// Builds the next emission of a window and bumps its version.
+#[allow(clippy::too_many_arguments)]
 fn emit(
     spec: &PipelineSpec,
     columns: &Arc<[Arc<str>]>,
+    keep_states: bool,
     key: &Key,
     ws: &mut WindowState,
     kind: EmissionKind,
@@ -926,6 +952,7 @@ fn emit(
         checksum: ws.acc.checksum,
         emitted_at: now,
         watermark: wm,
+        states: keep_states.then(|| Arc::from(ws.acc.aggs.as_slice())),
     }
 }
 

@@ -1442,6 +1442,7 @@ impl ReconOutput {
             },
             emitted_at: now,
             watermark,
+            states: None,
         }
     }
 }
