@@ -165,6 +165,7 @@ fn emission(key: &str, version: u32, kind: EmissionKind, count: u64, mean: f64) 
         },
         emitted_at: ProcessingTime::from_secs(HOUR_START + 7200),
         watermark: Watermark(EventTime::from_secs(HOUR_START + 7190)),
+        states: None,
     }
 }
 

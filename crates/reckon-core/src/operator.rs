@@ -173,7 +173,7 @@ pub trait Operator: Send + fmt::Debug {
     /// An operator downstream merges this one's aggregate states: emissions must carry
     /// them ([`Emission::states`]).
     fn keep_states(&mut self);
-    /// Gauges worth exporting (`ids_held` of a reconciliation, say).
+    /// Gauges worth exporting, by metric name (`reckon_reconcile_ids_held`, say).
     fn gauges(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
     }

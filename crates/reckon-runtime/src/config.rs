@@ -25,9 +25,13 @@
 //! ```
 
 use crate::error::{Error, Result};
-use reckon_core::{AggKind, AggregateSpec, CalendarUnit, PipelineSpec, Span, WindowSpec};
+use reckon_core::operator::{IdFields, ReconcileOperator, Rollup, RollupSpec, WindowOperator};
+use reckon_core::{
+    AggKind, AggregateSpec, CalendarUnit, Operator, PipelineSpec, Source, Span, WindowSpec,
+};
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -362,6 +366,30 @@ pub enum WindowConfig {
     },
 }
 
+impl WindowConfig {
+    /// The engine's window spec.
+    pub fn spec(&self) -> std::result::Result<WindowSpec, String> {
+        Ok(match self {
+            WindowConfig::Tumbling { size, offset } => WindowSpec::Tumbling {
+                size: size.0,
+                offset: offset.0,
+            },
+            WindowConfig::Hopping {
+                size,
+                slide,
+                offset,
+            } => WindowSpec::Hopping {
+                size: size.0,
+                slide: slide.0,
+                offset: offset.0,
+            },
+            WindowConfig::Calendar { unit, tz } => {
+                WindowSpec::calendar(*unit, tz).map_err(|e| e.to_string())?
+            }
+        })
+    }
+}
+
 fn default_tz() -> String {
     "UTC".into()
 }
@@ -389,22 +417,31 @@ pub struct AggregateConfig {
     pub accuracy: Option<f64>,
 }
 
-/// `[[pipeline]]`: windows and aggregates over one stream.
+/// `[[pipeline]]`: windows and aggregates over one stream, or (with `input`) a rollup
+/// of another pipeline's results into coarser windows.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// The pipeline's name (part of every window's identity).
     pub name: String,
-    /// The stream it reads.
-    pub stream: String,
+    /// The stream it reads (a window pipeline).
+    #[serde(default)]
+    pub stream: Option<String>,
+    /// The pipeline whose results it rolls up (a rollup): its windows must be coarser
+    /// and nest (a tumbling multiple, or calendar day, week or month), and it merges
+    /// every aggregate of its input (so it has no `aggregates` of its own).
+    #[serde(default)]
+    pub input: Option<String>,
     /// Its windows.
     pub window: WindowConfig,
-    /// What each window computes.
+    /// What each window computes (a window pipeline; a rollup inherits its input's).
+    #[serde(default)]
     pub aggregates: Vec<AggregateConfig>,
     /// Bounded out-of-orderness of the watermark (default 0s).
     #[serde(default)]
     pub out_of_orderness: Option<Duration>,
-    /// How long a closed window stays hot for instant corrections (default 24h).
+    /// How long a closed window stays hot for instant corrections (default 24h; a
+    /// rollup's default is its input's).
     #[serde(default)]
     pub allowed_lateness: Option<Duration>,
     /// How long raw events are kept behind the watermark (default 7d).
@@ -585,13 +622,64 @@ impl Config {
                     p.name
                 )));
             }
-            if self.stream(&p.stream).is_none() {
-                return Err(Error::Config(format!(
-                    "pipeline `{}` reads stream `{}`, which no [[stream]] defines",
-                    p.name, p.stream
-                )));
+            match (&p.stream, &p.input) {
+                (Some(stream), None) => {
+                    if self.stream(stream).is_none() {
+                        return Err(Error::Config(format!(
+                            "pipeline `{}` reads stream `{stream}`, which no [[stream]] defines",
+                            p.name
+                        )));
+                    }
+                    if p.aggregates.is_empty() {
+                        return Err(Error::Config(format!(
+                            "pipeline `{}`: `aggregates` must name at least one aggregate",
+                            p.name
+                        )));
+                    }
+                    p.spec()?;
+                }
+                (None, Some(input)) => {
+                    if !p.aggregates.is_empty() {
+                        return Err(Error::Config(format!(
+                            "pipeline `{}` rolls up `{input}` and merges all its aggregates: leave `aggregates` out",
+                            p.name
+                        )));
+                    }
+                    for (setting, set) in [
+                        ("out_of_orderness", p.out_of_orderness.is_some()),
+                        ("retention", p.retention.is_some()),
+                        ("idle_timeout", p.idle_timeout.is_some()),
+                        ("early_interval", p.early_interval.is_some()),
+                    ] {
+                        if set {
+                            return Err(Error::Config(format!(
+                                "pipeline `{}` rolls up `{input}`: `{setting}` comes from its input and cannot be set",
+                                p.name
+                            )));
+                        }
+                    }
+                    if !self.pipelines.iter().any(|q| &q.name == input)
+                        && !self.reconciles.iter().any(|r| &r.name == input)
+                    {
+                        return Err(Error::Config(format!(
+                            "pipeline `{}` rolls up `{input}`, which no [[pipeline]] defines",
+                            p.name
+                        )));
+                    }
+                }
+                (Some(_), Some(_)) => {
+                    return Err(Error::Config(format!(
+                        "pipeline `{}`: give `stream` (events) or `input` (a pipeline to roll up), not both",
+                        p.name
+                    )));
+                }
+                (None, None) => {
+                    return Err(Error::Config(format!(
+                        "pipeline `{}`: missing `stream` (the events it reads) or `input` (a pipeline to roll up)",
+                        p.name
+                    )));
+                }
             }
-            p.spec()?;
         }
         for (i, r) in self.reconciles.iter().enumerate() {
             if self.pipelines.iter().any(|p| p.name == r.name)
@@ -623,6 +711,13 @@ impl Config {
                 )));
             }
             r.spec()?;
+        }
+        // The dataflow: every input exists and there is no cycle; rollups nest.
+        let ordered = self.operators()?;
+        for op in &ordered {
+            if let OperatorConfig::Rollup(p) = op {
+                self.rollup_spec(p)?;
+            }
         }
         for (i, w) in self.webhooks.iter().enumerate() {
             if self.webhooks[..i].iter().any(|v| v.name == w.name) {
@@ -679,30 +774,272 @@ impl Config {
     pub fn reconcile(&self, name: &str) -> Option<&ReconcileConfig> {
         self.reconciles.iter().find(|r| r.name == name)
     }
+
+    /// A pipeline (window or rollup) by name.
+    pub fn pipeline(&self, name: &str) -> Option<&PipelineConfig> {
+        self.pipelines.iter().find(|p| p.name == name)
+    }
+
+    /// An operator (of any kind) by name.
+    pub fn operator(&self, name: &str) -> Option<OperatorConfig<'_>> {
+        self.pipeline(name)
+            .map(OperatorConfig::of_pipeline)
+            .or_else(|| self.reconcile(name).map(OperatorConfig::Reconcile))
+    }
+
+    /// Every operator, in topological order (an operator after every operator it reads;
+    /// otherwise in configuration order: pipelines, then reconciliations). An unknown
+    /// input or a cycle is an error naming them.
+    pub fn operators(&self) -> Result<Vec<OperatorConfig<'_>>> {
+        let all: Vec<OperatorConfig<'_>> = self
+            .pipelines
+            .iter()
+            .map(OperatorConfig::of_pipeline)
+            .chain(self.reconciles.iter().map(OperatorConfig::Reconcile))
+            .collect();
+        // Depth-first, in configuration order: 0 = not seen, 1 = on the path, 2 = done.
+        let mut mark = vec![0u8; all.len()];
+        let mut order = Vec::with_capacity(all.len());
+        fn visit<'a>(
+            i: usize,
+            all: &[OperatorConfig<'a>],
+            mark: &mut [u8],
+            path: &mut Vec<usize>,
+            order: &mut Vec<OperatorConfig<'a>>,
+        ) -> Result<()> {
+            match mark[i] {
+                2 => return Ok(()),
+                1 => {
+                    let from = path.iter().position(|&p| p == i).unwrap_or(0);
+                    let cycle: Vec<String> = path[from..]
+                        .iter()
+                        .chain(std::iter::once(&i))
+                        .map(|&p| format!("`{}`", all[p].name()))
+                        .collect();
+                    return Err(Error::Config(format!(
+                        "pipelines read each other in a cycle: {}",
+                        cycle.join(" reads ")
+                    )));
+                }
+                _ => {}
+            }
+            mark[i] = 1;
+            path.push(i);
+            for input in all[i].inputs() {
+                if let Source::Operator(name) = input {
+                    let Some(j) = all.iter().position(|o| o.name() == &*name) else {
+                        return Err(Error::Config(format!(
+                            "pipeline `{}` reads `{name}`, which no [[pipeline]] defines",
+                            all[i].name()
+                        )));
+                    };
+                    visit(j, all, mark, path, order)?;
+                }
+            }
+            path.pop();
+            mark[i] = 2;
+            order.push(all[i]);
+            Ok(())
+        }
+        let mut path = Vec::new();
+        for i in 0..all.len() {
+            visit(i, &all, &mut mark, &mut path, &mut order)?;
+        }
+        Ok(order)
+    }
+
+    /// The spec of a rollup: its input's aggregates (through a chain of rollups), its
+    /// windows checked to nest in the input's.
+    pub fn rollup_spec(&self, p: &PipelineConfig) -> Result<RollupSpec> {
+        let bad = |m: String| Error::Config(format!("pipeline `{}`: {m}", p.name));
+        let Some(input) = p.input.as_deref() else {
+            return Err(bad("is not a rollup (it has no `input`)".into()));
+        };
+        let Some(up) = self.pipeline(input) else {
+            return Err(bad(format!(
+                "rolls up `{input}`, which is not a [[pipeline]] (a reconciliation's results have no aggregates to merge)"
+            )));
+        };
+        // The window pipeline at the bottom of the chain (the chain has no cycle: the
+        // topological order was checked first).
+        let (child_window, base) = match &up.input {
+            None => (up.spec()?.window, up.spec()?),
+            Some(_) => {
+                let r = self.rollup_spec(up)?;
+                let base_name = self.base_of(up).unwrap_or(up);
+                (r.window, base_name.spec()?)
+            }
+        };
+        let window = p.window.spec().map_err(bad)?;
+        let allowed_lateness = match p.allowed_lateness {
+            Some(d) => d.0,
+            None => base.allowed_lateness,
+        };
+        if allowed_lateness.0 < 0 {
+            return Err(bad("allowed_lateness must not be negative".into()));
+        }
+        let spec = RollupSpec {
+            name: Arc::from(p.name.as_str()),
+            input: Arc::from(input),
+            window,
+            aggregates: base.aggregates.clone(),
+            allowed_lateness,
+        };
+        spec.check_nesting(&child_window).map_err(bad)?;
+        Ok(spec)
+    }
+
+    /// The window pipeline at the bottom of a chain of rollups (itself for a window
+    /// pipeline).
+    pub fn base_of<'a>(&'a self, mut p: &'a PipelineConfig) -> Option<&'a PipelineConfig> {
+        for _ in 0..=self.pipelines.len() {
+            match &p.input {
+                None => return Some(p),
+                Some(i) => p = self.pipeline(i)?,
+            }
+        }
+        None
+    }
+
+    /// The stream whose events an operator's results come from, as people name it: a
+    /// window pipeline's stream, a rollup's base stream, a reconciliation's audit
+    /// stream.
+    pub fn origin_stream(&self, name: &str) -> Option<&str> {
+        match self.operator(name)? {
+            OperatorConfig::Window(p) => p.stream.as_deref(),
+            OperatorConfig::Rollup(p) => self.base_of(p).and_then(|b| b.stream.as_deref()),
+            OperatorConfig::Reconcile(r) => Some(r.audit.stream.as_str()),
+        }
+    }
+}
+
+/// One operator of the configuration, whatever its kind: what the runtime, the queries
+/// and the webhooks see. A new kind is a variant here and a module in
+/// `reckon_core::operator`.
+#[derive(Debug, Clone, Copy)]
+pub enum OperatorConfig<'a> {
+    /// `[[pipeline]]` with a `stream`: windows and aggregates over events.
+    Window(&'a PipelineConfig),
+    /// `[[pipeline]]` with an `input`: coarser windows merged from another pipeline.
+    Rollup(&'a PipelineConfig),
+    /// `[[reconcile]]`: an event stream against an audit stream.
+    Reconcile(&'a ReconcileConfig),
+}
+
+/// A detail of an operator for people (`GET /v1/pipelines`, `reckon serve`'s log).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detail {
+    /// A name (a stream, an input).
+    Name(String),
+    /// A duration.
+    Span(Span),
+}
+
+impl<'a> OperatorConfig<'a> {
+    fn of_pipeline(p: &'a PipelineConfig) -> OperatorConfig<'a> {
+        if p.input.is_some() {
+            OperatorConfig::Rollup(p)
+        } else {
+            OperatorConfig::Window(p)
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &'a str {
+        match self {
+            OperatorConfig::Window(p) | OperatorConfig::Rollup(p) => &p.name,
+            OperatorConfig::Reconcile(r) => &r.name,
+        }
+    }
+
+    /// Its kind (`window`, `rollup`, `reconcile`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OperatorConfig::Window(_) => "window",
+            OperatorConfig::Rollup(_) => "rollup",
+            OperatorConfig::Reconcile(_) => "reconcile",
+        }
+    }
+
+    /// Its inputs, in the order the engine counts them.
+    pub fn inputs(&self) -> Vec<Source> {
+        match self {
+            OperatorConfig::Window(p) => p
+                .stream
+                .iter()
+                .map(|s| Source::Stream(Arc::from(s.as_str())))
+                .collect(),
+            OperatorConfig::Rollup(p) => p
+                .input
+                .iter()
+                .map(|s| Source::Operator(Arc::from(s.as_str())))
+                .collect(),
+            OperatorConfig::Reconcile(r) => vec![
+                Source::Stream(Arc::from(r.events.stream.as_str())),
+                Source::Stream(Arc::from(r.audit.stream.as_str())),
+            ],
+        }
+    }
+
+    /// What people want to know of it beyond name and kind.
+    pub fn details(&self) -> Vec<(&'static str, Detail)> {
+        match self {
+            OperatorConfig::Window(p) => {
+                vec![("stream", Detail::Name(p.stream.clone().unwrap_or_default()))]
+            }
+            OperatorConfig::Rollup(p) => {
+                vec![("input", Detail::Name(p.input.clone().unwrap_or_default()))]
+            }
+            OperatorConfig::Reconcile(r) => vec![
+                ("events", Detail::Name(r.events.stream.clone())),
+                ("audit", Detail::Name(r.audit.stream.clone())),
+                ("period", Detail::Span(r.period.0)),
+                ("missing_after", Detail::Span(r.missing_after.0)),
+                ("horizon", Detail::Span(r.horizon.0)),
+            ],
+        }
+    }
+
+    /// Builds its engine, restored from `snapshot` when there is one. `secret` keys a
+    /// new reconciliation's id fingerprints; `max_id_bytes` bounds its ids.
+    pub fn build(
+        &self,
+        config: &Config,
+        snapshot: Option<&[u8]>,
+        secret: [u8; reckon_core::reconcile::ID_SECRET_LEN],
+        max_id_bytes: usize,
+    ) -> Result<Box<dyn Operator>> {
+        Ok(match self {
+            OperatorConfig::Window(p) => Box::new(WindowOperator::new(
+                p.spec()?,
+                p.stream.as_deref().unwrap_or_default(),
+                snapshot,
+            )?),
+            OperatorConfig::Rollup(p) => Box::new(Rollup::new(config.rollup_spec(p)?, snapshot)?),
+            OperatorConfig::Reconcile(r) => {
+                let side = |s: &ReconcileSide| IdFields {
+                    stream: Arc::from(s.stream.as_str()),
+                    names: s.id_fields.clone(),
+                    stream_id_field: config.stream(&s.stream).and_then(|c| c.id_field.clone()),
+                };
+                Box::new(ReconcileOperator::new(
+                    r.spec()?,
+                    side(&r.events),
+                    side(&r.audit),
+                    max_id_bytes,
+                    snapshot,
+                    secret,
+                )?)
+            }
+        })
+    }
 }
 
 impl PipelineConfig {
     /// The engine's spec for this pipeline.
     pub fn spec(&self) -> Result<PipelineSpec> {
         let bad = |m: String| Error::Config(format!("pipeline `{}`: {m}", self.name));
-        let window = match &self.window {
-            WindowConfig::Tumbling { size, offset } => WindowSpec::Tumbling {
-                size: size.0,
-                offset: offset.0,
-            },
-            WindowConfig::Hopping {
-                size,
-                slide,
-                offset,
-            } => WindowSpec::Hopping {
-                size: size.0,
-                slide: slide.0,
-                offset: offset.0,
-            },
-            WindowConfig::Calendar { unit, tz } => {
-                WindowSpec::calendar(*unit, tz).map_err(|e| bad(e.to_string()))?
-            }
-        };
+        let window = self.window.spec().map_err(bad)?;
         let mut b = PipelineSpec::builder(&self.name).window(window);
         for a in &self.aggregates {
             b = b.aggregate(aggregate(a).map_err(bad)?);
@@ -1022,5 +1359,130 @@ mod tests {
         );
         let e = Config::from_toml(&cal).unwrap_err().to_string();
         assert!(e.contains("unknown time zone `Mars/Base`"), "{e}");
+    }
+
+    const ROLLUPS: &str = r#"
+        [[stream]]
+        name = "alarms"
+        key_fields = ["station_id"]
+
+        [[pipeline]]
+        name = "a5m"
+        stream = "alarms"
+        window = { type = "tumbling", size = "5m" }
+        aggregates = [{ fn = "count" }, { fn = "mean", field = "value" }]
+
+        [[pipeline]]
+        name = "ahour"
+        input = "a5m"
+        window = { type = "tumbling", size = "1h" }
+
+        [[pipeline]]
+        name = "aday"
+        input = "ahour"
+        window = { type = "calendar", unit = "day", tz = "Asia/Ho_Chi_Minh" }
+
+        [[pipeline]]
+        name = "amonth"
+        input = "aday"
+        window = { type = "calendar", unit = "month", tz = "Asia/Ho_Chi_Minh" }
+    "#;
+
+    fn config_err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rollups_are_ordered_after_their_inputs_and_inherit_aggregates() {
+        // Written in reverse order, still run inputs first.
+        let mut parts: Vec<&str> = ROLLUPS.split("[[pipeline]]").collect();
+        let stream = parts.remove(0);
+        parts.reverse();
+        let reversed = format!("{stream}[[pipeline]]{}", parts.join("[[pipeline]]"));
+        let c = Config::from_toml(&reversed).unwrap();
+        let names: Vec<&str> = c.operators().unwrap().iter().map(|o| o.name()).collect();
+        assert_eq!(names, ["a5m", "ahour", "aday", "amonth"]);
+        let month = c.rollup_spec(c.pipeline("amonth").unwrap()).unwrap();
+        let cols: Vec<&str> = month.aggregates.iter().map(|a| &*a.name).collect();
+        assert_eq!(cols, ["count", "mean_value"]);
+        assert_eq!(month.allowed_lateness, Span::hours(24));
+        assert_eq!(c.origin_stream("amonth"), Some("alarms"));
+        let kinds: Vec<&str> = c.operators().unwrap().iter().map(|o| o.kind()).collect();
+        assert_eq!(kinds, ["window", "rollup", "rollup", "rollup"]);
+    }
+
+    #[test]
+    fn a_cycle_or_an_unknown_input_names_them() {
+        let cyc = ROLLUPS.replace("input = \"a5m\"", "input = \"amonth\"");
+        let e = config_err(&cyc);
+        assert!(
+            e.contains("pipelines read each other in a cycle: `ahour` reads `amonth` reads `aday` reads `ahour`"),
+            "{e}"
+        );
+        let unknown = ROLLUPS.replace("input = \"a5m\"", "input = \"a10m\"");
+        let e = config_err(&unknown);
+        assert!(
+            e.contains("pipeline `ahour` rolls up `a10m`, which no [[pipeline]] defines"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_rollup_must_be_coarser_and_nest() {
+        let finer = ROLLUPS.replace("size = \"1h\"", "size = \"1m\"");
+        let e = config_err(&finer);
+        assert!(
+            e.contains("pipeline `ahour`: its window (1m) must be a multiple of, and longer than, the windows of its input `a5m` (5m)"),
+            "{e}"
+        );
+        let uneven = ROLLUPS.replace("size = \"1h\"", "size = \"7m\"");
+        assert!(config_err(&uneven).contains("must be a multiple of"));
+        let weeks = ROLLUPS
+            .replace("input = \"aday\"", "input = \"aweek\"")
+            .replace(
+                "[[pipeline]]\n        name = \"amonth\"",
+                "[[pipeline]]\n        name = \"aweek\"\n        input = \"aday\"\n        window = { type = \"calendar\", unit = \"week\", tz = \"Asia/Ho_Chi_Minh\" }\n\n        [[pipeline]]\n        name = \"amonth\"",
+            );
+        let e = config_err(&weeks);
+        assert!(
+            e.contains("pipeline `amonth`: ISO weeks of `aweek` do not nest in months"),
+            "{e}"
+        );
+        // India is UTC+5:30: its midnights split hours.
+        let india = ROLLUPS.replace("Asia/Ho_Chi_Minh\" }\n\n", "Asia/Kolkata\" }\n\n");
+        let e = config_err(&india);
+        assert!(
+            e.contains("pipeline `aday`: a local midnight in Asia/Kolkata (UTC offset 5h30m) is not a boundary of the 1h windows of `ahour`"),
+            "{e}"
+        );
+        let zones = ROLLUPS.replace(
+            "unit = \"month\", tz = \"Asia/Ho_Chi_Minh\"",
+            "unit = \"month\", tz = \"UTC\"",
+        );
+        assert!(
+            config_err(&zones)
+                .contains("its time zone UTC differs from its input `aday`'s (Asia/Ho_Chi_Minh)")
+        );
+        let own = ROLLUPS.replace(
+            "input = \"a5m\"",
+            "input = \"a5m\"\n        aggregates = [{ fn = \"count\" }]",
+        );
+        assert!(
+            config_err(&own)
+                .contains("rolls up `a5m` and merges all its aggregates: leave `aggregates` out")
+        );
+        let both = ROLLUPS.replace(
+            "input = \"a5m\"",
+            "input = \"a5m\"\n        stream = \"alarms\"",
+        );
+        assert!(
+            config_err(&both)
+                .contains("give `stream` (events) or `input` (a pipeline to roll up), not both")
+        );
+        let hop = ROLLUPS.replace(
+            "{ type = \"tumbling\", size = \"5m\" }",
+            "{ type = \"hopping\", size = \"10m\", slide = \"5m\" }",
+        );
+        assert!(config_err(&hop).contains("has hopping windows, which overlap"));
     }
 }

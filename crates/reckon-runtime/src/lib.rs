@@ -11,8 +11,9 @@ pub mod repair;
 pub mod runtime;
 
 pub use config::{
-    Config, EventFormat, FutureLimit, PipelineConfig, ReconcileConfig, ReconcileSide, ServerConfig,
-    StreamConfig, TimeFormat, WebhookConfig, WebhookFormat, WebhookNotify,
+    Config, Detail, EventFormat, FutureLimit, OperatorConfig, PipelineConfig, ReconcileConfig,
+    ReconcileSide, ServerConfig, StreamConfig, TimeFormat, WebhookConfig, WebhookFormat,
+    WebhookNotify,
 };
 pub use error::{Error, Result};
 pub use repair::{RepairReport, StreamRepair, repair};

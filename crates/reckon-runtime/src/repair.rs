@@ -69,7 +69,7 @@ pub fn repair(config: &Config, store: &Store, now: ProcessingTime) -> Result<Rep
         let pipelines: Vec<_> = config
             .pipelines
             .iter()
-            .filter(|p| p.stream == stream.name)
+            .filter(|p| p.stream.as_deref() == Some(stream.name.as_str()))
             .collect();
         let mut reopened = Vec::new();
         for p in &pipelines {

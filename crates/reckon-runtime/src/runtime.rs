@@ -1,24 +1,29 @@
-//! The runtime: drives batches of events through every pipeline of their stream and
-//! commits what happened to the store in one atomic, durable write.
+//! The runtime: drives batches of events through the dataflow's operators and commits
+//! what happened to the store in one atomic, durable write.
 //!
-//! For each batch: duplicates by id are dropped (the store remembers ids for the whole
-//! retention, beyond what the engine keeps hot); each pipeline of the stream advances
-//! to the batch's processing time and ingests it; windows past allowed lateness are
-//! recomputed from the raw log (plus the batch itself, which is not committed yet);
-//! then the events, the emissions they caused, dead letters and — every
-//! `checkpoint_every` batches — the engine snapshots go to the store in one commit,
-//! acknowledged only after fsync. On open, each pipeline restores its checkpoint and
-//! replays the journal written after it, so the state is as if it had never stopped.
+//! The operators (window pipelines, rollups, reconciliations: every kind behind
+//! [`reckon_core::Operator`]) are held in topological order, so an operator comes after
+//! every operator whose results it reads. For each batch: duplicates by id are dropped
+//! (the store remembers ids for the whole retention, beyond what the engines keep hot);
+//! a *wave* runs through the operators in order: those reading the batch's stream
+//! advance to the batch's processing time and ingest it, those reading an operator that
+//! emitted or moved its watermark in this wave take its new results. Windows an
+//! operator cannot correct from memory are recomputed (the cold path) from what they
+//! are made of: the raw log for a stream input, the stored results for an operator
+//! input, each with what this commit has not written yet. Then the events, every
+//! emission of every level, dead letters and — every `checkpoint_every` batches — the
+//! snapshots go to the store in one commit, acknowledged only after fsync. On open,
+//! each operator restores its checkpoint and the journal written after it is replayed,
+//! so the state is as if it had never stopped.
 //!
 //! The runtime is the store's only writer, which lets it know the journal sequence
 //! numbers a commit will get (a checkpoint names the last one it covers).
 
-use crate::config::{Config, ReconcileConfig};
+use crate::config::Config;
 use crate::error::{Error, Result};
-use reckon_core::reconcile::{ReconOutcome, ReconOutput, Reconciler, Side};
 use reckon_core::{
-    BatchReport, Emission, Event, EventId, Key, Outcome, PartitionId, Pipeline, Prior,
-    ProcessingTime, Value, Watermark, Window,
+    ColdData, ColdRequest, Emission, Event, EventId, EventTime, Operator, PartitionId, Prior,
+    ProcessingTime, Source, StepReport, Watermark,
 };
 use reckon_store::{Checkpoint, CommitBatch, DeadLetter, JournalEntry, RawRecord, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -30,7 +35,7 @@ pub const MAX_KEY_BYTES: usize = 16 * 1024;
 /// Options of a running instance.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
-    /// Snapshot every pipeline in the commit of every n-th batch (bounds replay on
+    /// Snapshot every operator in the commit of every n-th batch (bounds replay on
     /// restart; 0 = only on `checkpoint()`).
     pub checkpoint_every: u64,
 }
@@ -43,145 +48,42 @@ impl Default for RuntimeOptions {
     }
 }
 
-struct PipelineRun {
-    engine: Pipeline,
-    stream: Arc<str>,
+/// One operator and its place in the dataflow.
+struct Node {
+    op: Box<dyn Operator>,
+    /// Per input: the node it reads (an operator input) or `None` (a stream).
+    upstream: Vec<Option<usize>>,
 }
 
-/// A reconciliation and how its two streams' events become its records.
-struct ReconRun {
-    engine: Reconciler,
-    events: Arc<str>,
-    audit: Arc<str>,
-    event_ids: IdFields,
-    audit_ids: IdFields,
-    out: Vec<ReconOutput>,
+/// What a wave does at each operator.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    /// Events of `stream` from `partition` (the operators reading it ingest them).
+    Events {
+        stream: &'a str,
+        partition: PartitionId,
+        events: &'a [Event],
+    },
+    /// Processing time passed: every operator (or only the named one) advances.
+    Tick { only: Option<&'a str> },
+    /// The input is complete: every operator finishes.
+    Finish,
 }
 
-/// Where one side's join id comes from.
-struct IdFields {
-    /// The configured id fields, in order.
-    names: Vec<String>,
-    /// The stream's `id_field`, which the decoders move out of the fields into
-    /// `Event::id`.
-    stream_id_field: Option<String>,
+/// What a wave did.
+struct WaveOut {
+    /// Every emission, in operator order.
+    emissions: Vec<Emission>,
+    /// Per node: whether it took part, and what it reported.
+    reports: Vec<Option<StepReport>>,
 }
 
-impl ReconRun {
-    fn new(config: &Config, r: &ReconcileConfig, engine: Reconciler) -> ReconRun {
-        let side = |s: &crate::config::ReconcileSide| IdFields {
-            names: s.id_fields.clone(),
-            stream_id_field: config.stream(&s.stream).and_then(|c| c.id_field.clone()),
-        };
-        ReconRun {
-            engine,
-            events: Arc::from(r.events.stream.as_str()),
-            audit: Arc::from(r.audit.stream.as_str()),
-            event_ids: side(&r.events),
-            audit_ids: side(&r.audit),
-            out: Vec::new(),
-        }
-    }
-
-    fn name(&self) -> &Arc<str> {
-        &self.engine.spec().name
-    }
-
-    /// The side `stream` is, if the reconciliation reads it.
-    fn side(&self, stream: &str) -> Option<Side> {
-        if *self.events == *stream {
-            Some(Side::Event)
-        } else if *self.audit == *stream {
-            Some(Side::Audit)
-        } else {
-            None
-        }
-    }
-
-    /// The reconciliation's record of an event: its id is the value(s) of the side's id
-    /// fields (joined by `,`, with `\\` and `,` escaped, when there are several); its
-    /// fields are the event's tags and other fields (an audit record's context).
-    fn record(&self, side: Side, e: &Event) -> std::result::Result<Event, String> {
-        let ids = match side {
-            Side::Event => &self.event_ids,
-            Side::Audit => &self.audit_ids,
-        };
-        let names = &ids.names;
-        let tags = e.key.tags();
-        let mut id = String::new();
-        for (i, name) in names.iter().enumerate() {
-            let text = match e.field(name) {
-                Some(Value::Str(s)) => s.to_string(),
-                Some(v) => v.to_string(),
-                None => match tags.iter().find(|(k, _)| k == name) {
-                    Some((_, v)) => v.clone(),
-                    // The stream's own id field is the event's id.
-                    None => match &e.id {
-                        Some(event_id) if ids.stream_id_field.as_deref() == Some(name) => {
-                            event_id.0.to_string()
-                        }
-                        _ => {
-                            return Err(format!(
-                                "the record has no `{name}`, an id field of reconcile `{}`",
-                                self.name()
-                            ));
-                        }
-                    },
-                },
-            };
-            if text.is_empty() {
-                return Err(format!(
-                    "the record's `{name}` is empty; reconcile `{}` joins on it",
-                    self.name()
-                ));
-            }
-            if names.len() == 1 {
-                id = text;
-            } else {
-                if i > 0 {
-                    id.push(',');
-                }
-                for c in text.chars() {
-                    if matches!(c, '\\' | ',') {
-                        id.push('\\');
-                    }
-                    id.push(c);
-                }
-            }
-        }
-        // Its results are keyed `id=<id>` in the store, whose keys are bounded.
-        if id.len() > MAX_KEY_BYTES {
-            return Err(format!(
-                "the record's id ({}) is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
-                names.join(", "),
-                id.len()
-            ));
-        }
-        let mut fields: Vec<(Arc<str>, Value)> = tags
-            .into_iter()
-            .filter(|(k, _)| !names.contains(k))
-            .map(|(k, v)| (Arc::from(k), Value::Str(Arc::from(v))))
-            .collect();
-        fields.extend(
-            e.fields
-                .iter()
-                .filter(|(k, _)| !names.iter().any(|n| **n == **k))
-                .cloned(),
-        );
-        Ok(Event {
-            stream: e.stream.clone(),
-            key: Key::empty(),
-            time: e.time,
-            id: Some(EventId(Arc::from(id))),
-            fields,
-        })
-    }
-
-    /// Moves the engine's outputs into `into` as emissions made at `now`.
-    fn drain(&mut self, now: ProcessingTime, into: &mut Vec<Emission>) {
-        let spec = self.engine.spec();
-        into.extend(self.out.drain(..).map(|o| o.to_emission(spec, now)));
-    }
+/// What a wave's cold path may read that the store does not hold yet.
+struct Staged<'a> {
+    /// Emissions of earlier requests of this commit.
+    emissions: &'a [Emission],
+    /// Events of earlier requests of this commit.
+    events: &'a [RawRecord],
 }
 
 /// One batch of events of one stream from one partition, as a source delivered it.
@@ -222,6 +124,8 @@ pub struct PipelineReport {
     pub late_applied: u64,
     /// Late events whose windows were recomputed from the raw log (cold path).
     pub recomputed: u64,
+    /// Events its filter kept out (counted, not dead letters).
+    pub filtered: u64,
     /// Events this pipeline dead-lettered.
     pub dead_lettered: u64,
     /// Those dead letters by kind (`beyond_retention`, `unwindowable`, `invalid`,
@@ -238,30 +142,33 @@ pub struct DeadLetterCount {
     pub reason: String,
 }
 
-/// A running reckon: the store and the engines of all configured pipelines.
+/// A running reckon: the store and the operators of the configuration.
 pub struct Runtime {
     store: Store,
     /// The time guard of each stream that has one (`max_future`).
     max_future: HashMap<Arc<str>, reckon_core::Span>,
-    pipelines: Vec<PipelineRun>,
-    recons: Vec<ReconRun>,
+    /// Every operator, in topological order.
+    nodes: Vec<Node>,
+    /// Per stream: the operators reading it directly (node indices, in order).
+    readers: HashMap<Arc<str>, Vec<usize>>,
     options: RuntimeOptions,
     batches: u64,
-    buf: Vec<Emission>,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("pipelines", &self.pipelines.len())
-            .field("reconciles", &self.recons.len())
+            .field(
+                "operators",
+                &self.nodes.iter().map(|n| n.op.name()).collect::<Vec<_>>(),
+            )
             .field("batches", &self.batches)
             .finish()
     }
 }
 
 impl Runtime {
-    /// Opens the store of `config`, restores every pipeline from its checkpoint and
+    /// Opens the store of `config`, restores every operator from its checkpoint and
     /// replays the journal written since.
     pub fn open(config: &Config, options: RuntimeOptions) -> Result<Runtime> {
         let store = Store::open(&config.store.path)?;
@@ -270,32 +177,57 @@ impl Runtime {
 
     /// Like [`Runtime::open`], on an already open store.
     pub fn with_store(config: &Config, store: Store, options: RuntimeOptions) -> Result<Runtime> {
-        let mut pipelines = Vec::new();
-        let mut from = u64::MAX;
-        for p in &config.pipelines {
-            let spec = p.spec()?;
-            let (engine, seq) = match store.checkpoint(&p.name)? {
-                Some(cp) => (Pipeline::restore(spec, &cp.snapshot)?, cp.seq),
-                None => (Pipeline::new(spec)?, 0),
-            };
-            from = from.min(seq);
-            pipelines.push((
-                PipelineRun {
-                    engine,
-                    stream: Arc::from(p.stream.as_str()),
-                },
-                seq,
-            ));
+        let ordered = config.operators()?;
+        let mut ops = Vec::with_capacity(ordered.len());
+        let mut covered = Vec::with_capacity(ordered.len());
+        for oc in &ordered {
+            let cp = store.checkpoint(oc.name())?;
+            ops.push(oc.build(
+                config,
+                cp.as_ref().map(|c| c.snapshot.as_slice()),
+                random_secret(),
+                MAX_KEY_BYTES,
+            )?);
+            covered.push(cp.map_or(0, |c| c.seq));
         }
-        let mut recons = Vec::new();
-        for r in &config.reconciles {
-            let spec = r.spec()?;
-            let (engine, seq) = match store.checkpoint(&r.name)? {
-                Some(cp) => (Reconciler::restore(spec, &cp.snapshot)?, cp.seq),
-                None => (Reconciler::with_secret(spec, random_secret()), 0),
-            };
-            from = from.min(seq);
-            recons.push((ReconRun::new(config, r, engine), seq));
+        let index: HashMap<Arc<str>, usize> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| (op.name().clone(), i))
+            .collect();
+        let mut nodes: Vec<Node> = Vec::with_capacity(ops.len());
+        let mut readers: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            let mut upstream = Vec::new();
+            for src in op.inputs() {
+                match src {
+                    Source::Stream(s) => {
+                        let r = readers.entry(s.clone()).or_default();
+                        if r.last() != Some(&i) {
+                            r.push(i);
+                        }
+                        upstream.push(None);
+                    }
+                    Source::Operator(name) => match index.get(name) {
+                        Some(&u) if u < i => upstream.push(Some(u)),
+                        _ => {
+                            return Err(Error::Config(format!(
+                                "`{}` reads `{name}`, which does not come before it",
+                                op.name()
+                            )));
+                        }
+                    },
+                }
+            }
+            nodes.push(Node { op, upstream });
+        }
+        // An operator whose results another merges keeps their states.
+        let merged: Vec<usize> = nodes
+            .iter()
+            .flat_map(|n| n.upstream.iter().flatten().copied())
+            .collect();
+        for u in merged {
+            nodes[u].op.keep_states();
         }
         let max_future = config
             .streams
@@ -305,71 +237,53 @@ impl Runtime {
         let mut rt = Runtime {
             store,
             max_future,
-            pipelines: Vec::new(),
-            recons: Vec::new(),
+            nodes,
+            readers,
             options,
             batches: 0,
-            buf: Vec::new(),
         };
-        let covered: Vec<u64> = pipelines.iter().map(|(_, s)| *s).collect();
-        let recons_covered: Vec<u64> = recons.iter().map(|(_, s)| *s).collect();
-        rt.pipelines = pipelines.into_iter().map(|(p, _)| p).collect();
-        rt.recons = recons.into_iter().map(|(r, _)| r).collect();
-        if from != u64::MAX {
-            rt.replay(from, &covered, &recons_covered)?;
-        }
+        rt.replay(&covered)?;
         Ok(rt)
     }
 
-    /// Replays the journal after `from`; pipeline `i` skips entries it already covers
-    /// (`covered[i]`), and so does reconciliation `i` (`recons_covered[i]`).
-    fn replay(&mut self, from: u64, covered: &[u64], recons_covered: &[u64]) -> Result<()> {
+    /// Replays the journal after the oldest checkpoint; operator `i` skips entries its
+    /// checkpoint covers (`covered[i]`). Then operators fed by others' emissions make
+    /// their versions consistent with the store's ([`Operator::resync`]).
+    fn replay(&mut self, covered: &[u64]) -> Result<()> {
+        let Some(&from) = covered.iter().min() else {
+            return Ok(());
+        };
         let journal = self.store.journal_after(from)?;
         let mut emissions = Vec::new();
         for (seq, entry) in journal {
-            for (r, &covered_to) in self.recons.iter_mut().zip(recons_covered) {
-                if seq <= covered_to {
-                    continue;
-                }
-                match &entry {
-                    JournalEntry::Tick { pipeline, at } if **pipeline == **r.name() => {
-                        r.engine.advance(*at, &mut r.out);
-                        r.drain(*at, &mut emissions);
-                    }
-                    JournalEntry::Event(raw) => {
-                        if let Some(side) = r.side(&raw.event.stream)
-                            && let Ok(record) = r.record(side, &raw.event)
-                        {
-                            r.engine.advance(raw.ingested_at, &mut r.out);
-                            r.engine.ingest(side, &record, &mut r.out);
-                            r.drain(raw.ingested_at, &mut emissions);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            for (i, &covered_to) in covered.iter().enumerate() {
-                if seq <= covered_to {
-                    continue;
-                }
-                match &entry {
-                    JournalEntry::Tick { pipeline, at }
-                        if **pipeline == *self.pipelines[i].engine.spec().name =>
-                    {
-                        self.pipelines[i].engine.advance(*at, &mut self.buf);
-                    }
-                    JournalEntry::Event(r) if *r.event.stream == *self.pipelines[i].stream => {
-                        let p = &mut self.pipelines[i];
-                        p.engine.advance(r.ingested_at, &mut self.buf);
-                        let outcome = p.engine.ingest(r.partition, &r.event, &mut self.buf);
-                        if let Outcome::Recompute { key, windows } = outcome {
-                            self.recompute(i, &key, &windows, &[], &[])?;
-                        }
-                    }
-                    _ => {}
-                }
-                emissions.append(&mut self.buf);
-            }
+            let skip = |i: usize| seq <= covered[i];
+            let staged = Staged {
+                emissions: &emissions,
+                events: &[],
+            };
+            let out = match &entry {
+                JournalEntry::Tick { pipeline, at } => self.wave(
+                    *at,
+                    Step::Tick {
+                        only: Some(pipeline),
+                    },
+                    &skip,
+                    &staged,
+                    true,
+                )?,
+                JournalEntry::Event(raw) => self.wave(
+                    raw.ingested_at,
+                    Step::Events {
+                        stream: &raw.event.stream,
+                        partition: raw.partition,
+                        events: std::slice::from_ref(&raw.event),
+                    },
+                    &skip,
+                    &staged,
+                    true,
+                )?,
+            };
+            emissions.extend(out.emissions);
         }
         // Everything replayed was committed before, with these versions; the store keeps
         // the newer of the two, so this commit only restores what a crash lost between
@@ -377,6 +291,31 @@ impl Runtime {
         if !emissions.is_empty() {
             self.store.commit(CommitBatch {
                 emissions,
+                ..CommitBatch::default()
+            })?;
+        }
+        let mut resynced = Vec::new();
+        for node in &mut self.nodes {
+            let name = node.op.name().clone();
+            let store = &self.store;
+            node.op.resync(
+                &mut |key, w| {
+                    Ok(store
+                        .latest(&name, key, w.start)
+                        .map_err(|e| {
+                            reckon_core::Error::Internal(format!("reading `{name}` {w}: {e}"))
+                        })?
+                        .map(|e| Prior {
+                            version: e.version,
+                            checksum: e.checksum,
+                        }))
+                },
+                &mut resynced,
+            )?;
+        }
+        if !resynced.is_empty() {
+            self.store.commit(CommitBatch {
+                emissions: resynced,
                 ..CommitBatch::default()
             })?;
         }
@@ -388,36 +327,19 @@ impl Runtime {
         &self.store
     }
 
-    /// The names of every pipeline, then every reconciliation, in configuration order.
-    pub fn pipeline_names(&self) -> Vec<Arc<str>> {
-        self.pipelines
-            .iter()
-            .map(|p| p.engine.spec().name.clone())
-            .chain(self.recons.iter().map(|r| r.name().clone()))
-            .collect()
+    /// Every operator, in topological order (an operator after those it reads).
+    pub fn operators(&self) -> impl Iterator<Item = &dyn Operator> {
+        self.nodes.iter().map(|n| &*n.op)
     }
 
-    /// The engine of a reconciliation.
-    pub fn reconciler(&self, name: &str) -> Option<&Reconciler> {
-        self.recons
-            .iter()
-            .map(|r| &r.engine)
-            .find(|r| &*r.spec().name == name)
+    /// An operator by name.
+    pub fn operator(&self, name: &str) -> Option<&dyn Operator> {
+        self.operators().find(|o| &**o.name() == name)
     }
 
-    /// The watermark of a pipeline or reconciliation.
+    /// The watermark of an operator.
     pub fn watermark(&self, name: &str) -> Option<Watermark> {
-        self.pipeline(name)
-            .map(Pipeline::watermark)
-            .or_else(|| self.reconciler(name).map(Reconciler::watermark))
-    }
-
-    /// The engine of a pipeline.
-    pub fn pipeline(&self, name: &str) -> Option<&Pipeline> {
-        self.pipelines
-            .iter()
-            .map(|p| &p.engine)
-            .find(|p| &*p.spec().name == name)
+        self.operator(name).map(|o| o.watermark())
     }
 
     /// Ingests a batch of `stream`'s events from one partition, arrived at `now`.
@@ -464,27 +386,18 @@ impl Runtime {
         let mut batch = CommitBatch::default();
         // Ids of this group's events per stream: the store does not know them yet.
         let mut pending_ids: HashMap<Arc<str>, HashSet<EventId>> = HashMap::new();
+        let mut touched: BTreeSet<usize> = BTreeSet::new();
         let mut reports = Vec::with_capacity(requests.len());
         for req in requests {
             let known = pending_ids.entry(req.stream.clone()).or_default();
-            reports.push(self.stage(now, req, known, &mut batch)?);
+            reports.push(self.stage(now, req, known, &mut batch, &mut touched)?);
         }
-        // Every engine reading a stream of this group advanced to `now`, even if none of
-        // its events is journaled (all duplicates, invalid or dead-lettered): a tick
-        // makes the replay advance exactly as this run did (idle partitions and the
-        // stall rule depend on it).
-        let streams: BTreeSet<Arc<str>> = pending_ids.into_keys().collect();
-        for p in self
-            .pipelines
-            .iter()
-            .filter(|p| streams.contains(&p.stream))
-        {
-            batch.ticks.push((p.engine.spec().name.clone(), now));
-        }
-        for r in &self.recons {
-            if streams.contains(&r.events) || streams.contains(&r.audit) {
-                batch.ticks.push((r.name().clone(), now));
-            }
+        // Every operator that took part advanced to `now`, even if none of its events
+        // is journaled (all duplicates, invalid or dead-lettered): a tick makes the
+        // replay advance exactly as this run did (idle partitions and the stall rule
+        // depend on it).
+        for &i in &touched {
+            batch.ticks.push((self.nodes[i].op.name().clone(), now));
         }
         self.batches += 1;
         // The store numbers the events, then the ticks.
@@ -504,6 +417,7 @@ impl Runtime {
         }
         emissions.iter().for_each(sink);
         if checkpointed {
+            let streams: BTreeSet<Arc<str>> = pending_ids.into_keys().collect();
             for s in &streams {
                 self.apply_retention(s)?;
             }
@@ -511,73 +425,53 @@ impl Runtime {
         Ok(reports)
     }
 
-    /// A pipeline or reconciliation reading `stream` that was finished
-    /// ([`Runtime::finish`]: its watermark is at the end of time, so it would
-    /// dead-letter every event). Ingest into such a stream is refused.
+    /// An operator reading `stream` that was finished ([`Runtime::finish`]: its
+    /// watermark is at the end of time, so it would dead-letter every event). Ingest
+    /// into such a stream is refused.
     pub fn finished_reader(&self, stream: &str) -> Option<Arc<str>> {
-        self.pipelines
+        self.readers
+            .get(stream)?
             .iter()
-            .filter(|p| *p.stream == *stream)
-            .find(|p| p.engine.watermark() == Watermark(reckon_core::EventTime::MAX))
-            .map(|p| p.engine.spec().name.clone())
-            .or_else(|| {
-                self.recons
-                    .iter()
-                    .find(|r| r.side(stream).is_some() && r.engine.is_finished())
-                    .map(|r| r.name().clone())
-            })
+            .map(|&i| &self.nodes[i].op)
+            .find(|op| op.is_finished())
+            .map(|op| op.name().clone())
     }
 
-    /// Every finished pipeline or reconciliation (see [`Runtime::finished_reader`]).
+    /// Every finished operator (see [`Runtime::finished_reader`]).
     pub fn finished(&self) -> Vec<Arc<str>> {
-        self.pipelines
-            .iter()
-            .filter(|p| p.engine.watermark() == Watermark(reckon_core::EventTime::MAX))
-            .map(|p| p.engine.spec().name.clone())
-            .chain(
-                self.recons
-                    .iter()
-                    .filter(|r| r.engine.is_finished())
-                    .map(|r| r.name().clone()),
-            )
+        self.operators()
+            .filter(|o| o.is_finished())
+            .map(|o| o.name().clone())
             .collect()
     }
 
     /// The time guard of `stream`: events later than this at `now` are dead-lettered
     /// with kind `future` (`None`: no guard).
-    pub fn future_limit(
-        &self,
-        stream: &str,
-        now: ProcessingTime,
-    ) -> Option<reckon_core::EventTime> {
+    pub fn future_limit(&self, stream: &str, now: ProcessingTime) -> Option<EventTime> {
         self.max_future
             .get(stream)
-            .map(|s| reckon_core::EventTime(now.0).plus(*s))
+            .map(|s| EventTime(now.0).plus(*s))
     }
 
-    /// The names of the pipelines and reconciliations reading `stream`.
-    fn readers(&self, stream: &str) -> Vec<Arc<str>> {
-        self.pipelines
-            .iter()
-            .filter(|p| *p.stream == *stream)
-            .map(|p| p.engine.spec().name.clone())
-            .chain(
-                self.recons
-                    .iter()
-                    .filter(|r| r.side(stream).is_some())
-                    .map(|r| r.name().clone()),
-            )
+    /// The names of the operators reading `stream` directly.
+    fn reader_names(&self, stream: &str) -> Vec<Arc<str>> {
+        self.readers
+            .get(stream)
+            .into_iter()
+            .flatten()
+            .map(|&i| self.nodes[i].op.name().clone())
             .collect()
     }
 
-    /// Runs one request through the engines of its stream and adds what it caused to
-    /// `batch` (not committed yet).
+    /// Runs one request through the dataflow and adds what it caused to `batch` (not
+    /// committed yet); `touched` collects the operators that took part.
     fn stage(
         &mut self,
         now: ProcessingTime,
         req: IngestRequest,
         known: &mut HashSet<EventId>,
         batch: &mut CommitBatch,
+        touched: &mut BTreeSet<usize>,
     ) -> Result<IngestReport> {
         let IngestRequest {
             stream,
@@ -586,7 +480,7 @@ impl Runtime {
         } = req;
         let mut report = IngestReport::default();
         let dead_letters_before = batch.dead_letters.len();
-        let readers = self.readers(&stream);
+        let readers = self.reader_names(&stream);
         let future_limit = self.future_limit(&stream, now);
         // Duplicates: against the store (whole retention), earlier requests of this
         // group, and within the batch.
@@ -651,112 +545,66 @@ impl Runtime {
             }
             fresh.push(e);
         }
+        let direct: Vec<usize> = self.readers.get(&stream).cloned().unwrap_or_default();
+        let out = {
+            let staged = Staged {
+                emissions: &batch.emissions,
+                events: &batch.events,
+            };
+            self.wave(
+                now,
+                Step::Events {
+                    stream: &stream,
+                    partition,
+                    events: &fresh,
+                },
+                &|_| false,
+                &staged,
+                false,
+            )?
+        };
         let mut dead = vec![false; fresh.len()];
-        let read_by_none = self.pipelines.iter().all(|p| *p.stream != *stream)
-            && self.recons.iter().all(|r| r.side(&stream).is_none());
-        let mut accepted_by_any = vec![read_by_none; fresh.len()];
-        // Events of this stream staged by earlier requests of the group: not in the raw
-        // log yet, but the cold path must see them.
-        let staged_before = batch.events.len();
-        for i in 0..self.pipelines.len() {
-            if *self.pipelines[i].stream != *stream {
+        let mut accepted_by_any = vec![direct.is_empty(); fresh.len()];
+        for (i, rep) in out.reports.into_iter().enumerate() {
+            let Some(rep) = rep else {
+                continue;
+            };
+            touched.insert(i);
+            if !direct.contains(&i) {
                 continue;
             }
-            let mut br = BatchReport::default();
-            let p = &mut self.pipelines[i];
-            p.engine.advance(now, &mut self.buf);
-            p.engine
-                .ingest_batch(partition, &fresh, &mut br, &mut self.buf);
-            let mut cold: BTreeSet<(Key, Window)> = BTreeSet::new();
-            let mut late_here = br.corrected;
+            let name = self.nodes[i].op.name().clone();
             let mut dead_here = vec![false; fresh.len()];
-            let mut pr = PipelineReport {
-                pipeline: p.engine.spec().name.clone(),
-                late_applied: br.corrected,
-                ..PipelineReport::default()
-            };
-            for (idx, outcome) in &br.follow_ups {
-                match outcome {
-                    Outcome::Recompute { key, windows } => {
-                        late_here += 1;
-                        pr.recomputed += 1;
-                        cold.extend(windows.iter().map(|w| (key.clone(), *w)));
-                    }
-                    Outcome::DeadLettered(reason) => {
-                        dead_here[*idx] = true;
-                        pr.dead_lettered += 1;
-                        batch.dead_letters.push(DeadLetter {
-                            pipeline: p.engine.spec().name.clone(),
-                            stream: stream.clone(),
-                            event: fresh[*idx].clone(),
-                            kind: dead_letter_kind(reason).into(),
-                            reason: reason.to_string(),
-                            at: now,
-                        });
-                    }
-                    _ => {}
-                }
-            }
-            for (j, d) in dead_here.iter().enumerate() {
-                if *d {
-                    dead[j] = true;
-                } else {
-                    accepted_by_any[j] = true;
-                }
-            }
-            let uncommitted: Vec<&Event> = batch.events[..staged_before]
-                .iter()
-                .map(|r| &r.event)
-                .filter(|e| *e.stream == *stream)
-                .chain(
-                    fresh
-                        .iter()
-                        .zip(&dead_here)
-                        .filter(|(_, d)| !**d)
-                        .map(|(e, _)| e),
-                )
-                .collect();
-            for (key, w) in cold {
-                self.recompute(i, &key, &[w], &uncommitted, &batch.emissions)?;
-            }
-            batch.emissions.append(&mut self.buf);
-            report.late = report.late.max(late_here);
-            report.pipelines.push(pr);
-        }
-        for r in &mut self.recons {
-            let Some(side) = r.side(&stream) else {
-                continue;
-            };
-            r.engine.advance(now, &mut r.out);
-            let mut pr = PipelineReport {
-                pipeline: r.name().clone(),
-                ..PipelineReport::default()
-            };
-            for (j, e) in fresh.iter().enumerate() {
-                let (kind, reason) = match r.record(side, e) {
-                    Err(reason) => ("invalid", reason),
-                    Ok(record) => match r.engine.ingest(side, &record, &mut r.out) {
-                        ReconOutcome::Applied | ReconOutcome::Duplicate => {
-                            accepted_by_any[j] = true;
-                            continue;
-                        }
-                        ReconOutcome::DeadLettered { kind, reason } => (kind, reason),
-                    },
+            for d in &rep.dead {
+                let Some(e) = fresh.get(d.index) else {
+                    continue;
                 };
-                dead[j] = true;
-                pr.dead_lettered += 1;
+                dead_here[d.index] = true;
+                dead[d.index] = true;
                 batch.dead_letters.push(DeadLetter {
-                    pipeline: r.name().clone(),
+                    pipeline: name.clone(),
                     stream: stream.clone(),
                     event: e.clone(),
-                    kind: kind.into(),
-                    reason,
+                    kind: d.kind.into(),
+                    reason: d.reason.clone(),
                     at: now,
                 });
             }
-            r.drain(now, &mut batch.emissions);
-            report.pipelines.push(pr);
+            for (j, d) in dead_here.iter().enumerate() {
+                if !d {
+                    accepted_by_any[j] = true;
+                }
+            }
+            report.late = report.late.max(rep.corrected + rep.recomputed);
+            report.pipelines.push(PipelineReport {
+                pipeline: name,
+                late_applied: rep.corrected,
+                recomputed: rep.recomputed,
+                filtered: rep.filtered,
+                ..PipelineReport::default()
+            });
         }
+        batch.emissions.extend(out.emissions);
         for (j, e) in fresh.into_iter().enumerate() {
             if !accepted_by_any[j]
                 && let Some(id) = &e.id
@@ -780,10 +628,6 @@ impl Runtime {
         }
         // Each reader's dead letters of this request, by kind (the refused ones above
         // are every reader's).
-        for pr in &mut report.pipelines {
-            pr.dead_lettered = 0;
-            pr.dead_letter_kinds.clear();
-        }
         for d in &batch.dead_letters[dead_letters_before..] {
             if let Some(pr) = report
                 .pipelines
@@ -801,31 +645,121 @@ impl Runtime {
         Ok(report)
     }
 
-    /// Deletes raw events of `stream` that no pipeline reading it can need any more:
-    /// older than `watermark - retention` of every one of them (results are kept).
+    /// Runs one step through every operator in topological order: an operator takes
+    /// part if the step is for it (it reads the events' stream; a tick for it or for
+    /// all; a finish) or if an operator it reads took part (then it takes that one's
+    /// new results and watermark). `skip` leaves operators out (a replay skips what
+    /// their checkpoint covers). `replaying`: the step's events are in the store
+    /// already (the cold path must not count them twice).
+    fn wave(
+        &mut self,
+        now: ProcessingTime,
+        step: Step<'_>,
+        skip: &dyn Fn(usize) -> bool,
+        staged: &Staged<'_>,
+        replaying: bool,
+    ) -> Result<WaveOut> {
+        let n = self.nodes.len();
+        let mut emissions: Vec<Emission> = Vec::new();
+        let mut produced: Vec<Option<(usize, usize)>> = vec![None; n];
+        let mut reports: Vec<Option<StepReport>> = vec![None; n];
+        for i in 0..n {
+            if skip(i) {
+                continue;
+            }
+            let node = &self.nodes[i];
+            let streams: Vec<usize> = match step {
+                Step::Events { stream, .. } => node
+                    .op
+                    .inputs()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| matches!(s, Source::Stream(x) if **x == *stream))
+                    .map(|(j, _)| j)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            // (input, upstream node, its results, its watermark)
+            let fed: Vec<(usize, (usize, usize), Watermark)> = node
+                .upstream
+                .iter()
+                .enumerate()
+                .filter_map(|(j, u)| {
+                    let u = (*u)?;
+                    Some((j, produced[u]?, self.nodes[u].op.watermark()))
+                })
+                .collect();
+            let active = match step {
+                Step::Events { .. } => !streams.is_empty() || !fed.is_empty(),
+                Step::Tick { only } => {
+                    only.is_none_or(|o| **node.op.name() == *o) || !fed.is_empty()
+                }
+                Step::Finish => true,
+            };
+            if !active {
+                continue;
+            }
+            let mut out = Vec::new();
+            let mut rep = StepReport::default();
+            let op = &mut self.nodes[i].op;
+            if !matches!(step, Step::Finish) {
+                op.advance(now, &mut out);
+            }
+            if let Step::Events {
+                partition, events, ..
+            } = step
+            {
+                for &j in &streams {
+                    op.ingest_events(j, partition, events, &mut out, &mut rep);
+                }
+            }
+            for &(j, (a, b), wm) in &fed {
+                op.ingest_results(j, &emissions[a..b], wm, &mut out, &mut rep)?;
+            }
+            if matches!(step, Step::Finish) {
+                op.finish(&mut out);
+            }
+            let cold = std::mem::take(&mut rep.cold);
+            if !cold.is_empty() {
+                let ctx = ColdContext {
+                    store: &self.store,
+                    staged,
+                    step,
+                    replaying,
+                    wave: &emissions,
+                    produced: &produced,
+                };
+                ctx.run(&mut self.nodes[i], cold, &rep, &mut out)?;
+            }
+            let a = emissions.len();
+            emissions.append(&mut out);
+            produced[i] = Some((a, emissions.len()));
+            reports[i] = Some(rep);
+        }
+        Ok(WaveOut { emissions, reports })
+    }
+
+    /// Deletes raw events of `stream` that no operator reading it can need any more:
+    /// older than the retention horizon of every one of them (results are kept).
     /// Returns how many were deleted.
     pub fn apply_retention(&self, stream: &str) -> Result<u64> {
         let horizon = self
-            .pipelines
-            .iter()
-            .filter(|p| *p.stream == *stream)
-            .map(|p| p.engine.watermark().0.minus(p.engine.spec().retention))
-            .chain(
-                self.recons
+            .readers
+            .get(stream)
+            .into_iter()
+            .flatten()
+            .flat_map(|&i| {
+                let op = &self.nodes[i].op;
+                op.inputs()
                     .iter()
-                    // One whose watermark has not started yet holds no raw rows back.
-                    .filter(|r| r.side(stream).is_some() && r.engine.watermark() > Watermark::MIN)
-                    .map(|r| {
-                        // A reconciliation keeps state for records within m + n.
-                        let spec = r.engine.spec();
-                        r.engine.watermark().0.minus(reckon_core::Span(
-                            spec.horizon.0.saturating_add(spec.missing_after.0),
-                        ))
-                    }),
-            )
+                    .enumerate()
+                    .filter(|(_, s)| matches!(s, Source::Stream(x) if **x == *stream))
+                    .filter_map(|(j, _)| op.retention_horizon(j))
+                    .collect::<Vec<_>>()
+            })
             .min();
         match horizon {
-            Some(before) if before > reckon_core::EventTime::MIN => {
+            Some(before) if before > EventTime::MIN => {
                 Ok(self.store.apply_retention(stream, before)?)
             }
             _ => Ok(0),
@@ -834,21 +768,29 @@ impl Runtime {
 
     /// Processing time passed with no event: timers, idle partitions, stalled
     /// watermarks and early results. Commits what it emitted with a journal tick per
-    /// pipeline, so a replay advances exactly as this run did.
+    /// operator, so a replay advances exactly as this run did.
     pub fn tick(&mut self, now: ProcessingTime, sink: &mut dyn FnMut(&Emission)) -> Result<usize> {
-        let mut batch = CommitBatch::default();
-        for p in &mut self.pipelines {
-            p.engine.advance(now, &mut self.buf);
-            batch.ticks.push((p.engine.spec().name.clone(), now));
-            batch.emissions.append(&mut self.buf);
-        }
-        for r in &mut self.recons {
-            r.engine.advance(now, &mut r.out);
-            batch.ticks.push((r.name().clone(), now));
-            r.drain(now, &mut batch.emissions);
-        }
+        let out = self.wave(
+            now,
+            Step::Tick { only: None },
+            &|_| false,
+            &Staged {
+                emissions: &[],
+                events: &[],
+            },
+            false,
+        )?;
+        let mut batch = CommitBatch {
+            emissions: out.emissions,
+            ticks: self
+                .nodes
+                .iter()
+                .map(|n| (n.op.name().clone(), now))
+                .collect(),
+            ..CommitBatch::default()
+        };
         // Ticks count like batches for checkpoints, so an idle server's journal (a tick
-        // row per engine per tick) does not grow the replay at restart without bound.
+        // row per operator per tick) does not grow the replay at restart without bound.
         self.batches += 1;
         if self.options.checkpoint_every > 0
             && self.batches.is_multiple_of(self.options.checkpoint_every)
@@ -862,24 +804,28 @@ impl Runtime {
         Ok(emissions.len())
     }
 
-    /// The input is complete (end of a bounded replay): every pipeline closes all its
+    /// The input is complete (end of a bounded replay): every operator closes all its
     /// windows; the final results are committed with a checkpoint.
     pub fn finish(&mut self, sink: &mut dyn FnMut(&Emission)) -> Result<()> {
-        let mut batch = CommitBatch::default();
-        for p in &mut self.pipelines {
-            p.engine.finish(&mut self.buf);
-            batch.emissions.append(&mut self.buf);
-        }
         let now = self
-            .recons
-            .iter()
-            .map(|r| r.engine.now())
+            .operators()
+            .map(|o| o.now())
             .max()
             .unwrap_or(ProcessingTime::MIN);
-        for r in &mut self.recons {
-            r.engine.finish(&mut r.out);
-            r.drain(now, &mut batch.emissions);
-        }
+        let out = self.wave(
+            now,
+            Step::Finish,
+            &|_| false,
+            &Staged {
+                emissions: &[],
+                events: &[],
+            },
+            false,
+        )?;
+        let mut batch = CommitBatch {
+            emissions: out.emissions,
+            ..CommitBatch::default()
+        };
         let seq = self.store.last_seq();
         self.checkpoints_into(&mut batch, seq)?;
         let emissions = batch.emissions.clone();
@@ -888,7 +834,7 @@ impl Runtime {
         Ok(())
     }
 
-    /// Snapshots every pipeline now, in one commit.
+    /// Snapshots every operator now, in one commit.
     pub fn checkpoint(&mut self) -> Result<()> {
         let mut batch = CommitBatch::default();
         let seq = self.store.last_seq();
@@ -898,59 +844,151 @@ impl Runtime {
     }
 
     fn checkpoints_into(&self, batch: &mut CommitBatch, seq: u64) -> Result<()> {
-        for p in &self.pipelines {
+        for n in &self.nodes {
             batch.checkpoints.push(Checkpoint {
-                pipeline: p.engine.spec().name.clone(),
+                pipeline: n.op.name().clone(),
                 seq,
-                snapshot: p.engine.snapshot()?,
-            });
-        }
-        for r in &self.recons {
-            batch.checkpoints.push(Checkpoint {
-                pipeline: r.name().clone(),
-                seq,
-                snapshot: r.engine.snapshot()?,
+                snapshot: n.op.snapshot()?,
             });
         }
         Ok(())
     }
+}
 
-    /// The cold path: recomputes windows of pipeline `i` from the raw log plus events
-    /// of the current batch that are not committed yet.
-    fn recompute(
-        &mut self,
-        i: usize,
-        key: &Key,
-        windows: &[Window],
-        uncommitted: &[&Event],
-        staged: &[Emission],
+/// What the cold path of one operator in a wave can read.
+struct ColdContext<'a> {
+    store: &'a Store,
+    staged: &'a Staged<'a>,
+    step: Step<'a>,
+    replaying: bool,
+    /// Emissions of operators earlier in this wave, and which are whose.
+    wave: &'a [Emission],
+    produced: &'a [Option<(usize, usize)>],
+}
+
+impl ColdContext<'_> {
+    /// Recomputes each requested window of `node` from what it is made of: the raw log
+    /// (plus this commit's events not written yet) for a stream input, the input
+    /// operator's stored results (plus this commit's) for an operator input.
+    fn run(
+        &self,
+        node: &mut Node,
+        mut requests: Vec<ColdRequest>,
+        rep: &StepReport,
+        out: &mut Vec<Emission>,
     ) -> Result<()> {
-        let p = &mut self.pipelines[i];
-        for &w in windows {
+        requests.sort();
+        requests.dedup();
+        let name = node.op.name().clone();
+        for r in requests {
             // The newest version of the window: emitted in this call, staged by an
             // earlier request of this commit, or stored.
-            let name = p.engine.spec().name.clone();
-            let prior = self
-                .buf
+            let prior = match out
                 .iter()
                 .rev()
-                .chain(staged.iter().rev())
-                .find(|e| e.pipeline == name && &e.key == key && e.window == w)
-                .cloned()
-                .or(self.store.latest(&p.engine.spec().name, key, w.start)?)
-                .map(|e| Prior {
+                .chain(self.staged.emissions.iter().rev())
+                .find(|e| e.pipeline == name && e.key == r.key && e.window == r.window)
+            {
+                Some(e) => Some(Prior {
                     version: e.version,
                     checksum: e.checksum,
-                });
-            let stored = self.store.raw_range(&p.stream, key, w.start, w.end)?;
-            let events = stored.iter().chain(uncommitted.iter().copied());
-            if let Some(em) = p
-                .engine
-                .recompute(key, w, prior, events)
-                .map_err(Error::Engine)?
-            {
-                self.buf.push(em);
-            }
+                }),
+                None => self
+                    .store
+                    .latest(&name, &r.key, r.window.start)?
+                    .map(|e| Prior {
+                        version: e.version,
+                        checksum: e.checksum,
+                    }),
+            };
+            // A replay's store already holds what came later: "unchanged" against it
+            // does not mean unchanged at this point of the journal, and operators
+            // downstream must still see the window's state. So a replay recomputes
+            // against nothing and gives the result the stored version, which the store
+            // ignores (it is not newer) and the operators downstream take.
+            let (engine_prior, stored_version) = if self.replaying {
+                (None, prior.map(|p| p.version))
+            } else {
+                (prior, None)
+            };
+            let Some(input) = node.op.inputs().get(r.input).cloned() else {
+                return Err(Error::Engine(reckon_core::Error::Internal(format!(
+                    "`{name}` asked for a recompute from input {}, which it does not have",
+                    r.input
+                ))));
+            };
+            let em = match &input {
+                Source::Stream(s) => {
+                    let stored = self
+                        .store
+                        .raw_range(s, &r.key, r.window.start, r.window.end)?;
+                    let mut events: Vec<&Event> = stored.iter().collect();
+                    events.extend(
+                        self.staged
+                            .events
+                            .iter()
+                            .filter(|x| *x.event.stream == **s)
+                            .map(|x| &x.event),
+                    );
+                    if let Step::Events {
+                        stream,
+                        events: now,
+                        ..
+                    } = self.step
+                        && !self.replaying
+                        && *stream == **s
+                    {
+                        let dead: HashSet<usize> = rep.dead.iter().map(|d| d.index).collect();
+                        events.extend(
+                            now.iter()
+                                .enumerate()
+                                .filter(|(k, _)| !dead.contains(k))
+                                .map(|(_, e)| e),
+                        );
+                    }
+                    node.op
+                        .recompute(&r.key, r.window, engine_prior, ColdData::Events(events))?
+                }
+                Source::Operator(up) => {
+                    let mut latest: BTreeMap<EventTime, Emission> = BTreeMap::new();
+                    for e in
+                        self.store
+                            .windows(up, Some(&r.key), r.window.start, r.window.end, None)?
+                    {
+                        latest.insert(e.window.start, e);
+                    }
+                    let this_wave = node.upstream[r.input]
+                        .and_then(|u| self.produced[u])
+                        .map_or(&[][..], |(a, b)| &self.wave[a..b]);
+                    for e in self.staged.emissions.iter().chain(this_wave) {
+                        if e.pipeline != *up
+                            || e.key != r.key
+                            || e.window.start < r.window.start
+                            || e.window.start >= r.window.end
+                        {
+                            continue;
+                        }
+                        match latest.get(&e.window.start) {
+                            Some(x) if x.version >= e.version => {}
+                            _ => {
+                                latest.insert(e.window.start, e.clone());
+                            }
+                        }
+                    }
+                    node.op.recompute(
+                        &r.key,
+                        r.window,
+                        engine_prior,
+                        ColdData::Results(latest.values().collect()),
+                    )?
+                }
+            };
+            out.extend(em.map(|mut em| {
+                if let Some(v) = stored_version {
+                    em.version = v;
+                }
+                em
+            }));
         }
         Ok(())
     }
@@ -968,11 +1006,4 @@ fn random_secret() -> [u8; reckon_core::reconcile::ID_SECRET_LEN] {
         chunk.copy_from_slice(&h.finish().to_le_bytes());
     }
     secret
-}
-
-fn dead_letter_kind(r: &reckon_core::DeadLetterReason) -> &'static str {
-    match r {
-        reckon_core::DeadLetterReason::BeyondRetention { .. } => "beyond_retention",
-        reckon_core::DeadLetterReason::Unwindowable { .. } => "unwindowable",
-    }
 }

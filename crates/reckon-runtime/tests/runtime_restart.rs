@@ -166,7 +166,7 @@ fn retention_deletes_old_raw_events_but_keeps_every_result() {
         .unwrap();
     }
     let raw = rt.store().raw_scan("water_level").unwrap();
-    let wm = rt.pipeline("mean_1h").unwrap().watermark().0;
+    let wm = rt.operator("mean_1h").unwrap().watermark().0;
     assert!(raw.len() < all.len(), "nothing deleted");
     assert!(
         raw.iter()
@@ -217,10 +217,10 @@ fn idle_ticks_checkpoint_so_the_replay_stays_short() {
         replay < 16,
         "{replay} journal entries to replay after 1,000 ticks"
     );
-    let before = rt.pipeline("mean_1h").unwrap().snapshot().unwrap();
+    let before = rt.operator("mean_1h").unwrap().snapshot().unwrap();
     drop(rt);
     let rt = Runtime::open(&cfg, options).unwrap();
-    assert_eq!(rt.pipeline("mean_1h").unwrap().snapshot().unwrap(), before);
+    assert_eq!(rt.operator("mean_1h").unwrap().snapshot().unwrap(), before);
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
 }

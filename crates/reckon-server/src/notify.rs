@@ -43,15 +43,8 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
     // The stream each result comes from (a reconciliation's: its audit stream).
     let config = state.config();
     let streams: HashMap<String, Arc<str>> = config
-        .pipelines
-        .iter()
-        .map(|p| (p.name.clone(), Arc::from(p.stream.as_str())))
-        .chain(
-            config
-                .reconciles
-                .iter()
-                .map(|r| (r.name.clone(), Arc::from(r.audit.stream.as_str()))),
-        )
+        .output_names()
+        .filter_map(|p| Some((p.to_string(), Arc::from(config.origin_stream(p)?))))
         .collect();
     let sink = match state.store().sink_state(&name) {
         Ok(s) => s,

@@ -393,28 +393,23 @@ pub(crate) async fn pipelines(State(state): State<AppState>) -> Response {
     };
     let config = state.config();
     let list: Vec<Json> = config
-        .pipelines
+        .operators()
+        .unwrap_or_default()
         .iter()
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "kind": "window",
-                "stream": p.stream,
-                "watermark": watermark(&p.name),
-            })
+        .map(|op| {
+            let mut o = serde_json::Map::new();
+            o.insert("name".into(), json!(op.name()));
+            o.insert("kind".into(), json!(op.kind()));
+            for (name, detail) in op.details() {
+                let v = match detail {
+                    reckon_runtime::Detail::Name(n) => json!(n),
+                    reckon_runtime::Detail::Span(s) => json!(span_secs(s)),
+                };
+                o.insert(name.into(), v);
+            }
+            o.insert("watermark".into(), json!(watermark(op.name())));
+            Json::Object(o)
         })
-        .chain(config.reconciles.iter().map(|r| {
-            json!({
-                "name": r.name,
-                "kind": "reconcile",
-                "events": r.events.stream,
-                "audit": r.audit.stream,
-                "period": span_secs(r.period.0),
-                "missing_after": span_secs(r.missing_after.0),
-                "horizon": span_secs(r.horizon.0),
-                "watermark": watermark(&r.name),
-            })
-        }))
         .collect();
     axum::Json(json!({ "pipelines": list, "last_change": state.store().last_change() }))
         .into_response()

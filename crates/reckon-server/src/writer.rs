@@ -375,26 +375,20 @@ impl Writer {
                 1,
             );
         }
-        for name in self.runtime.pipeline_names() {
-            if let Some(wm) = self.runtime.watermark(&name) {
-                let wm = wm.0;
-                if wm > reckon_core::EventTime::MIN {
-                    let l = [("pipeline", &*name)];
-                    self.metrics
-                        .set("reckon_watermark_seconds", &l, wm.0 as f64 / 1e9);
-                    self.metrics.set(
-                        "reckon_watermark_lag_seconds",
-                        &l,
-                        (now.0.saturating_sub(wm.0)) as f64 / 1e9,
-                    );
-                }
-            }
-            if let Some(r) = self.runtime.reconciler(&name) {
+        for op in self.runtime.operators() {
+            let l = [("pipeline", &**op.name())];
+            let wm = op.watermark().0;
+            if wm > reckon_core::EventTime::MIN {
+                self.metrics
+                    .set("reckon_watermark_seconds", &l, wm.0 as f64 / 1e9);
                 self.metrics.set(
-                    "reckon_reconcile_ids_held",
-                    &[("pipeline", &*name)],
-                    r.pending_ids() as f64,
+                    "reckon_watermark_lag_seconds",
+                    &l,
+                    (now.0.saturating_sub(wm.0)) as f64 / 1e9,
                 );
+            }
+            for (gauge, value) in op.gauges() {
+                self.metrics.set(gauge, &l, value);
             }
         }
         let last_change = self.runtime.store().last_change();

@@ -74,6 +74,7 @@ fn emission(key: &Key, hour: i64) -> Emission {
         checksum: Checksum { count: 1, hash: 7 },
         emitted_at: ProcessingTime(1),
         watermark: Watermark(EventTime((hour + 1) * H)),
+        states: None,
     }
 }
 

@@ -174,7 +174,11 @@ pub(crate) fn key_from_canonical(s: &str) -> Result<Key> {
     postcard::from_bytes(&bytes).map_err(|e| Error::corrupt("series key", e))
 }
 
-/// The value of a results row.
+/// The value of a results row. `states` (the aggregate states, for rollups) came
+/// later, as an optional last field: a row without it (written before, or by a
+/// pipeline nothing rolls up) is the same bytes without that field, so older rows read
+/// as `states: None` ([`decode_value`]) and older builds read newer rows (postcard
+/// ignores trailing bytes).
 #[derive(Serialize, Deserialize, Debug)]
 struct EmissionValue<'a> {
     end: i64,
@@ -187,6 +191,44 @@ struct EmissionValue<'a> {
     checksum: Checksum,
     emitted_at: i64,
     watermark: i64,
+    states: Option<Vec<reckon_core::AggState>>,
+}
+
+/// A results row as first written (format 2), without states.
+#[derive(Deserialize, Debug)]
+struct EmissionValueV2<'a> {
+    end: i64,
+    kind: EmissionKind,
+    #[serde(borrow)]
+    columns: Vec<&'a str>,
+    #[serde(borrow)]
+    values: Vec<Option<StoredValue<'a>>>,
+    count: u64,
+    checksum: Checksum,
+    emitted_at: i64,
+    watermark: i64,
+}
+
+fn decode_value(bytes: &[u8]) -> Result<EmissionValue<'_>> {
+    match postcard::from_bytes::<EmissionValue<'_>>(bytes) {
+        Ok(v) => Ok(v),
+        Err(postcard::Error::DeserializeUnexpectedEnd) => {
+            let v: EmissionValueV2<'_> =
+                postcard::from_bytes(bytes).map_err(|e| Error::corrupt("result value", e))?;
+            Ok(EmissionValue {
+                end: v.end,
+                kind: v.kind,
+                columns: v.columns,
+                values: v.values,
+                count: v.count,
+                checksum: v.checksum,
+                emitted_at: v.emitted_at,
+                watermark: v.watermark,
+                states: None,
+            })
+        }
+        Err(e) => Err(Error::corrupt("result value", e)),
+    }
 }
 
 pub(crate) fn encode_emission(e: &reckon_core::Emission) -> Result<Vec<u8>> {
@@ -203,6 +245,7 @@ pub(crate) fn encode_emission(e: &reckon_core::Emission) -> Result<Vec<u8>> {
         checksum: e.checksum,
         emitted_at: e.emitted_at.0,
         watermark: e.watermark.0.0,
+        states: e.states.as_ref().map(|s| s.to_vec()),
     };
     let mut out = Vec::new();
     extend(&mut out, &v, "emission")?;
@@ -211,9 +254,7 @@ pub(crate) fn encode_emission(e: &reckon_core::Emission) -> Result<Vec<u8>> {
 
 /// Just the processing time of a stored emission (for as-of queries), without building it.
 pub(crate) fn emission_emitted_at(bytes: &[u8]) -> Result<i64> {
-    let v: EmissionValue<'_> =
-        postcard::from_bytes(bytes).map_err(|e| Error::corrupt("result value", e))?;
-    Ok(v.emitted_at)
+    Ok(decode_value(bytes)?.emitted_at)
 }
 
 /// Reuses the last column list while decoding many rows of one pipeline.
@@ -229,8 +270,7 @@ pub(crate) fn decode_emission(
     bytes: &[u8],
     cols: &mut ColumnsCache,
 ) -> Result<reckon_core::Emission> {
-    let v: EmissionValue<'_> =
-        postcard::from_bytes(bytes).map_err(|e| Error::corrupt("result value", e))?;
+    let v = decode_value(bytes)?;
     let columns = match &cols.0 {
         Some(c)
             if c.len() == v.columns.len() && c.iter().zip(&v.columns).all(|(a, b)| &**a == *b) =>
@@ -265,6 +305,7 @@ pub(crate) fn decode_emission(
         checksum: v.checksum,
         emitted_at: ProcessingTime(v.emitted_at),
         watermark: reckon_core::Watermark(EventTime(v.watermark)),
+        states: v.states.map(Arc::from),
     })
 }
 

@@ -96,6 +96,7 @@ fn a_version_1_store_gets_a_change_feed_of_its_results_in_emission_order() {
         checksum: Checksum { count: 1, hash: 1 },
         emitted_at: ProcessingTime(at),
         watermark: Watermark(EventTime(10)),
+        states: None,
     };
     let store = Store::open(dir.path()).unwrap();
     store

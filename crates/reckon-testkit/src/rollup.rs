@@ -145,6 +145,57 @@ pub struct Rollup {
 }
 
 impl Rollup {
+    /// How the newest stored results of one level (`latest`, by key and window) differ
+    /// from this oracle's windows of it, in words (empty: they agree). Count and hash
+    /// must be equal, values as [`Expected`] allows.
+    pub fn diff_level(
+        &self,
+        level: &str,
+        latest: &BTreeMap<(Key, Window), reckon_core::Emission>,
+    ) -> Vec<String> {
+        let mut diffs = Vec::new();
+        let mut expected = 0usize;
+        for (k, w, rw) in self.level(level) {
+            expected += 1;
+            let ow = &rw.result;
+            let Some(em) = latest.get(&(k.clone(), *w)) else {
+                diffs.push(format!(
+                    "{level} {k} {w}: missing, the oracle has {} events",
+                    ow.count
+                ));
+                continue;
+            };
+            if em.count != ow.count || em.checksum.hash != ow.hash {
+                diffs.push(format!(
+                    "{level} {k} {w}: count/hash {}/{:x}, the oracle's {}/{:x}",
+                    em.count, em.checksum.hash, ow.count, ow.hash
+                ));
+            }
+            for (i, exp) in ow.values.iter().enumerate() {
+                let got = em.values.get(i).and_then(Option::as_ref);
+                if !exp.accepts(got) {
+                    diffs.push(format!(
+                        "{level} {k} {w} {}: {got:?}, the oracle's {exp:?}",
+                        em.columns.get(i).map_or("?", |c| &**c)
+                    ));
+                }
+            }
+        }
+        if latest.len() != expected {
+            for (k, w) in latest.keys() {
+                if !self
+                    .windows
+                    .contains_key(&(level.to_owned(), k.clone(), *w))
+                {
+                    diffs.push(format!(
+                        "{level} {k} {w}: stored, but the oracle has no event in it"
+                    ));
+                }
+            }
+        }
+        diffs
+    }
+
     /// The windows of one level.
     pub fn level<'a>(
         &'a self,

@@ -80,13 +80,20 @@ fn log_startup(path: &Path, config: &Config) {
         "streams: {}",
         names(config.streams.iter().map(|s| s.name.as_str()).collect())
     );
+    // Every operator, in the order data flows through them; kinds other than window
+    // pipelines say what they are.
+    let operators: Vec<String> = config
+        .operators()
+        .unwrap_or_default()
+        .iter()
+        .map(|op| match op.kind() {
+            "window" => op.name().to_string(),
+            kind => format!("{} ({kind})", op.name()),
+        })
+        .collect();
     tracing::info!(
         "pipelines: {}",
-        names(config.pipelines.iter().map(|p| p.name.as_str()).collect())
-    );
-    tracing::info!(
-        "reconciliations: {}",
-        names(config.reconciles.iter().map(|r| r.name.as_str()).collect())
+        names(operators.iter().map(String::as_str).collect())
     );
     tracing::info!(
         "webhooks: {}",

@@ -81,11 +81,21 @@ pub fn check(
         if only.is_some_and(|name| name != p.name) {
             continue;
         }
-        let spec = p.spec()?;
+        // A rollup is checked against the raw events of the pipeline at the bottom of
+        // its chain, aggregated straight into the rollup's windows: its merged states
+        // must give what one batch over the events gives.
+        let base = config.base_of(p).unwrap_or(p);
+        let mut spec = base.spec()?;
+        if p.input.is_some() {
+            let rollup = config.rollup_spec(p)?;
+            spec.name = rollup.name;
+            spec.window = rollup.window;
+        }
+        let stream = base.stream.as_deref().unwrap_or_default();
         let raw = accepted_events(
-            store.raw_scan(&p.stream)?,
-            &p.name,
-            store.dead_letters(&p.stream)?,
+            store.raw_scan(stream)?,
+            &base.name,
+            store.dead_letters(stream)?,
         );
         let (expected, rejected) = batch::compute(&spec, &raw)?;
         for (i, e) in &rejected {

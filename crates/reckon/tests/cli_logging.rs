@@ -99,7 +99,6 @@ fn non_loopback_listen_warns_and_startup_and_shutdown_are_logged() {
         "store",
         "streams: water_level",
         "pipelines: mean_1h",
-        "reconciliations: none",
         "header_read_timeout 10s, body_read_timeout 30s",
         "listening on http://0.0.0.0:",
         "SIGTERM received: stopping",

@@ -231,6 +231,7 @@ mod tests {
             },
             emitted_at: ProcessingTime(hour * HOUR),
             watermark: Watermark(EventTime(hour * HOUR)),
+            states: None,
         }
     }
 

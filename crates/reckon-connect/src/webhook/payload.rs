@@ -318,6 +318,7 @@ mod tests {
             checksum: Checksum::default(),
             emitted_at: ProcessingTime::from_secs(T + 7200),
             watermark: Watermark(EventTime::from_secs(T + 7190)),
+            states: None,
         }
     }
 

@@ -246,16 +246,15 @@ impl Operator for ReconcileOperator {
             return None;
         }
         let spec = self.engine.spec();
-        Some(
-            wm.0.minus(Span(
-                spec.horizon.0.saturating_add(spec.missing_after.0),
-            )),
-        )
+        Some(wm.0.minus(Span(spec.horizon.0.saturating_add(spec.missing_after.0))))
     }
 
     fn keep_states(&mut self) {}
 
     fn gauges(&self) -> Vec<(&'static str, f64)> {
-        vec![("reconcile_ids_held", self.engine.pending_ids() as f64)]
+        vec![(
+            "reckon_reconcile_ids_held",
+            self.engine.pending_ids() as f64,
+        )]
     }
 }

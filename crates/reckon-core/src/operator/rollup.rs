@@ -279,8 +279,11 @@ impl Rollup {
             r.now = s.now;
             for ((key, start), p) in &s.parents {
                 if p.closed {
-                    r.hot
-                        .insert((p.window.end.plus(r.spec.allowed_lateness), key.clone(), *start));
+                    r.hot.insert((
+                        p.window.end.plus(r.spec.allowed_lateness),
+                        key.clone(),
+                        *start,
+                    ));
                 } else {
                     r.open.insert((p.window.end, key.clone(), *start));
                 }
@@ -430,7 +433,12 @@ impl Rollup {
     }
 
     /// One result of the input.
-    fn apply(&mut self, em: &Emission, report: &mut StepReport, out: &mut Vec<Emission>) -> Result<()> {
+    fn apply(
+        &mut self,
+        em: &Emission,
+        report: &mut StepReport,
+        out: &mut Vec<Emission>,
+    ) -> Result<()> {
         let Some(states) = &em.states else {
             return Err(Error::Internal(format!(
                 "rollup `{}`: a result of `{}` carries no aggregate states",
@@ -523,7 +531,11 @@ impl Operator for Rollup {
         _out: &mut Vec<Emission>,
         _report: &mut StepReport,
     ) {
-        debug_assert!(false, "rollup `{}` reads results, not events", self.spec.name);
+        debug_assert!(
+            false,
+            "rollup `{}` reads results, not events",
+            self.spec.name
+        );
     }
 
     fn ingest_results(

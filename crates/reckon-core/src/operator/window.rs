@@ -144,7 +144,12 @@ impl Operator for WindowOperator {
     }
 
     fn retention_horizon(&self, _input: usize) -> Option<EventTime> {
-        Some(self.engine.watermark().0.minus(self.engine.spec().retention))
+        Some(
+            self.engine
+                .watermark()
+                .0
+                .minus(self.engine.spec().retention),
+        )
     }
 
     fn keep_states(&mut self) {

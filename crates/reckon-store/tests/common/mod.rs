@@ -57,6 +57,7 @@ pub fn emission(key: &Key, start_hour: i64, version: u32, emitted_at: i64, mean:
         },
         emitted_at: ProcessingTime(emitted_at),
         watermark: Watermark(EventTime((start_hour + 1) * HOUR)),
+        states: None,
     }
 }
 
