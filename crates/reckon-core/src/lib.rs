@@ -57,7 +57,7 @@ pub use aggregate::{AggKind, AggState, AggregateSpec};
 pub use checksum::Checksum;
 pub use emission::{DeadLetterReason, Emission, EmissionKind, Outcome, Version};
 pub use error::{Error, Result};
-pub use event::{Event, EventId, FieldName, Key, StreamName, Value};
+pub use event::{Event, EventId, FieldName, Key, StreamName, TagValue, Value};
 pub use pipeline::{BatchReport, Counters, Pipeline, Prior};
 pub use spec::{PipelineSpec, PipelineSpecBuilder};
 pub use time::{EventTime, ProcessingTime, Span};
