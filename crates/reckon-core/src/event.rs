@@ -8,6 +8,7 @@
 use crate::error::{Error, Result};
 use crate::time::EventTime;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -67,6 +68,32 @@ impl Key {
         split_tags(&self.0).unwrap_or_default()
     }
 
+    /// The value of the tag `name`, if the key has it, borrowed from the key's text
+    /// without allocating (expressions read tags this way on every event).
+    ///
+    /// ```
+    /// # use reckon_core::Key;
+    /// let key = Key::from_tags([("station_id", "42"), ("site", "a,b")]).unwrap();
+    /// assert_eq!(key.tag("station_id").and_then(|t| t.as_plain()), Some("42"));
+    /// assert_eq!(key.tag("site").unwrap().to_str(), "a,b");
+    /// assert!(key.tag("alarm_id").is_none());
+    /// ```
+    pub fn tag(&self, name: &str) -> Option<TagValue<'_>> {
+        let text: &str = &self.0;
+        let mut start = 0;
+        while start < text.len() {
+            // The canonical form always has an unescaped `=` after each name.
+            let eq = find_unescaped(text, start, b'=')?;
+            let end = find_unescaped(text, eq + 1, b',').unwrap_or(text.len());
+            let (tag_name, value) = (text.get(start..eq)?, text.get(eq + 1..end)?);
+            if TagValue(tag_name).eq_plain(name) {
+                return Some(TagValue(value));
+            }
+            start = end + 1;
+        }
+        None
+    }
+
     /// A key written as text in its canonical form (`i=42`, `a=1,b=x`; `\` escapes
     /// `,`, `=` and `\`), in any tag order; the empty text is the empty key. The error
     /// says what is wrong.
@@ -84,6 +111,82 @@ impl Key {
     pub fn ptr_eq(&self, other: &Key) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+}
+
+/// A tag's value borrowed from a [`Key`]'s canonical text, where `\`, `,` and `=` are
+/// still escaped by a backslash. Most values have no escapes: [`TagValue::as_plain`]
+/// gives them as they are; the others unescape on the fly ([`TagValue::bytes`]) or into
+/// a new string ([`TagValue::to_str`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TagValue<'a>(&'a str);
+
+impl<'a> TagValue<'a> {
+    /// The value as stored in the key, escapes included.
+    pub fn escaped(self) -> &'a str {
+        self.0
+    }
+
+    /// The value itself, when it has no escapes (the common case).
+    pub fn as_plain(self) -> Option<&'a str> {
+        (!self.0.contains('\\')).then_some(self.0)
+    }
+
+    /// The bytes of the unescaped value (UTF-8), computed as they are read.
+    pub fn bytes(self) -> impl Iterator<Item = u8> + 'a {
+        let mut raw = self.0.bytes();
+        std::iter::from_fn(move || match raw.next()? {
+            b'\\' => raw.next(),
+            b => Some(b),
+        })
+    }
+
+    /// The unescaped value; allocates only when the value has escapes.
+    pub fn to_str(self) -> Cow<'a, str> {
+        if let Some(plain) = self.as_plain() {
+            return Cow::Borrowed(plain);
+        }
+        let mut out = String::with_capacity(self.0.len());
+        let mut escaped = false;
+        for c in self.0.chars() {
+            if !escaped && c == '\\' {
+                escaped = true;
+                continue;
+            }
+            escaped = false;
+            out.push(c);
+        }
+        Cow::Owned(out)
+    }
+
+    /// Whether the unescaped value is `plain`.
+    fn eq_plain(self, plain: &str) -> bool {
+        match self.as_plain() {
+            Some(s) => s == plain,
+            None => self.bytes().eq(plain.bytes()),
+        }
+    }
+}
+
+impl fmt::Debug for TagValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TagValue({:?})", self.to_str())
+    }
+}
+
+/// The byte offset of the first `target` at or after `from` that is not escaped.
+fn find_unescaped(text: &str, from: usize, target: u8) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = from;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'\\' {
+            i += 2;
+        } else if b == target {
+            return Some(i);
+        } else {
+            i += 1;
+        }
+    }
+    None
 }
 
 /// Splits `a=1,b=x` (with `\` escapes) into unescaped `(name, value)` pairs; a tag
@@ -404,6 +507,25 @@ mod tests {
             let e = Key::parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn a_tag_is_found_by_its_unescaped_name_without_allocating() {
+        let k = Key::from_tags([("a,b", "x=y"), ("c\\", ""), ("site", "north"), ("z", "1")])
+            .unwrap();
+        assert_eq!(k.tag("site").unwrap().as_plain(), Some("north"));
+        assert_eq!(k.tag("z").unwrap().as_plain(), Some("1"));
+        assert_eq!(k.tag("c\\").unwrap().as_plain(), Some(""));
+        let v = k.tag("a,b").unwrap();
+        assert_eq!(v.as_plain(), None);
+        assert_eq!(v.escaped(), "x\\=y");
+        assert_eq!(v.to_str(), "x=y");
+        assert_eq!(v.bytes().collect::<Vec<u8>>(), b"x=y");
+        for missing in ["a", "b", "a\\,b", "c", "sit", "sites", ""] {
+            assert!(k.tag(missing).is_none(), "{missing}");
+        }
+        assert!(Key::empty().tag("").is_none());
+        assert!(Key::empty().tag("a").is_none());
     }
 
     #[test]
