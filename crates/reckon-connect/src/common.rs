@@ -127,7 +127,7 @@ pub(crate) fn unix_scale(format: TimeFormat) -> i64 {
         TimeFormat::UnixS => 1_000_000_000,
         TimeFormat::UnixMs => 1_000_000,
         TimeFormat::UnixUs => 1_000,
-        TimeFormat::UnixNs | TimeFormat::Rfc3339 => 1,
+        TimeFormat::UnixNs | TimeFormat::Rfc3339 | TimeFormat::Pattern(_) => 1,
     }
 }
 
@@ -157,8 +157,10 @@ pub(crate) fn unix_time_float(
 /// unit of `format`. Surrounding whitespace is ignored.
 pub(crate) fn time_from_text(s: &str, format: TimeFormat) -> Result<EventTime, String> {
     let s = s.trim();
-    if format == TimeFormat::Rfc3339 {
-        return rfc3339_time(s);
+    match format {
+        TimeFormat::Rfc3339 => return rfc3339_time(s),
+        TimeFormat::Pattern(p) => return p.parse(s),
+        _ => {}
     }
     if let Ok(i) = s.parse::<i64>() {
         return unix_time_int(i, format);
@@ -185,7 +187,9 @@ pub(crate) fn unit_name(f: TimeFormat) -> &'static str {
         TimeFormat::UnixS => "seconds since the Unix epoch",
         TimeFormat::UnixMs => "milliseconds since the Unix epoch",
         TimeFormat::UnixUs => "microseconds since the Unix epoch",
-        TimeFormat::UnixNs | TimeFormat::Rfc3339 => "nanoseconds since the Unix epoch",
+        TimeFormat::UnixNs | TimeFormat::Rfc3339 | TimeFormat::Pattern(_) => {
+            "nanoseconds since the Unix epoch"
+        }
     }
 }
 

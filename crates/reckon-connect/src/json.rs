@@ -438,6 +438,16 @@ fn parse_time(v: &Json, format: TimeFormat) -> Result<EventTime, String> {
             };
             rfc3339_time(s)
         }
+        TimeFormat::Pattern(p) => {
+            let Json::String(s) = v else {
+                return Err(format!(
+                    "expected a time string like `{}`, got {}",
+                    p.pattern,
+                    kind(v)
+                ));
+            };
+            p.parse(s)
+        }
         unix => {
             let Json::Number(n) = v else {
                 return Err(format!(

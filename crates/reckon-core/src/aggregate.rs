@@ -77,6 +77,10 @@ pub struct AggregateSpec {
     pub kind: AggKind,
     /// The field it reads; only `count` may go without one.
     pub field: Option<FieldName>,
+    /// Only events for which this is true are aggregated (SQL's `FILTER (WHERE …)`).
+    /// Left out of the encoding when unset, so older specs keep their fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<crate::expr::Expr>,
 }
 
 impl AggregateSpec {
@@ -86,6 +90,7 @@ impl AggregateSpec {
             name: Arc::from(format!("{}_{field}", kind.short_name())),
             kind,
             field: Some(Arc::from(field)),
+            filter: None,
         }
     }
     /// `count` of events, named `count`.
@@ -94,8 +99,15 @@ impl AggregateSpec {
             name: Arc::from("count"),
             kind: AggKind::Count,
             field: None,
+            filter: None,
         }
     }
+    /// Aggregates only events for which `expr` is true.
+    pub fn filtered(mut self, expr: crate::expr::Expr) -> AggregateSpec {
+        self.filter = Some(expr);
+        self
+    }
+
     /// Renames the output column.
     pub fn named(mut self, name: &str) -> AggregateSpec {
         self.name = Arc::from(name);

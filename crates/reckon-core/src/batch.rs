@@ -43,14 +43,18 @@ where
     let mut rejected = Vec::new();
     let mut windows = Vec::new();
     let mut slots = vec![FieldSlot::default(); spec.aggregates.len()];
-    for (i, e) in events.into_iter().enumerate() {
+    for (i, raw) in events.into_iter().enumerate() {
+        let Some(e) = spec.prepare(raw) else {
+            continue;
+        };
+        let e = &*e;
         windows.clear();
         if let Err(err) = spec.window.assign(e.time, &mut windows) {
             rejected.push((i, err));
             continue;
         }
         let fp = e.id.as_ref().map(|id| id.fingerprint());
-        let digest = e.digest();
+        let digest = raw.digest();
         for &w in &windows {
             let acc = accs
                 .entry((e.key.clone(), w))

@@ -224,6 +224,11 @@ impl Accumulator {
         }
         self.checksum.add(digest);
         for ((state, a), slot) in self.aggs.iter_mut().zip(&spec.aggregates).zip(slots) {
+            if let Some(f) = &a.filter
+                && !f.eval_filter(e)
+            {
+                continue;
+            }
             let value = a.field.as_deref().and_then(|f| slot.find(f, e));
             state.update(value, a.field.is_none(), e.time, digest);
         }
@@ -489,7 +494,10 @@ impl Pipeline {
         out: &mut Vec<Emission>,
     ) -> Outcome {
         self.counters.events += 1;
-        let outcome = self.classify_and_apply(e, ahead, out);
+        let outcome = match self.spec.prepare(e) {
+            Some(prepared) => self.classify_and_apply(&prepared, ahead, out),
+            None => Outcome::Filtered,
+        };
         match &outcome {
             Outcome::Applied => self.counters.applied += 1,
             Outcome::Corrected => self.counters.corrected += 1,
@@ -921,7 +929,11 @@ where
         if acc.has_id(fp) {
             continue;
         }
-        acc.add(spec, &mut slots, e, e.digest(), fp);
+        let Some(prepared) = spec.prepare(e) else {
+            continue;
+        };
+        // The digest is the event's as it arrived (the hot path's too).
+        acc.add(spec, &mut slots, &prepared, e.digest(), fp);
     }
     acc
 }

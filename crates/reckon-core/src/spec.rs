@@ -6,9 +6,12 @@
 
 use crate::aggregate::AggregateSpec;
 use crate::error::{Error, Result};
+use crate::event::{Event, FieldName};
+use crate::expr::{Expr, apply_derived};
 use crate::time::Span;
 use crate::window::WindowSpec;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// What a windowed pipeline computes and how it treats time.
@@ -34,9 +37,35 @@ pub struct PipelineSpec {
     pub idle_timeout: Option<Span>,
     /// Processing-time interval of `early` emissions of open windows; `None`: none.
     pub early_interval: Option<Span>,
+    /// Derived fields, set on each event in order before the filter and the
+    /// aggregates see it (a later one may read an earlier one). Left out of the
+    /// encoding when empty, so specs written before they existed keep their
+    /// fingerprint (and their snapshots).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub derive: Vec<(FieldName, Expr)>,
+    /// Only events for which this is true are aggregated; the others are counted as
+    /// filtered (SQL `WHERE`; null is not true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Expr>,
 }
 
 impl PipelineSpec {
+    /// The event as the windows see it: derived fields set (a copy, only when there
+    /// are any); `None` when the filter is not true for it.
+    pub fn prepare<'e>(&self, e: &'e Event) -> Option<Cow<'e, Event>> {
+        let e = if self.derive.is_empty() {
+            Cow::Borrowed(e)
+        } else {
+            let mut owned = e.clone();
+            apply_derived(&self.derive, &mut owned);
+            Cow::Owned(owned)
+        };
+        match &self.filter {
+            Some(f) if !f.eval_filter(&e) => None,
+            _ => Some(e),
+        }
+    }
+
     /// Starts a spec named `name` with seed 000's defaults.
     pub fn builder(name: &str) -> PipelineSpecBuilder {
         PipelineSpecBuilder {
@@ -49,6 +78,8 @@ impl PipelineSpec {
                 retention: Span::days(7),
                 idle_timeout: None,
                 early_interval: None,
+                derive: Vec::new(),
+                filter: None,
             },
         }
     }
@@ -146,6 +177,16 @@ impl PipelineSpecBuilder {
     /// Sets the early-emission interval.
     pub fn early_interval(mut self, s: Span) -> Self {
         self.spec.early_interval = Some(s);
+        self
+    }
+    /// Adds a derived field (evaluated after those added before it).
+    pub fn derive(mut self, name: &str, expr: Expr) -> Self {
+        self.spec.derive.push((FieldName::from(name), expr));
+        self
+    }
+    /// Keeps only events for which `expr` is true.
+    pub fn filter(mut self, expr: Expr) -> Self {
+        self.spec.filter = Some(expr);
         self
     }
     /// Validates and returns the spec.

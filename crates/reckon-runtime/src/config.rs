@@ -25,11 +25,13 @@
 //! ```
 
 use crate::error::{Error, Result};
+use reckon_core::Expr;
 use reckon_core::operator::{IdFields, ReconcileOperator, Rollup, RollupSpec, WindowOperator};
 use reckon_core::{
     AggKind, AggregateSpec, CalendarUnit, Operator, PipelineSpec, Source, Span, WindowSpec,
 };
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -241,9 +243,10 @@ fn default_store_path() -> PathBuf {
     PathBuf::from("reckon-data")
 }
 
-/// How event times are written in a stream's JSON events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// How event times are written in a stream's events: a name below, or a
+/// `strftime`-style pattern such as `"%Y-%m-%d %H:%M:%S"` (any text with a `%`),
+/// read in the stream's `time_zone` unless the pattern has an offset (`%z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TimeFormat {
     /// An RFC 3339 string such as `2024-01-01T00:00:00.5Z` (default).
     #[default]
@@ -256,6 +259,89 @@ pub enum TimeFormat {
     UnixUs,
     /// A number of nanoseconds since the Unix epoch.
     UnixNs,
+    /// A `strftime`-style pattern (jiff's `strtime`), e.g. `%Y-%m-%d %H:%M:%S`.
+    Pattern(TimePattern),
+}
+
+/// A time pattern and the zone its local times are in. The texts are interned for the
+/// life of the process (a configuration is loaded a few times at most), so the format
+/// stays a small `Copy` value the decoders pass around.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimePattern {
+    /// The `strftime`-style pattern.
+    pub pattern: &'static str,
+    /// IANA zone of times without an offset (the stream's `time_zone`, default UTC).
+    pub zone: &'static str,
+}
+
+fn intern(s: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static TEXTS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = TEXTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = set.get(s) {
+        return t;
+    }
+    let t: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    set.insert(t);
+    t
+}
+
+impl TimePattern {
+    /// Parses `text` as this pattern says; the error says what did not match.
+    pub fn parse(&self, text: &str) -> std::result::Result<reckon_core::EventTime, String> {
+        let tm = jiff::fmt::strtime::parse(self.pattern, text).map_err(|e| {
+            format!(
+                "`{text}` does not match time_format `{}`: {e}",
+                self.pattern
+            )
+        })?;
+        let ts = if tm.offset().is_some() {
+            tm.to_timestamp().map_err(|e| format!("`{text}`: {e}"))?
+        } else {
+            let dt = tm.to_datetime().map_err(|e| {
+                format!(
+                    "`{text}` does not give a date and time with `{}`: {e}",
+                    self.pattern
+                )
+            })?;
+            let tz = jiff::tz::TimeZone::get(self.zone)
+                .map_err(|e| format!("time_zone `{}`: {e}", self.zone))?;
+            // A local time that a DST change skips or repeats resolves as RFC 5545
+            // says (jiff's "compatible": the later offset for a gap, the earlier for a fold).
+            tz.to_zoned(dt)
+                .map_err(|e| format!("`{text}` in {}: {e}", self.zone))?
+                .timestamp()
+        };
+        let ns = i64::try_from(ts.as_nanosecond())
+            .map_err(|_| format!("`{text}` is outside the time range reckon supports"))?;
+        Ok(reckon_core::EventTime(ns))
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "rfc3339" => TimeFormat::Rfc3339,
+            "unix_s" => TimeFormat::UnixS,
+            "unix_ms" => TimeFormat::UnixMs,
+            "unix_us" => TimeFormat::UnixUs,
+            "unix_ns" => TimeFormat::UnixNs,
+            p if p.contains('%') => TimeFormat::Pattern(TimePattern {
+                pattern: intern(p),
+                zone: "UTC",
+            }),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown time_format `{other}`: rfc3339, unix_s, unix_ms, unix_us, unix_ns, or a pattern such as \"%Y-%m-%d %H:%M:%S\""
+                )));
+            }
+        })
+    }
 }
 
 /// How a stream's JSON events are shaped.
@@ -287,6 +373,10 @@ pub struct StreamConfig {
     /// How the event time is written. Default `rfc3339`.
     #[serde(default)]
     pub time_format: TimeFormat,
+    /// The IANA zone of local times a `time_format` pattern reads (one without `%z`),
+    /// e.g. `Asia/Ho_Chi_Minh`. Default `UTC`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// A field holding the event's id, for de-duplication (optional): an event whose
     /// id was already stored is dropped before any pipeline sees it.
     #[serde(default)]
@@ -415,6 +505,11 @@ pub struct AggregateConfig {
     /// For `quantile`: relative accuracy of the sketch (default 0.01).
     #[serde(default)]
     pub accuracy: Option<f64>,
+    /// Only events for which this expression is true are aggregated (SQL's
+    /// `FILTER (WHERE …)`), e.g. `"value > threshold and threshold != 999999"`; see
+    /// `docs/expressions.md`.
+    #[serde(default)]
+    pub filter: Option<String>,
 }
 
 /// `[[pipeline]]`: windows and aggregates over one stream, or (with `input`) a rollup
@@ -437,6 +532,16 @@ pub struct PipelineConfig {
     /// What each window computes (a window pipeline; a rollup inherits its input's).
     #[serde(default)]
     pub aggregates: Vec<AggregateConfig>,
+    /// Only events for which this expression is true enter the windows (the others are
+    /// counted as filtered, not dead letters), e.g. `"status = 'ok' and value is not
+    /// null"`; see `docs/expressions.md`.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Fields computed from each event before the filter and the aggregates see it,
+    /// e.g. `{ excess = "value - threshold" }`; one may read another (they are
+    /// evaluated in the order their references need).
+    #[serde(default)]
+    pub derive: BTreeMap<String, String>,
     /// Bounded out-of-orderness of the watermark (default 0s).
     #[serde(default)]
     pub out_of_orderness: Option<Duration>,
@@ -591,7 +696,24 @@ impl Config {
     /// Parses and checks a configuration; errors name the line, or the pipeline and
     /// setting.
     pub fn from_toml(text: &str) -> Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        for s in &mut config.streams {
+            let Some(zone) = &s.time_zone else {
+                continue;
+            };
+            jiff::tz::TimeZone::get(zone).map_err(|e| {
+                Error::Config(format!("stream `{}`: time_zone `{zone}`: {e}", s.name))
+            })?;
+            match &mut s.time_format {
+                TimeFormat::Pattern(p) => p.zone = intern(zone),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "stream `{}`: time_zone applies to a time_format pattern (such as \"%Y-%m-%d %H:%M:%S\"); RFC 3339 and Unix times carry their own zone",
+                        s.name
+                    )));
+                }
+            }
+        }
         config.check()?;
         Ok(config)
     }
@@ -650,6 +772,8 @@ impl Config {
                         ("retention", p.retention.is_some()),
                         ("idle_timeout", p.idle_timeout.is_some()),
                         ("early_interval", p.early_interval.is_some()),
+                        ("filter", p.filter.is_some()),
+                        ("derive", !p.derive.is_empty()),
                     ] {
                         if set {
                             return Err(Error::Config(format!(
@@ -1041,8 +1165,19 @@ impl PipelineConfig {
         let bad = |m: String| Error::Config(format!("pipeline `{}`: {m}", self.name));
         let window = self.window.spec().map_err(bad)?;
         let mut b = PipelineSpec::builder(&self.name).window(window);
+        for (name, expr) in derive_order(&self.derive).map_err(bad)? {
+            b = b.derive(name, expr);
+        }
+        if let Some(f) = &self.filter {
+            b = b.filter(parse_filter(f, "filter").map_err(bad)?);
+        }
         for a in &self.aggregates {
-            b = b.aggregate(aggregate(a).map_err(bad)?);
+            let mut spec = aggregate(a).map_err(bad)?;
+            if let Some(f) = &a.filter {
+                let what = format!("aggregate `{}`: filter", spec.name);
+                spec = spec.filtered(parse_filter(f, &what).map_err(bad)?);
+            }
+            b = b.aggregate(spec);
         }
         if let Some(d) = self.out_of_orderness {
             b = b.out_of_orderness(d.0);
@@ -1061,6 +1196,62 @@ impl PipelineConfig {
         }
         b.build().map_err(|e| Error::Config(e.to_string()))
     }
+}
+
+/// A filter expression, or an error naming `what` with the source and a caret under
+/// the position.
+fn parse_filter(src: &str, what: &str) -> std::result::Result<Expr, String> {
+    Expr::parse_filter(src).map_err(|e| format!("{what}: {e}\n{}", e.render(src)))
+}
+
+/// The derived fields, parsed, in an order where each comes after the derived fields
+/// it reads (a cycle is an error naming it).
+fn derive_order(
+    derive: &BTreeMap<String, String>,
+) -> std::result::Result<Vec<(&str, Expr)>, String> {
+    let mut parsed: Vec<(&str, Expr)> = Vec::with_capacity(derive.len());
+    for (name, src) in derive {
+        if name.is_empty() {
+            return Err("a derived field has an empty name".into());
+        }
+        let e = Expr::parse(src).map_err(|e| format!("derive `{name}`: {e}\n{}", e.render(src)))?;
+        parsed.push((name.as_str(), e));
+    }
+    let mut order = Vec::with_capacity(parsed.len());
+    let mut placed = vec![false; parsed.len()];
+    while order.len() < parsed.len() {
+        let before = order.len();
+        for i in 0..parsed.len() {
+            if placed[i] {
+                continue;
+            }
+            let ready = parsed[i].1.fields().iter().all(|f| {
+                &**f == parsed[i].0
+                    || parsed
+                        .iter()
+                        .zip(&placed)
+                        .all(|((n, _), p)| *p || *n != &**f)
+            });
+            if ready {
+                placed[i] = true;
+                order.push(i);
+            }
+        }
+        if order.len() == before {
+            let stuck: Vec<String> = parsed
+                .iter()
+                .zip(&placed)
+                .filter(|(_, p)| !**p)
+                .map(|((n, _), _)| format!("`{n}`"))
+                .collect();
+            return Err(format!(
+                "derived fields {} read each other in a cycle",
+                stuck.join(", ")
+            ));
+        }
+    }
+    let mut slots: Vec<Option<(&str, Expr)>> = parsed.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
 }
 
 fn aggregate(a: &AggregateConfig) -> std::result::Result<AggregateSpec, String> {

@@ -103,6 +103,24 @@ fn decode_json(
     (events, errors)
 }
 
+/// A CSV body (`Content-Type: text/csv`): a header row, then one event per row, read
+/// as `reckon replay` reads a CSV file. A bad header is a 400.
+fn decode_csv(
+    stream: &StreamConfig,
+    bytes: &[u8],
+) -> Result<(Vec<Event>, Vec<DecodeError>), ApiError> {
+    let decoder = reckon_connect::csv::CsvDecoder::new(stream, bytes)
+        .map_err(|e| ApiError::bad_request(format!("CSV header: {}", e.message)))?;
+    let (mut events, mut errors) = (Vec::new(), Vec::new());
+    for r in decoder {
+        match r {
+            Ok(e) => events.push(e),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((events, errors))
+}
+
 fn errors_json(errors: &[DecodeError]) -> Json {
     Json::Array(
         errors
@@ -200,6 +218,7 @@ pub(crate) async fn post_events(
     State(state): State<AppState>,
     Path(stream): Path<String>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -208,7 +227,15 @@ pub(crate) async fn post_events(
         .ok_or_else(|| unknown_stream(&state, &stream))?
         .clone();
     let bytes = read_body(&state, body).await?;
-    let (events, errors) = decode_json(&state, &cfg, &bytes);
+    let csv = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+    let (events, errors) = if csv {
+        decode_csv(&cfg, &bytes)?
+    } else {
+        decode_json(&state, &cfg, &bytes)
+    };
     let lines = events.len() + errors.len();
     if q.atomic && !errors.is_empty() {
         count_request(&state, &cfg.name, "rejected");

@@ -255,7 +255,11 @@ impl<'a> Val<'a> {
     }
 
     fn float(x: f64) -> Val<'a> {
-        if x.is_finite() { Val::Float(x) } else { Val::Null }
+        if x.is_finite() {
+            Val::Float(x)
+        } else {
+            Val::Null
+        }
     }
 
     fn truth(self) -> Option<bool> {
