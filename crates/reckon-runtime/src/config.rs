@@ -1676,4 +1676,53 @@ mod tests {
         );
         assert!(config_err(&hop).contains("has hopping windows, which overlap"));
     }
+
+    #[test]
+    fn expressions_are_checked_at_load_with_the_position() {
+        let with = |agg: &str| {
+            ROLLUPS.replace(
+                "aggregates = [{ fn = \"count\" }, { fn = \"mean\", field = \"value\" }]",
+                &format!("aggregates = [{agg}, {{ fn = \"mean\", field = \"value\" }}]"),
+            )
+        };
+        let e = config_err(&with(
+            r#"{ fn = "count", name = "above", filter = "value > 'high' + 1" }"#,
+        ));
+        assert!(
+            e.contains("pipeline `a5m`: aggregate `above`: filter: at 15: `+` needs numbers, but its left side is a string"),
+            "{e}"
+        );
+        assert!(
+            e.contains("  value > 'high' + 1\n                 ^"),
+            "{e}"
+        );
+        let e = config_err(&with(
+            r#"{ fn = "count", name = "n", filter = "value + 1" }"#,
+        ));
+        assert!(e.contains("pipeline `a5m`: aggregate `n`: filter:"), "{e}");
+        let ok = Config::from_toml(&with(
+            r#"{ fn = "count", name = "above", filter = "value > threshold and threshold != 999999" }"#,
+        ))
+        .unwrap();
+        let spec = ok.pipelines[0].spec().unwrap();
+        assert!(spec.aggregates[0].filter.is_some());
+        let derive = ROLLUPS.replace(
+            "window = { type = \"tumbling\", size = \"5m\" }",
+            "window = { type = \"tumbling\", size = \"5m\" }\n        derive = { a_excess = \"b_twice - 1\", b_twice = \"value * 2\" }\n        filter = \"a_excess > 0\"",
+        );
+        let spec = Config::from_toml(&derive).unwrap().pipelines[0]
+            .spec()
+            .unwrap();
+        let order: Vec<&str> = spec.derive.iter().map(|(n, _)| &**n).collect();
+        assert_eq!(
+            order,
+            ["b_twice", "a_excess"],
+            "a derived field comes after those it reads"
+        );
+        let cycle = derive.replace("\"value * 2\"", "\"a_excess * 2\"");
+        assert!(
+            config_err(&cycle)
+                .contains("derived fields `a_excess`, `b_twice` read each other in a cycle")
+        );
+    }
 }

@@ -136,8 +136,10 @@ fn direct(rollups: bool, samples: usize) -> (f64, f64) {
     let started = Instant::now();
     for k in 0..samples as i64 {
         let e = reading(k % STATIONS, LATE + (k % 600) * 1_000_000_000, 99);
-        rt.ingest("alarms", PartitionId(0), now, vec![e], &mut |_| emitted += 1)
-            .unwrap();
+        rt.ingest("alarms", PartitionId(0), now, vec![e], &mut |_| {
+            emitted += 1
+        })
+        .unwrap();
     }
     (
         started.elapsed().as_secs_f64() * 1e6 / samples as f64,
@@ -151,7 +153,10 @@ async fn latency(rollups: bool, level: &str, samples: usize) -> (f64, f64) {
     let app = App::open(
         config(&dir.path().join("store"), rollups),
         AppOptions {
-            clock: Arc::new(ScaledClock::new(ProcessingTime(LATE + 100 * 24 * 60 * MIN), 1.0)),
+            clock: Arc::new(ScaledClock::new(
+                ProcessingTime(LATE + 100 * 24 * 60 * MIN),
+                1.0,
+            )),
             ..AppOptions::default()
         },
     )
