@@ -9,6 +9,10 @@
 //! stream starts at the newest change (only what happens from now on); `since=0` gives
 //! the whole history first. Other clients get one JSON page:
 //! `{"changes": [...], "next": <cursor>}`.
+//!
+//! An SSE stream is a subscription to the change-feed follower (`follow.rs`): it
+//! catches up from the store from its cursor, then takes the changes the follower reads
+//! once per commit for every feed and webhook.
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -17,10 +21,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use reckon_core::Emission;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -54,11 +56,10 @@ impl Drop for Open {
 }
 
 struct Feed {
-    open: Open,
-    pipeline: Arc<str>,
-    cursor: u64,
-    buf: VecDeque<(u64, Emission)>,
-    progress: tokio::sync::watch::Receiver<crate::writer::Progress>,
+    _open: Open,
+    sub: crate::follow::Subscription,
+    /// The page being sent and the index of its next change.
+    page: Option<(crate::follow::Page, usize)>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     done: bool,
 }
@@ -83,22 +84,29 @@ impl Feed {
             return None;
         }
         loop {
-            if let Some((n, e)) = self.buf.pop_front() {
-                let data = emission_json(&e, Some(n)).to_string();
-                return Some(
-                    Event::default()
-                        .id(n.to_string())
-                        .event("emission")
-                        .data(data),
-                );
+            if let Some((page, i)) = &mut self.page {
+                if let Some((n, e)) = page.changes().get(*i) {
+                    *i += 1;
+                    let data = emission_json(e, Some(*n)).to_string();
+                    return Some(
+                        Event::default()
+                            .id(n.to_string())
+                            .event("emission")
+                            .data(data),
+                    );
+                }
+                self.page = None;
             }
             if *self.shutdown.borrow() {
                 return None;
             }
-            // Mark the current progress seen *before* reading, so a commit landing
-            // between the read and the wait still wakes us.
-            self.progress.borrow_and_update();
-            match load(&self.open.0, &self.pipeline, self.cursor, PAGE).await {
+            let page = tokio::select! {
+                p = self.sub.next_page() => p,
+                _ = self.shutdown.wait_for(|s| *s) => return None,
+            };
+            match page {
+                Ok(Some(page)) => self.page = Some((page, 0)),
+                Ok(None) => return None,
                 Err(e) => {
                     self.done = true;
                     return Some(
@@ -108,22 +116,6 @@ impl Feed {
                         ),
                     );
                 }
-                Ok(page) if page.scanned_to > self.cursor => {
-                    // Resume after everything examined, matching or not, so other
-                    // pipelines' changes are not scanned again.
-                    self.cursor = page.scanned_to;
-                    self.buf.extend(page.changes);
-                    continue;
-                }
-                Ok(_) => {}
-            }
-            tokio::select! {
-                changed = self.progress.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
-                }
-                _ = self.shutdown.wait_for(|s| *s) => return None,
             }
         }
     }
@@ -195,12 +187,10 @@ pub(crate) async fn changes(
         .or(q.since)
         .unwrap_or_else(|| state.store().last_change());
     let feed = Feed {
-        progress: state.progress(),
+        sub: state.follower().subscribe(cursor).only(pipeline),
         shutdown: state.shutdown(),
-        open: Open::new(state),
-        pipeline,
-        cursor,
-        buf: VecDeque::new(),
+        _open: Open::new(state),
+        page: None,
         done: false,
     };
     let stream = futures_util::stream::unfold(feed, |mut f| async move {

@@ -18,6 +18,7 @@
 pub mod clock;
 pub mod error;
 mod feed;
+pub mod follow;
 mod ingest;
 pub mod metrics;
 mod notify;
@@ -30,6 +31,7 @@ pub use error::{ApiError, Error, Result};
 
 use axum::Router;
 use axum::routing::{get, post};
+use follow::Follower;
 use metrics::Metrics;
 use reckon_connect::JsonDecoder;
 use reckon_connect::lineproto::LineProtocolDecoder;
@@ -70,6 +72,7 @@ struct Inner {
     store: Store,
     writer: WriterHandle,
     progress: watch::Receiver<Progress>,
+    follower: Follower,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
@@ -82,7 +85,7 @@ impl AppState {
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
-    /// The store (for reads; the writer is its only writer).
+    /// The store (for reads; the writer thread is its only writer).
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -97,6 +100,10 @@ impl AppState {
     /// The newest durable change, updated after every commit.
     pub fn progress(&self) -> watch::Receiver<Progress> {
         self.inner.progress.clone()
+    }
+    /// The change-feed follower: subscribe to every change from a position on.
+    pub fn follower(&self) -> &Follower {
+        &self.inner.follower
     }
     /// Fires (becomes `true`) when the server shuts down.
     pub fn shutdown(&self) -> watch::Receiver<bool> {
@@ -149,6 +156,7 @@ pub struct App {
     state: AppState,
     shutdown: watch::Sender<bool>,
     writer: Option<std::thread::JoinHandle<()>>,
+    follower: Option<tokio::task::JoinHandle<()>>,
     webhooks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -172,12 +180,19 @@ impl App {
             source,
         })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (follower, follower_task) = Follower::start(
+            store.clone(),
+            progress.clone(),
+            shutdown_rx.clone(),
+            follow::FollowerOptions::default(),
+        );
         let state = AppState {
             inner: Arc::new(Inner {
                 config,
                 store,
                 writer,
                 progress,
+                follower,
                 shutdown: shutdown_rx,
                 metrics,
                 clock: options.clock,
@@ -190,6 +205,7 @@ impl App {
             state,
             shutdown,
             writer: Some(thread),
+            follower: Some(follower_task),
             webhooks,
         })
     }
@@ -266,10 +282,13 @@ impl App {
         Ok(())
     }
 
-    /// Stops the webhooks and the writer.
+    /// Stops the webhooks, the change-feed follower and the writer.
     pub async fn close(&mut self) {
         let _ = self.shutdown.send(true);
         for t in self.webhooks.drain(..) {
+            let _ = t.await;
+        }
+        if let Some(t) = self.follower.take() {
             let _ = t.await;
         }
         let writer = self.state.inner.writer.clone();

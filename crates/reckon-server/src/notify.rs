@@ -1,25 +1,25 @@
 //! Webhooks: one task per `[[webhook]]`, following the change feed from the webhook's
 //! durable cursor.
 //!
-//! Each task reads new changes from the store (woken by the writer after each commit),
-//! keeps the ones its webhook wants (corrections by default), pairs each with the
-//! version it replaced, and digests them: at most one message per `digest_interval`.
-//! A message is sent with retries and backoff; then its delivery record and the new
-//! cursor are stored in one durable write, so after a crash the webhook resumes after
-//! the last change it handled (at-least-once). Tasks never touch the writer: a slow or
-//! failing webhook never blocks ingest.
+//! Each task subscribes to the change-feed follower (`follow.rs`) from its durable
+//! cursor, keeps the changes its webhook wants (corrections by default), pairs each with
+//! the version it replaced, and digests them: at most one message per
+//! `digest_interval`. A message is sent with retries and backoff; then its delivery
+//! record and the new cursor go to the writer thread (the store's only writer), which
+//! commits them with its next commit and answers once durable, so after a crash the
+//! webhook resumes after the last change it handled (at-least-once). A slow or failing
+//! webhook never blocks ingest: sending happens here, and a webhook that falls behind
+//! reads the store itself until it catches up.
 
 use crate::AppState;
 use crate::error::{Error, Result};
 use reckon_connect::webhook::{Correction, DeliveryOutcome, Digest, WebhookSender};
 use reckon_runtime::WebhookConfig;
+use reckon_store::Delivery;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Changes read from the store at a time.
-const PAGE: usize = 10_000;
 
 /// Starts one task per configured webhook.
 pub(crate) fn start(state: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>> {
@@ -54,38 +54,40 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
         }
     };
     let mut next_id = sink.last_delivery + 1;
-    let mut seen = sink.cursor;
     let mut digest = Digest::new(cfg.digest_interval.to_std());
-    let mut progress = state.progress();
+    let mut changes = state.follower().subscribe(sink.cursor);
+    // The rest of a page a full digest had no room for.
+    let mut leftover: Option<crate::follow::Page> = None;
     let mut shutdown = state.shutdown();
     loop {
         if *shutdown.borrow() {
             return;
         }
-        progress.borrow_and_update();
-        // A digest holding `max_digest_windows` windows reads no further until it is
-        // sent: memory and message size stay bounded in a burst (the cursor only moves
-        // with deliveries, so nothing is skipped; the rest goes in the next message).
-        let mut full = false;
+        // A digest holding `max_digest_windows` windows takes no more until it is sent:
+        // memory and message size stay bounded in a burst (the cursor only moves with
+        // deliveries, so nothing is skipped; the rest goes in the next message).
         let room = cfg.max_digest_windows.saturating_sub(digest.len());
-        if room > 0 {
-            // Reading the feed and looking up replaced versions are blocking store reads:
-            // they run off the async workers, and only for changes this webhook wants.
-            let (st, snd, filter, strm) = (
+        if room > 0
+            && let Some(page) = leftover.take()
+        {
+            // Looking up replaced versions is a blocking store read: it runs off the
+            // async workers, and only for changes this webhook wants.
+            let (st, snd, filter, strm, pg) = (
                 state.clone(),
                 sender.clone(),
                 cfg.pipelines.clone(),
                 streams.clone(),
+                page.clone(),
             );
             let read = tokio::task::spawn_blocking(move || {
-                let page = st.store().changes_page(seen, None, PAGE)?;
+                let page = pg;
                 let mut wanted = Vec::new();
-                let mut scanned_to = page.scanned_to;
-                for (n, e) in page.changes {
+                let mut rest = None;
+                for (i, (n, e)) in page.changes().iter().enumerate() {
                     // Room for new windows only (a window already pending merges, but
                     // counting entries is the simple, safe bound).
                     if wanted.len() == room {
-                        scanned_to = n.saturating_sub(1);
+                        rest = page.skip(i);
                         break;
                     }
                     if !filter.is_empty() && !filter.iter().any(|p| **p == *e.pipeline) {
@@ -96,31 +98,32 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
                         .cloned()
                         .unwrap_or_else(|| Arc::from(""));
                     let mut c = Correction {
-                        change: n,
+                        change: *n,
                         stream,
                         previous: None,
-                        emission: e,
+                        emission: e.clone(),
                     };
                     if snd.wants(&c) {
                         c.previous = st.store().replaced_by(&c.emission)?;
                         wanted.push(c);
                     }
                 }
-                Ok::<_, reckon_store::Error>((scanned_to, wanted))
+                Ok::<_, reckon_store::Error>((wanted, rest))
             })
             .await;
-            let (scanned_to, wanted) = match read {
-                Ok(Ok(r)) => r,
+            match read {
+                Ok(Ok((wanted, rest))) => {
+                    leftover = rest;
+                    for c in wanted {
+                        digest.push(Instant::now(), c);
+                    }
+                }
                 _ => {
                     eprintln!("webhook `{name}`: reading the change feed failed; retrying in 1 s");
+                    leftover = Some(page);
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
                 }
-            };
-            full = scanned_to >= seen.saturating_add(PAGE as u64);
-            seen = seen.max(scanned_to);
-            for c in wanted {
-                digest.push(Instant::now(), c);
             }
         }
         if let Some(batch) = digest.poll(Instant::now()) {
@@ -159,28 +162,35 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
                 "sent_at": crate::wire::rfc3339(started.saturating_mul(1_000_000_000)),
                 "result": result,
             });
-            let store = state.store().clone();
-            let (n, last) = (name.clone(), batch.last_change);
-            let saved = tokio::task::spawn_blocking(move || {
-                store.record_delivery(&n, id, last, record.to_string().as_bytes())
-            })
-            .await;
-            if !matches!(saved, Ok(Ok(()))) {
-                eprintln!("webhook `{name}`: cannot record delivery {id}; stopping it");
+            // The writer commits it (the store's only writer); the next message waits
+            // until it is durable. The writer answers even during a shutdown (it stops
+            // after the webhooks), so this does not wait on `shutdown`.
+            let delivery = Delivery {
+                sink: Arc::from(name.as_str()),
+                id,
+                cursor: batch.last_change,
+                record: record.to_string().into_bytes(),
+            };
+            if let Err(e) = state.writer().record(delivery).await {
+                eprintln!("webhook `{name}`: cannot record delivery {id} ({e:?}); stopping it");
                 return;
             }
             continue;
         }
-        if full {
+        if room > 0 && leftover.is_some() {
             continue;
         }
         let wake = digest.next_send_at();
+        let mut failed = false;
         tokio::select! {
-            changed = progress.changed() => {
-                if changed.is_err() {
-                    return;
+            page = changes.next_page(), if room > 0 => match page {
+                Ok(Some(page)) => leftover = Some(page),
+                Ok(None) => return,
+                Err(e) => {
+                    eprintln!("webhook `{name}`: reading the change feed failed ({e}); retrying in 1 s");
+                    failed = true;
                 }
-            }
+            },
             _ = async {
                 match wake {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -188,6 +198,9 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
                 }
             } => {}
             _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if failed {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
 }

@@ -8,13 +8,19 @@
 //! When no request arrives for `tick_interval`, the writer advances processing time
 //! (idle partitions, stalled watermarks, early results).
 //!
+//! Webhooks hand their delivery records (delivery log entry and cursor move) to the
+//! writer too ([`WriterHandle::record`]): the writer stages them with the store, so they
+//! ride in its next commit with the ingest requests waiting (one fsync for all), and
+//! answers once they are durable. Nothing else in the server writes to the store.
+//!
 //! After each commit the writer publishes the newest change number on a `watch`
-//! channel, which wakes the change feeds and the webhooks.
+//! channel, which wakes the change-feed follower (`follow.rs`).
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use reckon_core::{Emission, EmissionKind, ProcessingTime};
 use reckon_runtime::{IngestReport, IngestRequest, Runtime};
+use reckon_store::{CommitBatch, Delivery};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +34,8 @@ const MAX_GROUP_EVENTS: usize = 1 << 20;
 enum Job {
     /// Ingest a request and answer.
     Ingest(IngestJob),
+    /// Commit a sink's delivery record with the next commit and answer once durable.
+    Record(Delivery, DeliveryReply),
     /// Stop after what was queued before.
     Stop,
 }
@@ -38,6 +46,12 @@ struct IngestJob {
     received: Instant,
     reply: oneshot::Sender<Result<IngestReport, SubmitError>>,
 }
+
+/// Where a delivery's answer goes.
+type DeliveryReply = oneshot::Sender<Result<(), SubmitError>>;
+
+/// Staged delivery records and their webhooks' replies.
+type StagedRecords = (reckon_store::Staged, Vec<DeliveryReply>);
 
 /// Why a request was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +101,34 @@ impl WriterHandle {
                 self.failure()
                     .unwrap_or_else(|| "the writer has stopped".into()),
             )),
+        }
+    }
+
+    /// Has `delivery` (a webhook's delivery record and cursor move) committed with the
+    /// writer's next commit, and waits until it is durable. Unlike ingest it waits for
+    /// room in a full queue instead of being refused. An error means it is not known to
+    /// be durable: the writer has stopped (shutdown or a failed commit).
+    pub async fn record(&self, delivery: Delivery) -> Result<(), SubmitError> {
+        let stopped = |h: &WriterHandle| {
+            SubmitError::Stopped(
+                h.failure()
+                    .unwrap_or_else(|| "the writer has stopped".into()),
+            )
+        };
+        if let Some(f) = self.failure() {
+            return Err(SubmitError::Stopped(f));
+        }
+        let (reply, answer) = oneshot::channel();
+        let tx = self.tx.clone();
+        let queued = tokio::task::spawn_blocking(move || tx.send(Job::Record(delivery, reply)))
+            .await
+            .is_ok_and(|sent| sent.is_ok());
+        if !queued {
+            return Err(stopped(self));
+        }
+        match answer.await {
+            Ok(r) => r,
+            Err(_) => Err(stopped(self)),
         }
     }
 
@@ -220,17 +262,21 @@ impl Writer {
     fn run(&mut self, rx: &Receiver<Job>, tick_interval: Duration) {
         let mut last_tick = Instant::now();
         loop {
-            let first = match rx.recv_timeout(tick_interval) {
-                Ok(Job::Ingest(job)) => job,
+            let (mut group, mut records) = (Vec::new(), Vec::new());
+            let mut events = 0;
+            match rx.recv_timeout(tick_interval) {
+                Ok(Job::Ingest(job)) => {
+                    events += job.request.events.len();
+                    group.push(job);
+                }
+                Ok(Job::Record(d, reply)) => records.push((d, reply)),
                 Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {
                     self.tick();
                     last_tick = Instant::now();
                     continue;
                 }
-            };
-            let mut events = first.request.events.len();
-            let mut group = vec![first];
+            }
             let mut stop = false;
             while events < MAX_GROUP_EVENTS {
                 match rx.try_recv() {
@@ -238,6 +284,7 @@ impl Writer {
                         events += job.request.events.len();
                         group.push(job);
                     }
+                    Ok(Job::Record(d, reply)) => records.push((d, reply)),
                     Ok(Job::Stop) => {
                         stop = true;
                         break;
@@ -245,7 +292,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // Deliveries are staged first, so the ingest commit carries them.
+            let staged = self.stage(records);
             self.commit(group);
+            self.answer(staged);
             if stop {
                 return;
             }
@@ -287,7 +337,50 @@ impl Writer {
         }
     }
 
+    /// Stages the webhooks' delivery records with the store: they go into the next
+    /// commit group (this round's ingest commit, if any).
+    fn stage(&self, records: Vec<(Delivery, DeliveryReply)>) -> Option<StagedRecords> {
+        if records.is_empty() {
+            return None;
+        }
+        let (deliveries, replies): (Vec<_>, Vec<_>) = records.into_iter().unzip();
+        if let Some(f) = self.stopped() {
+            for r in replies {
+                let _ = r.send(Err(SubmitError::Stopped(f.clone())));
+            }
+            return None;
+        }
+        let staged = self.runtime.store().stage(CommitBatch {
+            deliveries,
+            ..CommitBatch::default()
+        });
+        Some((staged, replies))
+    }
+
+    /// Waits until the staged records are durable (committing them now if no ingest
+    /// commit carried them) and answers the webhooks.
+    fn answer(&self, staged: Option<StagedRecords>) {
+        let Some((staged, replies)) = staged else {
+            return;
+        };
+        let answer = match staged.wait() {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let message =
+                    format!("a commit failed ({e}); restart reckon to recover from the store");
+                self.fail(message.clone());
+                Err(SubmitError::Stopped(message))
+            }
+        };
+        for r in replies {
+            let _ = r.send(answer.clone());
+        }
+    }
+
     fn commit(&mut self, group: Vec<IngestJob>) {
+        if group.is_empty() {
+            return;
+        }
         if let Some(f) = self.stopped() {
             for job in group {
                 let _ = job.reply.send(Err(SubmitError::Stopped(f.clone())));
@@ -432,6 +525,104 @@ mod tests {
             pipelines: vec![p],
             ..IngestReport::default()
         }
+    }
+
+    /// A writer over a fresh store with one stream and pipeline, not started.
+    fn writer(dir: &std::path::Path) -> (Writer, reckon_store::Store) {
+        let config = reckon_runtime::Config::from_toml(&format!(
+            r#"
+            [store]
+            path = "{}"
+            [[stream]]
+            name = "s"
+            key_fields = ["i"]
+            max_future = "off"
+            [[pipeline]]
+            name = "p"
+            stream = "s"
+            window = {{ type = "tumbling", size = "1h" }}
+            aggregates = [{{ fn = "count" }}]
+            "#,
+            dir.display()
+        ))
+        .unwrap();
+        let runtime = Runtime::open(&config, reckon_runtime::RuntimeOptions::default()).unwrap();
+        let store = runtime.store().clone();
+        let w = Writer {
+            runtime,
+            clock: Arc::new(crate::clock::SystemClock),
+            metrics: Arc::new(Metrics::default()),
+            progress: watch::channel(Progress::default()).0,
+            failure: Arc::new(Mutex::new(None)),
+            last_now: ProcessingTime(i64::MIN),
+            dead_letter_log: DeadLetterLog::default(),
+        };
+        (w, store)
+    }
+
+    fn delivery(id: u64, cursor: u64) -> Delivery {
+        Delivery {
+            sink: Arc::from("slack"),
+            id,
+            cursor,
+            record: b"{}".to_vec(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_rides_with_the_ingest_commit_and_fails_once_the_writer_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, store) = writer(dir.path());
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        let handle = WriterHandle {
+            tx,
+            failure: w.failure.clone(),
+        };
+        // A delivery and an ingest request waiting together: one commit, one fsync.
+        let (reply, delivered) = oneshot::channel();
+        handle.tx.send(Job::Record(delivery(1, 0), reply)).unwrap();
+        let (reply, ingested) = oneshot::channel();
+        let event = reckon_core::Event {
+            stream: Arc::from("s"),
+            key: reckon_core::Key::from_tags([("i", "1")]).unwrap(),
+            time: reckon_core::EventTime::from_secs(60),
+            id: None,
+            fields: vec![],
+        };
+        handle
+            .tx
+            .send(Job::Ingest(IngestJob {
+                request: IngestRequest {
+                    stream: Arc::from("s"),
+                    partition: reckon_core::PartitionId(0),
+                    events: vec![event],
+                },
+                received: Instant::now(),
+                reply,
+            }))
+            .unwrap();
+        handle.tx.send(Job::Stop).unwrap();
+        let before = store.stats();
+        let thread = std::thread::spawn(move || w.run(&rx, Duration::from_secs(3600)));
+        assert_eq!(delivered.await.unwrap(), Ok(()));
+        assert_eq!(ingested.await.unwrap().unwrap().accepted, 1);
+        thread.join().unwrap();
+        let after = store.stats();
+        assert_eq!(
+            after.fsyncs - before.fsyncs,
+            1,
+            "the delivery shared the fsync"
+        );
+        assert_eq!(after.commits - before.commits, 2);
+        assert_eq!(store.sink_state("slack").unwrap().last_delivery, 1);
+        assert_eq!(store.raw_scan("s").unwrap().len(), 1);
+
+        // The writer has stopped: a delivery is refused, not lost in a queue.
+        assert!(matches!(
+            handle.record(delivery(2, 1)).await,
+            Err(SubmitError::Stopped(_))
+        ));
+        assert_eq!(store.sink_state("slack").unwrap().last_delivery, 1);
     }
 
     #[test]

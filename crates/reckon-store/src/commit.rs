@@ -7,6 +7,12 @@
 //! one fjall write batch across keyspaces, persists it with `SyncAll`, and then answers
 //! every caller. While it is fsyncing, new batches queue up and form the next group.
 //!
+//! The committer is the store's only writer in normal operation: besides the batches'
+//! events, results, dead letters and checkpoints it writes the sinks' deliveries and
+//! cursors and deletes what retention removes, all in the group's one write batch. (The
+//! exceptions are opening a store, which writes the format version or migrates before
+//! the committer starts, and `reckon repair`'s offline removals.)
+//!
 //! A failed write or fsync poisons the store: what reached the disk is unknown, so no
 //! later write may build on it. Every caller of the failed group, and every later one,
 //! gets `Error::Poisoned`; reopening the store recovers the last durable state.
@@ -14,13 +20,16 @@
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::store::{
-    JOURNAL_EVENT, JOURNAL_TICK, META_LAST_CHANGE, META_LAST_DEAD_LETTER, META_LAST_SEQ, Shared,
-    journal_row_span, put_fingerprint, result_prefix,
+    DELIVERIES_KEPT, JOURNAL_EVENT, JOURNAL_TICK, META_LAST_CHANGE, META_LAST_DEAD_LETTER,
+    META_LAST_SEQ, RETENTION_ROWS_PER_COMMIT, Shared, journal_row_span, put_fingerprint,
+    result_prefix,
 };
 use crate::values;
 use crate::{CommitBatch, Committed};
-use fjall::PersistMode;
-use std::collections::HashMap;
+use fjall::{OwnedWriteBatch, PersistMode};
+use reckon_core::{EventId, EventTime};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 
@@ -33,8 +42,25 @@ pub(crate) struct Request {
 /// Batches waiting for the committer.
 #[derive(Default)]
 pub(crate) struct Queue {
+    /// Batches whose callers wait: they wake the committer.
     pub(crate) pending: Vec<Request>,
+    /// Staged batches (`Store::stage`): they do not wake the committer, but go first
+    /// into the next group it writes.
+    pub(crate) deferred: Vec<Request>,
     pub(crate) shutdown: bool,
+}
+
+/// Retention of one stream not finished yet: carried over from commit to commit.
+#[derive(Debug)]
+pub(crate) struct RetentionJob {
+    /// Delete raw rows with event time `< before`.
+    before: EventTime,
+    /// The raw key to go on scanning from (the stream's prefix at the start).
+    cursor: Vec<u8>,
+    /// Rows deleted and not yet reported to a batch naming the stream.
+    unreported: u64,
+    /// Every row older than `before` was deleted (kept only until `unreported` is).
+    done: bool,
 }
 
 /// Counters only the committer changes, recovered from `meta` on open.
@@ -47,7 +73,13 @@ pub(crate) struct CommitterState {
     /// so the version guard needs no read for hot windows. Only the committer writes
     /// results, so the cache is never stale; it is cleared when it grows too big.
     pub(crate) versions: HashMap<Vec<u8>, u32>,
+    /// Retention still to do, per stream (see [`retention`]).
+    pub(crate) retention: BTreeMap<Arc<str>, RetentionJob>,
 }
+
+/// Series keys retention visits at most per commit group (a seek each), so a stream with
+/// very many keys and nothing to delete does not hold up one commit for long either.
+const RETENTION_KEYS_PER_COMMIT: usize = 100_000;
 
 /// The version cache is cleared beyond this many windows (about 100 MB at most).
 const VERSION_CACHE_LIMIT: usize = 1 << 20;
@@ -60,10 +92,13 @@ pub(crate) fn run(shared: &Shared, mut state: CommitterState) {
             while q.pending.is_empty() && !q.shutdown {
                 q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
             }
-            if q.pending.is_empty() {
+            // Staged batches ride with the next group (or are written at shutdown).
+            let mut group = std::mem::take(&mut q.deferred);
+            group.append(&mut q.pending);
+            if group.is_empty() {
                 return;
             }
-            std::mem::take(&mut q.pending)
+            group
         };
         if shared.poisoned.load(Ordering::SeqCst) {
             for r in group {
@@ -122,6 +157,9 @@ fn commit_group(
     // arrival order (keys and times interleaved) makes every insert a walk through cold
     // memory; sorted, neighbouring inserts share their path (3x faster in the bench).
     let mut raw_rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    // Sink cursors and delivery rows (`None`: pruned), the last write of a key winning.
+    let mut sink_states: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut delivery_rows: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
 
     for req in group {
         let b = &req.batch;
@@ -219,12 +257,111 @@ fn commit_group(
             wb.insert(&ks.checkpoints, k.as_slice(), v);
             checkpoint_seqs.insert(k, c.seq);
         }
+        for d in &b.deliveries {
+            let mut name = Vec::with_capacity(d.sink.len() + 2);
+            keys::put_str(&mut name, &d.sink);
+            let mut dk = name.clone();
+            keys::put_u64(&mut dk, d.id);
+            delivery_rows.insert(dk, Some(d.record.clone()));
+            if let Some(old) = d.id.checked_sub(DELIVERIES_KEPT) {
+                let mut ok = name.clone();
+                keys::put_u64(&mut ok, old);
+                delivery_rows.insert(ok, None);
+            }
+            let mut v = Vec::with_capacity(16);
+            keys::put_u64(&mut v, d.cursor);
+            keys::put_u64(&mut v, d.id);
+            sink_states.insert(name, v);
+        }
         answers.push(Committed {
             first_seq,
             last_seq: seq,
             last_change: change,
+            retention_deleted: 0,
+            retention_pending: false,
         });
     }
+
+    // Sinks: one write per key (the last of the group wins), so no key is written twice
+    // in one storage batch.
+    for (k, v) in sink_states {
+        wb.insert(&ks.sinks, k, v);
+    }
+    for (k, v) in delivery_rows {
+        match v {
+            Some(v) => wb.insert(&ks.deliveries, k, v),
+            None => wb.remove(&ks.deliveries, k),
+        }
+    }
+
+    // Retention, after every batch's events: the ids this group writes are known, so an
+    // id is never written and removed in one storage batch. The rows this group inserts
+    // are not in the keyspace yet, so they are never seen (a later retention gets them).
+    let mut retention = std::mem::take(&mut state.retention);
+    for req in group {
+        for (stream, before) in &req.batch.retention {
+            match retention.get_mut(stream) {
+                Some(job) if job.done => {
+                    // Finished earlier (its count not reported yet): scan again, rows
+                    // may have been committed since.
+                    job.done = false;
+                    job.before = job.before.max(*before);
+                    job.cursor = stream_prefix(stream);
+                }
+                Some(job) if job.before >= *before => {}
+                Some(job) => {
+                    // A later horizon: scan the stream again from the start.
+                    job.before = *before;
+                    job.cursor = stream_prefix(stream);
+                }
+                None => {
+                    retention.insert(
+                        stream.clone(),
+                        RetentionJob {
+                            before: *before,
+                            cursor: stream_prefix(stream),
+                            unreported: 0,
+                            done: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    let mut budget = RetentionBudget {
+        rows: RETENTION_ROWS_PER_COMMIT,
+        keys: RETENTION_KEYS_PER_COMMIT,
+    };
+    let mut doomed_ids: HashSet<Vec<u8>> = HashSet::new();
+    let mut deleted_total = 0u64;
+    for (stream, job) in retention.iter_mut().filter(|(_, j)| !j.done) {
+        if budget.rows == 0 || budget.keys == 0 {
+            break;
+        }
+        let (n, done) = retain(
+            shared,
+            &mut wb,
+            stream,
+            job,
+            &mut budget,
+            &id_times,
+            &mut doomed_ids,
+        )?;
+        job.unreported += n;
+        job.done = done;
+        deleted_total += n;
+    }
+    // Counts go to this group's first batch naming the stream; a finished job stays
+    // until its count is reported (`StoreStats::retention_deleted` counts everything).
+    for (req, answer) in group.iter().zip(answers.iter_mut()) {
+        for (stream, _) in &req.batch.retention {
+            if let Some(job) = retention.get_mut(stream) {
+                answer.retention_deleted += std::mem::take(&mut job.unreported);
+                answer.retention_pending |= !job.done;
+            }
+        }
+    }
+    retention.retain(|_, j| !j.done || j.unreported > 0);
 
     raw_rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (k, v) in raw_rows {
@@ -277,5 +414,87 @@ fn commit_group(
     state.last_dead_letter = dead;
     state.last_change = change;
     state.versions.extend(versions);
+    state.retention = retention;
+    shared
+        .retention_deleted
+        .fetch_add(deleted_total, Ordering::SeqCst);
     Ok(answers)
+}
+
+/// What retention may still do in this commit group.
+struct RetentionBudget {
+    rows: usize,
+    keys: usize,
+}
+
+fn stream_prefix(stream: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(stream.len() + 2);
+    keys::put_str(&mut p, stream);
+    p
+}
+
+/// Adds to `wb` the removal of `stream`'s raw rows older than `job.before` (and of their
+/// ids, unless the id's newest time is kept or this group writes it), from `job.cursor`
+/// on, key by key (one range per series key), within `budget`. Returns how many rows
+/// it removed and whether the stream is done; if not, `job.cursor` is where to go on
+/// (the first row not removed, or the next series key).
+fn retain(
+    shared: &Shared,
+    wb: &mut OwnedWriteBatch,
+    stream: &str,
+    job: &mut RetentionJob,
+    budget: &mut RetentionBudget,
+    id_times: &HashMap<Vec<u8>, i64>,
+    doomed_ids: &mut HashSet<Vec<u8>>,
+) -> Result<(u64, bool)> {
+    let ks = &shared.ks;
+    let prefix = stream_prefix(stream);
+    let end = keys::after_str_prefix(&prefix);
+    let mut deleted = 0u64;
+    let mut id_key = prefix.clone();
+    loop {
+        if budget.rows == 0 || budget.keys == 0 {
+            return Ok((deleted, false));
+        }
+        let Some(kv) = ks.raw.range(job.cursor.clone()..end.clone()).next() else {
+            return Ok((deleted, true));
+        };
+        budget.keys -= 1;
+        let k = kv.key()?;
+        let mut r = keys::KeyReader::new(k.get(prefix.len()..).unwrap_or_default(), "raw");
+        let key_bytes = r.skip_str()?;
+        let mut kp = prefix.clone();
+        kp.extend_from_slice(key_bytes);
+        // Resume inside this key if the cursor points into it.
+        let lo = if job.cursor.starts_with(&kp) {
+            job.cursor.clone()
+        } else {
+            kp.clone()
+        };
+        let mut hi = kp.clone();
+        keys::put_time(&mut hi, job.before.0);
+        for kv in ks.raw.range(lo..hi) {
+            let (k, v) = kv.into_inner()?;
+            if budget.rows == 0 {
+                job.cursor = k.to_vec();
+                return Ok((deleted, false));
+            }
+            budget.rows -= 1;
+            deleted += 1;
+            if let Some(id) = values::raw_id(&v)? {
+                id_key.truncate(prefix.len());
+                put_fingerprint(&mut id_key, &EventId(Arc::from(id)));
+                if !id_times.contains_key(&id_key)
+                    && !doomed_ids.contains(&id_key)
+                    && let Some(t) = ks.ids.get(&id_key)?
+                    && keys::time_from_bytes(&t, "ids value")? < job.before.0
+                {
+                    wb.remove(&ks.ids, id_key.clone());
+                    doomed_ids.insert(id_key.clone());
+                }
+            }
+            wb.remove(&ks.raw, k);
+        }
+        job.cursor = keys::after_str_prefix(&kp);
+    }
 }

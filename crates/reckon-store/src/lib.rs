@@ -48,9 +48,9 @@ mod store;
 mod values;
 
 pub use error::{Error, Result};
-pub use store::{DELIVERIES_KEPT, Store};
+pub use store::{DELIVERIES_KEPT, RETENTION_ROWS_PER_COMMIT, Staged, Store};
 
-use reckon_core::{DeadLetterReason, Event, PartitionId, ProcessingTime};
+use reckon_core::{DeadLetterReason, Event, EventTime, PartitionId, ProcessingTime};
 use std::sync::Arc;
 
 /// The on-disk format version this build writes and reads. A store written with a newer
@@ -78,6 +78,16 @@ pub struct CommitBatch {
     /// Replaces each named pipeline's checkpoint. Journal entries no checkpoint still
     /// needs are pruned by this commit (see [`Store::commit`]).
     pub checkpoints: Vec<Checkpoint>,
+    /// Sink deliveries (a webhook's messages): each moves its sink's cursor and records
+    /// the delivery, pruning the sink's deliveries beyond [`DELIVERIES_KEPT`]. Several
+    /// for one sink in a group are applied in order (the last cursor wins).
+    pub deliveries: Vec<Delivery>,
+    /// Retention, `(stream, before)`: the stream's raw events with event time
+    /// `< before` are deleted, with their ids (unless a newer event with the id is
+    /// kept). The committer deletes at most [`RETENTION_ROWS_PER_COMMIT`] rows per
+    /// commit group and carries the rest over to later commits
+    /// ([`Committed::retention_pending`]); see [`Store::apply_retention`].
+    pub retention: Vec<(Arc<str>, EventTime)>,
 }
 
 impl CommitBatch {
@@ -88,7 +98,23 @@ impl CommitBatch {
             && self.emissions.is_empty()
             && self.dead_letters.is_empty()
             && self.checkpoints.is_empty()
+            && self.deliveries.is_empty()
+            && self.retention.is_empty()
     }
+}
+
+/// One delivery of a sink (a webhook message), committed with [`CommitBatch::deliveries`]:
+/// the sink's cursor moves to `cursor` and the delivery record is stored, atomically.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The sink's name.
+    pub sink: Arc<str>,
+    /// The delivery number (the sink's last delivery becomes this).
+    pub id: u64,
+    /// Every change up to this number has been handled by the sink.
+    pub cursor: u64,
+    /// The delivery record as the sink encodes it (the webhook sink: JSON).
+    pub record: Vec<u8>,
 }
 
 /// One event as it was ingested: where from and when.
@@ -186,6 +212,15 @@ pub struct Committed {
     /// The change-feed number of the last result it stored (the store's newest change
     /// if it stored none).
     pub last_change: u64,
+    /// Raw rows deleted by retention of the streams this batch names in
+    /// [`CommitBatch::retention`]: in this commit, plus what later commits deleted for
+    /// carried-over retention of those streams since the last batch naming them was
+    /// answered. 0 for a batch with no retention.
+    pub retention_deleted: u64,
+    /// Whether retention of a stream this batch names is not finished yet (more rows
+    /// than one commit deletes): later commits carry on with it. Committing the same
+    /// entry again drives it on.
+    pub retention_pending: bool,
 }
 
 /// One read of the change feed (see [`Store::changes_page`]).
@@ -213,4 +248,6 @@ pub struct StoreStats {
     pub commits: u64,
     /// fsyncs done for them (fewer than `commits` when group commit shared them).
     pub fsyncs: u64,
+    /// Raw rows deleted by retention.
+    pub retention_deleted: u64,
 }

@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::keys::{self, KeyReader};
 use crate::values::{self, ColumnsCache, Interner};
 use crate::{
-    ChangesPage, Checkpoint, CommitBatch, Committed, DeadLetter, FORMAT_VERSION, JournalEntry,
-    RawRecord, SinkState, StoreStats,
+    ChangesPage, Checkpoint, CommitBatch, Committed, DeadLetter, Delivery, FORMAT_VERSION,
+    JournalEntry, RawRecord, SinkState, StoreStats,
 };
 use fjall::config::{BlockSizePolicy, CompressionPolicy, FilterPolicy};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -26,8 +26,10 @@ use std::thread::JoinHandle;
 const MAX_JOURNALING_SIZE: u64 = 64 * 1024 * 1024;
 /// Deliveries kept per sink in the delivery log.
 pub const DELIVERIES_KEPT: u64 = 10_000;
-/// Retention deletes in storage batches of this many rows.
-const RETENTION_CHUNK: usize = 10_000;
+/// Retention deletes at most this many raw rows per commit group (bounding the group's
+/// write batch and how long it holds up the commits behind it); the rest is carried
+/// over to later commits.
+pub const RETENTION_ROWS_PER_COMMIT: usize = 10_000;
 
 pub(crate) const META_FORMAT_VERSION: &[u8] = b"format_version";
 pub(crate) const META_LAST_SEQ: &[u8] = b"last_seq";
@@ -97,14 +99,15 @@ pub(crate) struct Shared {
     pub(crate) poison: Mutex<Option<String>>,
     pub(crate) poisoned: AtomicBool,
     pub(crate) fail_next_persist: AtomicBool,
-    /// Held while a storage batch is built and written, so that retention and the
-    /// committer never interleave their read-then-write of the ids keyspace.
+    /// Held while a storage batch is built and written, so that repair's removals and
+    /// the committer never interleave their read-then-write of the ids keyspace.
     pub(crate) write_lock: Mutex<()>,
     pub(crate) last_seq: AtomicU64,
     /// The newest change-feed sequence number durable.
     pub(crate) last_change: AtomicU64,
     pub(crate) commits: AtomicU64,
     pub(crate) fsyncs: AtomicU64,
+    pub(crate) retention_deleted: AtomicU64,
 }
 
 impl Shared {
@@ -150,6 +153,50 @@ impl Drop for Handle {
         if let Some(t) = self.committer.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A batch queued for the committer ([`Store::stage`]); [`Staged::wait`] gives its
+/// answer once it is durable.
+#[must_use = "a staged batch is committed with the next group; wait for its answer"]
+pub struct Staged {
+    store: Store,
+    answer: Answer,
+}
+
+enum Answer {
+    /// Answered already (refused, or nothing to write).
+    Ready(Result<Committed>),
+    Waiting(mpsc::Receiver<Result<Committed>>),
+}
+
+impl fmt::Debug for Staged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Staged").finish_non_exhaustive()
+    }
+}
+
+impl Staged {
+    /// Waits until the batch is durable (or refused). If it is still staged, it is
+    /// committed now (with whatever else is waiting).
+    pub fn wait(self) -> Result<Committed> {
+        let rx = match self.answer {
+            Answer::Ready(r) => return r,
+            Answer::Waiting(rx) => rx,
+        };
+        let shared = self.store.shared();
+        if let Ok(mut q) = shared.queue.lock()
+            && !q.deferred.is_empty()
+        {
+            // Still staged: make them wake the committer (they go first either way).
+            let mut staged = std::mem::take(&mut q.deferred);
+            staged.append(&mut q.pending);
+            q.pending = staged;
+        }
+        shared.wake.notify_one();
+        rx.recv().map_err(|_| {
+            Error::Closed("the committer thread stopped (this is a bug in reckon)".into())
+        })?
     }
 }
 
@@ -207,6 +254,7 @@ impl Store {
             last_dead_letter: meta_u64(META_LAST_DEAD_LETTER)?,
             last_change,
             versions: std::collections::HashMap::new(),
+            retention: std::collections::BTreeMap::new(),
         };
 
         let shared = Arc::new(Shared {
@@ -222,6 +270,7 @@ impl Store {
             last_change: AtomicU64::new(last_change),
             commits: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            retention_deleted: AtomicU64::new(0),
         });
         let for_thread = shared.clone();
         let committer = std::thread::Builder::new()
@@ -253,31 +302,74 @@ impl Store {
     /// A failed write or fsync poisons the store: that commit and every later one
     /// return [`Error::Poisoned`] until the store is reopened.
     pub fn commit(&self, batch: CommitBatch) -> Result<Committed> {
+        let staged = self.enqueue(batch, true);
+        staged.wait()
+    }
+
+    /// Queues `batch` to be written with the **next** commit group, whoever's commit
+    /// starts it, without starting one: a caller about to commit anyway (the server's
+    /// writer, with a webhook's delivery in hand) gets the staged batch into its own
+    /// group and fsync. [`Staged::wait`] returns once it is durable, starting a commit
+    /// of its own if none came. Dropping the [`Staged`] does not cancel the batch.
+    ///
+    /// ```
+    /// # use reckon_store::{CommitBatch, Delivery, Store};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let delivery = Delivery { sink: "slack".into(), id: 1, cursor: 0, record: b"{}".to_vec() };
+    /// let staged = store.stage(CommitBatch { deliveries: vec![delivery], ..CommitBatch::default() });
+    /// // ... the caller's own commit, which carries the staged batch along ...
+    /// staged.wait()?;
+    /// assert_eq!(store.sink_state("slack")?.last_delivery, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stage(&self, batch: CommitBatch) -> Staged {
+        self.enqueue(batch, false)
+    }
+
+    fn enqueue(&self, batch: CommitBatch, wake: bool) -> Staged {
         let shared = self.shared();
-        shared.check_writable()?;
+        let done = |r: Result<Committed>| Staged {
+            store: self.clone(),
+            answer: Answer::Ready(r),
+        };
+        if let Err(e) = shared.check_writable() {
+            return done(Err(e));
+        }
         if batch.is_empty() {
             let last = shared.last_seq.load(Ordering::SeqCst);
-            return Ok(Committed {
+            return done(Ok(Committed {
                 first_seq: last + 1,
                 last_seq: last,
                 last_change: self.last_change(),
-            });
+                retention_deleted: 0,
+                retention_pending: false,
+            }));
         }
         let (reply, answer) = mpsc::sync_channel(1);
         {
-            let mut q = shared
-                .queue
-                .lock()
-                .map_err(|_| Error::Closed("commit queue lock poisoned".into()))?;
+            let Ok(mut q) = shared.queue.lock() else {
+                return done(Err(Error::Closed("commit queue lock poisoned".into())));
+            };
             if q.shutdown {
-                return Err(Error::Closed("the store is shutting down".into()));
+                return done(Err(Error::Closed("the store is shutting down".into())));
             }
-            q.pending.push(Request { batch, reply });
+            let request = Request { batch, reply };
+            if wake {
+                q.pending.push(request);
+            } else {
+                q.deferred.push(request);
+            }
         }
-        shared.wake.notify_one();
-        answer.recv().map_err(|_| {
-            Error::Closed("the committer thread stopped (this is a bug in reckon)".into())
-        })?
+        if wake {
+            shared.wake.notify_one();
+        }
+        Staged {
+            store: self.clone(),
+            answer: Answer::Waiting(answer),
+        }
     }
 
     /// The sequence number of the last durable journal entry (0 if none yet).
@@ -295,6 +387,7 @@ impl Store {
         StoreStats {
             commits: self.shared().commits.load(Ordering::SeqCst),
             fsyncs: self.shared().fsyncs.load(Ordering::SeqCst),
+            retention_deleted: self.shared().retention_deleted.load(Ordering::SeqCst),
         }
     }
 
@@ -837,35 +930,19 @@ impl Store {
     }
 
     /// Records delivery `id` of `sink` (`record` is the caller's encoding, e.g. JSON)
-    /// and moves the sink's cursor to `cursor`, atomically and durably. Only the newest
+    /// and moves the sink's cursor to `cursor`, atomically and durably: a commit of one
+    /// [`Delivery`] (through the committer, like every write). Only the newest
     /// [`DELIVERIES_KEPT`] deliveries of a sink are kept.
     pub fn record_delivery(&self, sink: &str, id: u64, cursor: u64, record: &[u8]) -> Result<()> {
-        let shared = self.shared();
-        shared.check_writable()?;
-        let ks = &shared.ks;
-        let mut name = Vec::new();
-        keys::put_str(&mut name, sink);
-        let mut state = Vec::with_capacity(16);
-        keys::put_u64(&mut state, cursor);
-        keys::put_u64(&mut state, id);
-        let mut wb = shared.db.batch();
-        wb.insert(&ks.sinks, name.as_slice(), state);
-        let mut dk = name.clone();
-        keys::put_u64(&mut dk, id);
-        wb.insert(&ks.deliveries, dk, record);
-        if let Some(old) = id.checked_sub(DELIVERIES_KEPT) {
-            let mut ok = name.clone();
-            keys::put_u64(&mut ok, old);
-            wb.remove(&ks.deliveries, ok);
-        }
-        let written = wb
-            .commit()
-            .map_err(Error::from)
-            .and_then(|()| Ok(shared.db.persist(PersistMode::SyncAll)?));
-        if let Err(e) = written {
-            shared.set_poison(&e.to_string());
-            return Err(e);
-        }
+        self.commit(CommitBatch {
+            deliveries: vec![Delivery {
+                sink: Arc::from(sink),
+                id,
+                cursor,
+                record: record.to_vec(),
+            }],
+            ..CommitBatch::default()
+        })?;
         Ok(())
     }
 
@@ -975,41 +1052,25 @@ impl Store {
 
     /// Deletes the raw events of `stream` with event time `< before`, and their ids
     /// (unless a newer event with the same id is still kept). Results, dead letters and
-    /// checkpoints are kept. Returns how many events were deleted. The deletions are
-    /// fsync'd before it returns; a poisoned store refuses.
+    /// checkpoints are kept. Returns how many events were deleted.
+    ///
+    /// This commits [`CommitBatch::retention`] `[(stream, before)]` through the committer
+    /// until it is finished (a commit deletes at most [`RETENTION_ROWS_PER_COMMIT`]
+    /// rows; each is fsync'd); a poisoned store refuses. Callers that commit anyway can
+    /// put the entry into their own batch instead and let later commits carry it on.
     pub fn apply_retention(&self, stream: &str, before: EventTime) -> Result<u64> {
-        let shared = self.shared();
-        shared.check_writable()?;
-        let mut stream_prefix = Vec::new();
-        keys::put_str(&mut stream_prefix, stream);
-        let end = keys::after_str_prefix(&stream_prefix);
-        let mut cursor = stream_prefix.clone();
-        let mut doomed: Vec<(fjall::UserKey, fjall::UserValue)> = Vec::new();
-        let mut deleted = 0u64;
+        let stream: Arc<str> = Arc::from(stream);
+        let mut deleted = 0;
         loop {
-            let Some(kv) = shared.ks.raw.range(cursor.clone()..end.clone()).next() else {
-                break;
-            };
-            let k = kv.key()?;
-            let mut r = KeyReader::new(&k[stream_prefix.len()..], "raw");
-            let key_bytes = r.skip_str()?;
-            let mut kp = stream_prefix.clone();
-            kp.extend_from_slice(key_bytes);
-            let (lo, mut hi) = (kp.clone(), kp.clone());
-            keys::put_time(&mut hi, before.0);
-            for kv in shared.ks.raw.range(lo..hi) {
-                doomed.push(kv.into_inner()?);
-                if doomed.len() >= RETENTION_CHUNK {
-                    deleted += self.delete_raw(&stream_prefix, &mut doomed, before)?;
-                }
+            let c = self.commit(CommitBatch {
+                retention: vec![(stream.clone(), before)],
+                ..CommitBatch::default()
+            })?;
+            deleted += c.retention_deleted;
+            if !c.retention_pending {
+                return Ok(deleted);
             }
-            cursor = keys::after_str_prefix(&kp);
         }
-        deleted += self.delete_raw(&stream_prefix, &mut doomed, before)?;
-        if deleted > 0 {
-            self.persist_or_poison()?;
-        }
-        Ok(deleted)
     }
 
     /// Repair (`reckon repair`): deletes the raw events of `stream` with event time
@@ -1161,41 +1222,6 @@ impl Store {
             })
             .max()
             .unwrap_or(0)
-    }
-
-    fn delete_raw(
-        &self,
-        stream_prefix: &[u8],
-        doomed: &mut Vec<(fjall::UserKey, fjall::UserValue)>,
-        before: EventTime,
-    ) -> Result<u64> {
-        if doomed.is_empty() {
-            return Ok(0);
-        }
-        let shared = self.shared();
-        let _w = shared.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        shared.check_writable()?;
-        let mut wb = shared.db.batch();
-        let mut id_key = stream_prefix.to_vec();
-        for (k, v) in doomed.iter() {
-            wb.remove(&shared.ks.raw, k.clone());
-            if let Some(id) = values::raw_id(v)? {
-                id_key.truncate(stream_prefix.len());
-                put_fingerprint(&mut id_key, &EventId(Arc::from(id)));
-                if let Some(t) = shared.ks.ids.get(&id_key)?
-                    && keys::time_from_bytes(&t, "ids value")? < before.0
-                {
-                    wb.remove(&shared.ks.ids, id_key.clone());
-                }
-            }
-        }
-        let n = doomed.len() as u64;
-        doomed.clear();
-        if let Err(e) = wb.commit() {
-            shared.set_poison(&e.to_string());
-            return Err(e.into());
-        }
-        Ok(n)
     }
 
     fn persist_or_poison(&self) -> Result<()> {

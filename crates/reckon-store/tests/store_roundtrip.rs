@@ -33,7 +33,9 @@ fn events_come_back_by_key_and_time_range_in_time_then_seq_order() {
         Committed {
             first_seq: 1,
             last_seq: 6,
-            last_change: 0
+            last_change: 0,
+            retention_deleted: 0,
+            retention_pending: false,
         }
     );
     assert_eq!(store.last_seq(), 6);
@@ -95,7 +97,9 @@ fn events_come_back_by_key_and_time_range_in_time_then_seq_order() {
         Committed {
             first_seq: 7,
             last_seq: 7,
-            last_change: 0
+            last_change: 0,
+            retention_deleted: 0,
+            retention_pending: false,
         },
         "seqs continue after reopen"
     );
@@ -157,7 +161,9 @@ fn journal_holds_events_and_ticks_in_seq_order_and_checkpoints_prune_it() {
         Committed {
             first_seq: 1,
             last_seq: 5,
-            last_change: 0
+            last_change: 0,
+            retention_deleted: 0,
+            retention_pending: false,
         }
     );
     let b2 = CommitBatch {
@@ -523,7 +529,9 @@ fn an_empty_commit_is_an_empty_range() {
         Committed {
             first_seq: 1,
             last_seq: 0,
-            last_change: 0
+            last_change: 0,
+            retention_deleted: 0,
+            retention_pending: false,
         }
     );
     let c = store
@@ -537,7 +545,9 @@ fn an_empty_commit_is_an_empty_range() {
         Committed {
             first_seq: 1,
             last_seq: 0,
-            last_change: 1
+            last_change: 1,
+            retention_deleted: 0,
+            retention_pending: false,
         }
     );
 }
