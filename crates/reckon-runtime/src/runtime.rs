@@ -408,7 +408,17 @@ impl Runtime {
             let seq = self.store.last_seq() + entries;
             self.checkpoints_into(&mut batch, seq)?;
         }
-        let checkpointed = !batch.checkpoints.is_empty();
+        // With a checkpoint, raw events no reader of the group's streams needs any more
+        // are deleted in the same commit (by the committer, the store's only writer).
+        if !batch.checkpoints.is_empty() {
+            let streams: BTreeSet<Arc<str>> = pending_ids.into_keys().collect();
+            for s in streams {
+                if let Some(before) = self.retention_horizon(&s) {
+                    batch.retention.push((s, before));
+                }
+            }
+        }
+        let retention = batch.retention.clone();
         // The sink sees the emissions only once they are durable.
         let emissions = batch.emissions.clone();
         let committed = self.store.commit(batch)?;
@@ -416,10 +426,10 @@ impl Runtime {
             r.last_seq = committed.last_seq;
         }
         emissions.iter().for_each(sink);
-        if checkpointed {
-            let streams: BTreeSet<Arc<str>> = pending_ids.into_keys().collect();
-            for s in &streams {
-                self.apply_retention(s)?;
+        if committed.retention_pending {
+            // More rows than one commit deletes: drive it on in commits of its own.
+            for (s, before) in retention {
+                self.store.apply_retention(&s, before)?;
             }
         }
         Ok(reports)
@@ -743,6 +753,15 @@ impl Runtime {
     /// older than the retention horizon of every one of them (results are kept).
     /// Returns how many were deleted.
     pub fn apply_retention(&self, stream: &str) -> Result<u64> {
+        match self.retention_horizon(stream) {
+            Some(before) => Ok(self.store.apply_retention(stream, before)?),
+            None => Ok(0),
+        }
+    }
+
+    /// The time before which no operator reading `stream` needs its raw events (the
+    /// earliest retention horizon among them), if any.
+    fn retention_horizon(&self, stream: &str) -> Option<EventTime> {
         let horizon = self
             .readers
             .get(stream)
@@ -758,12 +777,7 @@ impl Runtime {
                     .collect::<Vec<_>>()
             })
             .min();
-        match horizon {
-            Some(before) if before > EventTime::MIN => {
-                Ok(self.store.apply_retention(stream, before)?)
-            }
-            _ => Ok(0),
-        }
+        horizon.filter(|&before| before > EventTime::MIN)
     }
 
     /// Processing time passed with no event: timers, idle partitions, stalled

@@ -370,6 +370,7 @@ mod tests {
             checksum: Checksum { count: 1, hash: 1 },
             emitted_at: ProcessingTime(i64::from(version)),
             watermark: Watermark(EventTime(60)),
+            states: None,
         }
     }
 
