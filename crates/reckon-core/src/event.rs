@@ -511,8 +511,8 @@ mod tests {
 
     #[test]
     fn a_tag_is_found_by_its_unescaped_name_without_allocating() {
-        let k = Key::from_tags([("a,b", "x=y"), ("c\\", ""), ("site", "north"), ("z", "1")])
-            .unwrap();
+        let k =
+            Key::from_tags([("a,b", "x=y"), ("c\\", ""), ("site", "north"), ("z", "1")]).unwrap();
         assert_eq!(k.tag("site").unwrap().as_plain(), Some("north"));
         assert_eq!(k.tag("z").unwrap().as_plain(), Some("1"));
         assert_eq!(k.tag("c\\").unwrap().as_plain(), Some(""));

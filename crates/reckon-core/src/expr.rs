@@ -78,7 +78,10 @@ impl ExprError {
     /// ```
     pub fn render(&self, source: &str) -> String {
         let pos = floor_char_boundary(source, self.pos);
-        let line_start = source.get(..pos).and_then(|s| s.rfind('\n')).map_or(0, |i| i + 1);
+        let line_start = source
+            .get(..pos)
+            .and_then(|s| s.rfind('\n'))
+            .map_or(0, |i| i + 1);
         let line_end = source
             .get(pos..)
             .and_then(|s| s.find('\n'))
@@ -90,7 +93,10 @@ impl ExprError {
             .chars()
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
-        let line_no = source.get(..line_start).map_or(0, |s| s.matches('\n').count()) + 1;
+        let line_no = source
+            .get(..line_start)
+            .map_or(0, |s| s.matches('\n').count())
+            + 1;
         let place = if source.contains('\n') {
             format!(" (line {line_no})")
         } else {
@@ -244,9 +250,8 @@ impl Serialize for Expr {
 impl<'de> Deserialize<'de> for Expr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Expr, D::Error> {
         let source = String::deserialize(d)?;
-        Expr::parse(&source).map_err(|e| {
-            serde::de::Error::custom(format!("invalid expression `{source}`: {e}"))
-        })
+        Expr::parse(&source)
+            .map_err(|e| serde::de::Error::custom(format!("invalid expression `{source}`: {e}")))
     }
 }
 

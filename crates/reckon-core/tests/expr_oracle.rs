@@ -101,7 +101,8 @@ fn num_lit() -> impl Strategy<Value = L> {
             Just(9.223372036854775807e18),
             (0.0f64..1e20),
             // `-0.0 >= 0.0`, so the sign bit is what must be clear.
-            any::<f64>().prop_filter("finite, not negative", |x| x.is_finite() && x.is_sign_positive()),
+            any::<f64>().prop_filter("finite, not negative", |x| x.is_finite()
+                && x.is_sign_positive()),
         ]
         .prop_map(L::Float),
     ]
@@ -145,21 +146,23 @@ fn in_list() -> impl Strategy<Value = Vec<L>> {
 }
 
 fn bin_op() -> impl Strategy<Value = Bin> {
-    proptest::sample::select(&[
-        Bin::Add,
-        Bin::Sub,
-        Bin::Mul,
-        Bin::Div,
-        Bin::Rem,
-        Bin::Eq,
-        Bin::Ne,
-        Bin::Lt,
-        Bin::Le,
-        Bin::Gt,
-        Bin::Ge,
-        Bin::And,
-        Bin::Or,
-    ][..])
+    proptest::sample::select(
+        &[
+            Bin::Add,
+            Bin::Sub,
+            Bin::Mul,
+            Bin::Div,
+            Bin::Rem,
+            Bin::Eq,
+            Bin::Ne,
+            Bin::Lt,
+            Bin::Le,
+            Bin::Gt,
+            Bin::Ge,
+            Bin::And,
+            Bin::Or,
+        ][..],
+    )
 }
 
 fn tree() -> impl Strategy<Value = E> {
@@ -273,7 +276,10 @@ impl Renderer {
                 let q = if double { '"' } else { '\'' };
                 let mut out = String::from(q);
                 for c in s.chars() {
-                    if c == q || c == '\\' || (self.style == Style::Noisy && c == '\'' && self.noise.one_in(2)) {
+                    if c == q
+                        || c == '\\'
+                        || (self.style == Style::Noisy && c == '\'' && self.noise.one_in(2))
+                    {
                         out.push('\\');
                     }
                     out.push(c);
@@ -314,11 +320,7 @@ impl Renderer {
             Style::Minimal => level < min,
             Style::Noisy => level < min || self.noise.one_in(5),
         };
-        if wrap {
-            format!("({text})")
-        } else {
-            text
-        }
+        if wrap { format!("({text})") } else { text }
     }
 
     /// The node's precedence level and its text without outer parentheses (in the
@@ -375,7 +377,11 @@ impl Renderer {
                 let inw = self.kw("in");
                 let items: Vec<String> = list.iter().map(|l| self.lit(l)).collect();
                 let text = format!("{xt} {not}{inw} ({})", items.join(", "));
-                if canon { (8, format!("({text})")) } else { (4, text) }
+                if canon {
+                    (8, format!("({text})"))
+                } else {
+                    (4, text)
+                }
             }
             E::IsNull(x, negated) => {
                 let xt = self.render(x, 5);
@@ -387,7 +393,11 @@ impl Renderer {
                 };
                 let null = self.kw("null");
                 let text = format!("{xt} {is} {not}{null}");
-                if canon { (8, format!("({text})")) } else { (4, text) }
+                if canon {
+                    (8, format!("({text})"))
+                } else {
+                    (4, text)
+                }
             }
             E::Call(f, args) => {
                 let name = match f {
@@ -447,7 +457,9 @@ fn type_of(e: &E) -> Option<Ty> {
                 Bin::Add | Bin::Sub | Bin::Mul | Bin::Div | Bin::Rem => {
                     (fits(a, Ty::Num) && fits(b, Ty::Num)).then_some(Ty::Num)?
                 }
-                Bin::And | Bin::Or => (fits(a, Ty::Bool) && fits(b, Ty::Bool)).then_some(Ty::Bool)?,
+                Bin::And | Bin::Or => {
+                    (fits(a, Ty::Bool) && fits(b, Ty::Bool)).then_some(Ty::Bool)?
+                }
                 Bin::Eq | Bin::Ne => (!clash(a, b)).then_some(Ty::Bool)?,
                 _ => (!clash(a, b) && a != Ty::Bool && b != Ty::Bool).then_some(Ty::Bool)?,
             }
@@ -689,8 +701,14 @@ fn eval(e: &E, ev: &Ev) -> V {
             }
             let items: Vec<V> = list.iter().map(of_lit).filter(|v| *v != V::Null).collect();
             let has_null = items.len() < list.len();
-            let same_kind: Vec<&V> = items.iter().filter(|v| value_cmp(&xv, v).is_some()).collect();
-            let r = if same_kind.iter().any(|v| value_cmp(&xv, v) == Some(Ordering::Equal)) {
+            let same_kind: Vec<&V> = items
+                .iter()
+                .filter(|v| value_cmp(&xv, v).is_some())
+                .collect();
+            let r = if same_kind
+                .iter()
+                .any(|v| value_cmp(&xv, v) == Some(Ordering::Equal))
+            {
                 V::B(true)
             } else if same_kind.is_empty() || has_null {
                 V::Null
@@ -712,7 +730,11 @@ fn eval(e: &E, ev: &Ev) -> V {
                     _ => V::Null,
                 },
                 F::Min | F::Max => {
-                    let want = if *f == F::Min { Ordering::Less } else { Ordering::Greater };
+                    let want = if *f == F::Min {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    };
                     let mut best = V::Null;
                     for v in vals {
                         match v {
@@ -809,7 +831,10 @@ fn event() -> impl Strategy<Value = Ev> {
 fn same_type(ours: Type, theirs: Ty) -> bool {
     matches!(
         (ours, theirs),
-        (Type::Num, Ty::Num) | (Type::Str, Ty::Str) | (Type::Bool, Ty::Bool) | (Type::Unknown, Ty::Unk)
+        (Type::Num, Ty::Num)
+            | (Type::Str, Ty::Str)
+            | (Type::Bool, Ty::Bool)
+            | (Type::Unknown, Ty::Unk)
     )
 }
 
@@ -858,33 +883,37 @@ proptest! {
 /// and 2^63), ties between an integer and an equal float, signed zeros, extremes.
 fn hard_number() -> impl Strategy<Value = Value> {
     prop_oneof![
-        proptest::sample::select(&[
-            0i64,
-            1,
-            -1,
-            3,
-            i64::MAX,
-            i64::MIN,
-            i64::MIN + 1,
-            1 << 53,
-            (1 << 53) + 1,
-            -(1 << 53) - 1,
-        ][..])
+        proptest::sample::select(
+            &[
+                0i64,
+                1,
+                -1,
+                3,
+                i64::MAX,
+                i64::MIN,
+                i64::MIN + 1,
+                1 << 53,
+                (1 << 53) + 1,
+                -(1 << 53) - 1,
+            ][..]
+        )
         .prop_map(Value::I64),
-        proptest::sample::select(&[
-            0.0f64,
-            -0.0,
-            1.0,
-            -1.0,
-            3.0,
-            0.5,
-            9_223_372_036_854_775_808.0,
-            -9_223_372_036_854_775_808.0,
-            9_007_199_254_740_992.0,
-            9_007_199_254_740_994.0,
-            -9_007_199_254_740_992.0,
-            1e300,
-        ][..])
+        proptest::sample::select(
+            &[
+                0.0f64,
+                -0.0,
+                1.0,
+                -1.0,
+                3.0,
+                0.5,
+                9_223_372_036_854_775_808.0,
+                -9_223_372_036_854_775_808.0,
+                9_007_199_254_740_992.0,
+                9_007_199_254_740_994.0,
+                -9_007_199_254_740_992.0,
+                1e300,
+            ][..]
+        )
         .prop_map(Value::F64),
     ]
 }
@@ -951,7 +980,10 @@ fn the_generator_makes_well_and_ill_typed_trees() {
     }
     assert!(good * 4 > n, "well-typed: {good} of {n}");
     assert!(bad * 4 > n, "ill-typed: {bad} of {n}");
-    assert!(non_null * 3 > good, "non-null results: {non_null} of {good}");
+    assert!(
+        non_null * 3 > good,
+        "non-null results: {non_null} of {good}"
+    );
 }
 
 #[test]
@@ -963,14 +995,40 @@ fn the_reference_agrees_with_hand_worked_cases() {
     };
     let f = |n| Box::new(E::Field(n));
     let lit = |l| Box::new(E::Lit(l));
-    assert_eq!(eval(&E::Bin(Bin::Div, f("a"), lit(L::Int(2))), &ev), V::F(3.5));
-    assert_eq!(eval(&E::Bin(Bin::And, lit(L::Bool(false)), f("missing_not_in_names")), &ev), V::B(false));
-    assert_eq!(eval(&E::Bin(Bin::Eq, f("t"), lit(L::Str("x,y".into()))), &ev), V::B(true));
-    assert_eq!(eval(&E::Bin(Bin::Lt, f("a"), lit(L::Float(7.5))), &ev), V::B(true));
-    assert_eq!(cmp_i_f(i64::MAX, 9.223372036854775807e18), Ordering::Less);
-    assert_eq!(render(&E::Neg(Box::new(E::Neg(f("a")))), Style::Minimal, 0), "- -a");
     assert_eq!(
-        render(&E::Bin(Bin::Sub, f("a"), Box::new(E::Bin(Bin::Sub, f("b"), f("odd name")))), Style::Minimal, 0),
+        eval(&E::Bin(Bin::Div, f("a"), lit(L::Int(2))), &ev),
+        V::F(3.5)
+    );
+    assert_eq!(
+        eval(
+            &E::Bin(Bin::And, lit(L::Bool(false)), f("missing_not_in_names")),
+            &ev
+        ),
+        V::B(false)
+    );
+    assert_eq!(
+        eval(&E::Bin(Bin::Eq, f("t"), lit(L::Str("x,y".into()))), &ev),
+        V::B(true)
+    );
+    assert_eq!(
+        eval(&E::Bin(Bin::Lt, f("a"), lit(L::Float(7.5))), &ev),
+        V::B(true)
+    );
+    assert_eq!(cmp_i_f(i64::MAX, 9.223372036854775807e18), Ordering::Less);
+    assert_eq!(
+        render(&E::Neg(Box::new(E::Neg(f("a")))), Style::Minimal, 0),
+        "- -a"
+    );
+    assert_eq!(
+        render(
+            &E::Bin(
+                Bin::Sub,
+                f("a"),
+                Box::new(E::Bin(Bin::Sub, f("b"), f("odd name")))
+            ),
+            Style::Minimal,
+            0
+        ),
         "a - (b - `odd name`)"
     );
 }

@@ -269,7 +269,9 @@ fn lex(src: &str) -> Result<Vec<Token>, ExprError> {
                 if !is_ident_start(c) {
                     return Err(err(
                         start,
-                        format!("unexpected character `{c}` (a name with such characters is written in backquotes: `a name`)"),
+                        format!(
+                            "unexpected character `{c}` (a name with such characters is written in backquotes: `a name`)"
+                        ),
                     ));
                 }
                 let len = rest
@@ -288,11 +290,7 @@ fn lex(src: &str) -> Result<Vec<Token>, ExprError> {
             }
         };
         i += len;
-        out.push(Token {
-            tok,
-            start,
-            end: i,
-        });
+        out.push(Token { tok, start, end: i });
     }
     out.push(Token {
         tok: Tok::End,
@@ -346,7 +344,9 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), ExprError> {
             _ => {
                 return Err(err(
                     start,
-                    format!("the integer `{text}` does not fit in 64 bits (write `{text}.0` for a float)"),
+                    format!(
+                        "the integer `{text}` does not fit in 64 bits (write `{text}.0` for a float)"
+                    ),
                 ));
             }
         }
@@ -660,8 +660,7 @@ impl Parser<'_> {
     fn product(&mut self) -> Result<Node, ExprError> {
         let depth = self.depth;
         let mut left = self.unary()?;
-        while let Tok::Arith(op @ (ArithOp::Mul | ArithOp::Div | ArithOp::Rem)) = self.peek().tok
-        {
+        while let Tok::Arith(op @ (ArithOp::Mul | ArithOp::Div | ArithOp::Rem)) = self.peek().tok {
             let pos = self.bump().start;
             self.nest(pos)?;
             let right = self.unary()?;
@@ -741,10 +740,7 @@ impl Parser<'_> {
     }
 
     fn call(&mut self, name_tok: &Token, name: &str) -> Result<Node, ExprError> {
-        let Some(&(_, func)) = FUNCTIONS
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        else {
+        let Some(&(_, func)) = FUNCTIONS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) else {
             return Err(err(
                 name_tok.start,
                 format!("unknown function `{name}` (the functions are abs, min, max and coalesce)"),
@@ -825,18 +821,34 @@ pub(super) fn check(node: &Node) -> Result<Type, ExprError> {
         Kind::Lit(l) => l.ty(),
         Kind::Field(_) => Type::Unknown,
         Kind::Neg(x) => {
-            need(check(x)?, Type::Num, "`-` needs a number, but its operand".into())?;
+            need(
+                check(x)?,
+                Type::Num,
+                "`-` needs a number, but its operand".into(),
+            )?;
             Type::Num
         }
         Kind::Not(x) => {
-            need(check(x)?, Type::Bool, "`not` needs a boolean, but its operand".into())?;
+            need(
+                check(x)?,
+                Type::Bool,
+                "`not` needs a boolean, but its operand".into(),
+            )?;
             Type::Bool
         }
         Kind::Arith(op, l, r) => {
             let (lt, rt) = (check(l)?, check(r)?);
             let sym = op.symbol();
-            need(lt, Type::Num, format!("`{sym}` needs numbers, but its left side"))?;
-            need(rt, Type::Num, format!("`{sym}` needs numbers, but its right side"))?;
+            need(
+                lt,
+                Type::Num,
+                format!("`{sym}` needs numbers, but its left side"),
+            )?;
+            need(
+                rt,
+                Type::Num,
+                format!("`{sym}` needs numbers, but its right side"),
+            )?;
             Type::Num
         }
         Kind::Cmp(op, l, r) => {
@@ -847,7 +859,9 @@ pub(super) fn check(node: &Node) -> Result<Type, ExprError> {
                     if ty == Type::Bool {
                         return Err(err(
                             pos,
-                            format!("`{sym}` needs numbers or strings, but its {side} side is a boolean"),
+                            format!(
+                                "`{sym}` needs numbers or strings, but its {side} side is a boolean"
+                            ),
                         ));
                     }
                 }
@@ -869,8 +883,16 @@ pub(super) fn check(node: &Node) -> Result<Type, ExprError> {
             } else {
                 "or"
             };
-            need(lt, Type::Bool, format!("`{word}` needs booleans, but its left side"))?;
-            need(rt, Type::Bool, format!("`{word}` needs booleans, but its right side"))?;
+            need(
+                lt,
+                Type::Bool,
+                format!("`{word}` needs booleans, but its left side"),
+            )?;
+            need(
+                rt,
+                Type::Bool,
+                format!("`{word}` needs booleans, but its right side"),
+            )?;
             Type::Bool
         }
         Kind::In { x, list, .. } => {
@@ -931,7 +953,9 @@ fn check_call(pos: usize, func: Func, args: &[Node]) -> Result<Type, ExprError> 
     }
     let mut first: Option<(usize, Type)> = None;
     for (i, arg) in args.iter().enumerate() {
-        let Some(t) = known(check(arg)?) else { continue };
+        let Some(t) = known(check(arg)?) else {
+            continue;
+        };
         match func {
             Func::Abs if t != Type::Num => {
                 return Err(err(

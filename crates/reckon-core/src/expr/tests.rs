@@ -102,11 +102,20 @@ fn precedence_is_or_and_not_comparison_sum_product_unary() {
         ("a - -1", "(a - (-1))"),
         ("a + b < c * d", "((a + b) < (c * d))"),
         ("(a + b) * c", "((a + b) * c)"),
-        ("a in (1, -2, 3.5) and b not in ('x')", "((a in (1, -2, 3.5)) and (b not in ('x')))"),
+        (
+            "a in (1, -2, 3.5) and b not in ('x')",
+            "((a in (1, -2, 3.5)) and (b not in ('x')))",
+        ),
         ("a + 1 is not null", "((a + 1) is not null)"),
         ("not a is null", "(not (a is null))"),
-        ("ABS(a) + Min(a, b, 1) - max(c) + coalesce(d, 0)", "(((abs(a) + min(a, b, 1)) - max(c)) + coalesce(d, 0))"),
-        ("a >= b Or c <= d AND e > f", "((a >= b) or ((c <= d) and (e > f)))"),
+        (
+            "ABS(a) + Min(a, b, 1) - max(c) + coalesce(d, 0)",
+            "(((abs(a) + min(a, b, 1)) - max(c)) + coalesce(d, 0))",
+        ),
+        (
+            "a >= b Or c <= d AND e > f",
+            "((a >= b) or ((c <= d) and (e > f)))",
+        ),
     ] {
         assert_eq!(canon(src), want, "{src}");
         // The canonical form reads back as itself.
@@ -117,28 +126,70 @@ fn precedence_is_or_and_not_comparison_sum_product_unary() {
 #[test]
 fn syntax_errors_say_where_and_what() {
     for (src, want) in [
-        ("", "at 0: expected an expression, found the end of the expression"),
-        ("a +", "at 3: expected an expression, found the end of the expression"),
-        ("(a + 1", "at 6: expected `)` to close the `(` at 0, found the end of the expression"),
-        ("a b", "at 2: expected an operator or the end of the expression, found `b`"),
-        ("a < b < c", "at 6: comparisons do not chain: put parentheses around one, or join them with `and` (found `<`)"),
-        ("a = 1 is null", "at 6: comparisons do not chain: put parentheses around one, or join them with `and` (found `is`)"),
-        ("a is 1", "at 5: expected `null` or `not null` after `is`, found `1`"),
+        (
+            "",
+            "at 0: expected an expression, found the end of the expression",
+        ),
+        (
+            "a +",
+            "at 3: expected an expression, found the end of the expression",
+        ),
+        (
+            "(a + 1",
+            "at 6: expected `)` to close the `(` at 0, found the end of the expression",
+        ),
+        (
+            "a b",
+            "at 2: expected an operator or the end of the expression, found `b`",
+        ),
+        (
+            "a < b < c",
+            "at 6: comparisons do not chain: put parentheses around one, or join them with `and` (found `<`)",
+        ),
+        (
+            "a = 1 is null",
+            "at 6: comparisons do not chain: put parentheses around one, or join them with `and` (found `is`)",
+        ),
+        (
+            "a is 1",
+            "at 5: expected `null` or `not null` after `is`, found `1`",
+        ),
         ("a in 1", "at 5: expected `(` after `in`, found `1`"),
         ("a in ()", "at 6: an `in` list cannot be empty"),
-        ("a in (b)", "at 6: an `in` list holds literals (numbers, strings, true, false, null), found `b`"),
-        ("a in (1 2)", "at 8: expected `,` or `)` to close the `in` list opened at 5, found `2`"),
+        (
+            "a in (b)",
+            "at 6: an `in` list holds literals (numbers, strings, true, false, null), found `b`",
+        ),
+        (
+            "a in (1 2)",
+            "at 8: expected `,` or `)` to close the `in` list opened at 5, found `2`",
+        ),
         ("'abc", "at 0: this string is never closed"),
-        (r"'a\nb'", r#"at 2: unknown escape `\n` in a string (the escapes are `\'`, `\"`, `\\`)"#),
+        (
+            r"'a\nb'",
+            r#"at 2: unknown escape `\n` in a string (the escapes are `\'`, `\"`, `\\`)"#,
+        ),
         ("``", "at 0: a quoted name cannot be empty"),
         ("a ! b", "at 2: unknown operator `!` (use `!=` or `not`)"),
-        ("a # b", "at 2: unexpected character `#` (a name with such characters is written in backquotes: `a name`)"),
+        (
+            "a # b",
+            "at 2: unexpected character `#` (a name with such characters is written in backquotes: `a name`)",
+        ),
         ("12abc", "at 0: `12abc` is not a number"),
         ("1.2.3", "at 0: `1.2.3` is not a number"),
-        ("9223372036854775808", "at 0: the integer `9223372036854775808` does not fit in 64 bits (write `9223372036854775808.0` for a float)"),
+        (
+            "9223372036854775808",
+            "at 0: the integer `9223372036854775808` does not fit in 64 bits (write `9223372036854775808.0` for a float)",
+        ),
         ("1e999", "at 0: the number `1e999` is too large"),
-        ("foo(1)", "at 0: unknown function `foo` (the functions are abs, min, max and coalesce)"),
-        ("min(1, 2", "at 8: expected `,` or `)` to close the `(` of `min` at 3, found the end of the expression"),
+        (
+            "foo(1)",
+            "at 0: unknown function `foo` (the functions are abs, min, max and coalesce)",
+        ),
+        (
+            "min(1, 2",
+            "at 8: expected `,` or `)` to close the `(` of `min` at 3, found the end of the expression",
+        ),
         ("a = not b", "at 4: expected an expression, found `not`"),
     ] {
         assert_eq!(error(src), want, "{src}");
@@ -148,25 +199,73 @@ fn syntax_errors_say_where_and_what() {
 #[test]
 fn type_errors_say_where_and_what() {
     for (src, want) in [
-        ("'a' + 1", "at 4: `+` needs numbers, but its left side is a string"),
-        ("value > 1 and 'a' + 1", "at 18: `+` needs numbers, but its left side is a string"),
-        ("value - 'abc'", "at 6: `-` needs numbers, but its right side is a string"),
-        ("-'x'", "at 0: `-` needs a number, but its operand is a string"),
-        ("not 5", "at 0: `not` needs a boolean, but its operand is a number"),
-        ("value > 'x' and 3", "at 12: `and` needs booleans, but its right side is a number"),
-        ("1 or a", "at 2: `or` needs booleans, but its left side is a number"),
+        (
+            "'a' + 1",
+            "at 4: `+` needs numbers, but its left side is a string",
+        ),
+        (
+            "value > 1 and 'a' + 1",
+            "at 18: `+` needs numbers, but its left side is a string",
+        ),
+        (
+            "value - 'abc'",
+            "at 6: `-` needs numbers, but its right side is a string",
+        ),
+        (
+            "-'x'",
+            "at 0: `-` needs a number, but its operand is a string",
+        ),
+        (
+            "not 5",
+            "at 0: `not` needs a boolean, but its operand is a number",
+        ),
+        (
+            "value > 'x' and 3",
+            "at 12: `and` needs booleans, but its right side is a number",
+        ),
+        (
+            "1 or a",
+            "at 2: `or` needs booleans, but its left side is a number",
+        ),
         ("1 = 'a'", "at 2: `=` cannot compare a number with a string"),
-        ("true < a", "at 5: `<` needs numbers or strings, but its left side is a boolean"),
-        ("a >= (b = c)", "at 2: `>=` needs numbers or strings, but its right side is a boolean"),
-        ("a in (1, 'x')", "at 9: an `in` list holds values of one type, but it mixes a number and a string"),
-        ("'a' not in (1, 2)", "at 4: `in` cannot compare a string with a list of numbers"),
-        ("abs('x')", "at 4: `abs` needs a number, but its argument is a string"),
-        ("abs(1, 2)", "at 0: `abs` takes 1 argument, but 2 were given"),
+        (
+            "true < a",
+            "at 5: `<` needs numbers or strings, but its left side is a boolean",
+        ),
+        (
+            "a >= (b = c)",
+            "at 2: `>=` needs numbers or strings, but its right side is a boolean",
+        ),
+        (
+            "a in (1, 'x')",
+            "at 9: an `in` list holds values of one type, but it mixes a number and a string",
+        ),
+        (
+            "'a' not in (1, 2)",
+            "at 4: `in` cannot compare a string with a list of numbers",
+        ),
+        (
+            "abs('x')",
+            "at 4: `abs` needs a number, but its argument is a string",
+        ),
+        (
+            "abs(1, 2)",
+            "at 0: `abs` takes 1 argument, but 2 were given",
+        ),
         ("abs()", "at 0: `abs` takes 1 argument, but 0 were given"),
         ("min()", "at 0: `min` needs at least 1 argument"),
-        ("max(a, 1, true)", "at 10: `max` needs numbers, but argument 3 is a boolean"),
-        ("coalesce(a, 1, 'x')", "at 15: `coalesce` needs arguments of one type, but argument 2 is a number and argument 3 is a string"),
-        ("coalesce(a, null, 1) + 'x'", "at 21: `+` needs numbers, but its right side is a string"),
+        (
+            "max(a, 1, true)",
+            "at 10: `max` needs numbers, but argument 3 is a boolean",
+        ),
+        (
+            "coalesce(a, 1, 'x')",
+            "at 15: `coalesce` needs arguments of one type, but argument 2 is a number and argument 3 is a string",
+        ),
+        (
+            "coalesce(a, null, 1) + 'x'",
+            "at 21: `+` needs numbers, but its right side is a string",
+        ),
     ] {
         assert_eq!(error(src), want, "{src}");
     }
@@ -178,7 +277,9 @@ fn a_filter_must_be_a_condition() {
     assert!(Expr::parse_filter("flag").is_ok()); // unknown: checked per event
     assert!(Expr::parse_filter("coalesce(flag, false)").is_ok());
     assert_eq!(
-        Expr::parse_filter("value - threshold").unwrap_err().to_string(),
+        Expr::parse_filter("value - threshold")
+            .unwrap_err()
+            .to_string(),
         "at 0: a filter must be a condition (true or false), but this expression is a number"
     );
     assert_eq!(
@@ -220,7 +321,11 @@ fn nesting_is_bounded_but_generous() {
     let ok = format!("{}a{}", "(".repeat(90), ")".repeat(90));
     assert!(Expr::parse(&ok).is_ok());
     let deep = format!("{}a{}", "(".repeat(200), ")".repeat(200));
-    assert!(error(&deep).contains("nests too deeply"), "{}", error(&deep));
+    assert!(
+        error(&deep).contains("nests too deeply"),
+        "{}",
+        error(&deep)
+    );
     let long = vec!["a"; 500].join(" + ");
     assert!(error(&long).contains("nests too deeply"));
     let wide = format!("min({})", vec!["1"; 300].join(", "));
@@ -267,10 +372,18 @@ fn null_propagates_and_logic_is_three_valued() {
     // A null filter does not pass, nor does a non-boolean one.
     let e = std_event();
     assert!(!Expr::parse_filter("missing > 1").unwrap().eval_filter(&e));
-    assert!(!Expr::parse_filter("not (missing > 1)").unwrap().eval_filter(&e));
+    assert!(
+        !Expr::parse_filter("not (missing > 1)")
+            .unwrap()
+            .eval_filter(&e)
+    );
     assert!(!Expr::parse_filter("i").unwrap().eval_filter(&e));
     assert!(Expr::parse_filter("ok").unwrap().eval_filter(&e));
-    assert!(Expr::parse_filter("missing is null").unwrap().eval_filter(&e));
+    assert!(
+        Expr::parse_filter("missing is null")
+            .unwrap()
+            .eval_filter(&e)
+    );
 }
 
 #[test]
@@ -323,7 +436,10 @@ fn ints_and_floats_mix() {
         ("-(-9223372036854775808)", None),
         ("abs(-9223372036854775808)", None),
         ("-9223372036854775808 % -1", None),
-        ("-9223372036854775808 / -1", Some(Value::F64(9.223372036854775808e18))),
+        (
+            "-9223372036854775808 / -1",
+            Some(Value::F64(9.223372036854775808e18)),
+        ),
         ("big + 1.0", Some(Value::F64(9.223372036854775807e18))),
         ("1e308 * 10", None),
         ("abs(j)", Some(Value::I64(2))),
@@ -338,8 +454,14 @@ fn ints_and_floats_mix() {
         ("x > 1", Some(Value::Bool(true))),
         ("big = 9223372036854775807.0", Some(Value::Bool(false))),
         ("big < 9223372036854775807.0", Some(Value::Bool(true))),
-        ("9007199254740993 > 9007199254740992.0", Some(Value::Bool(true))),
-        ("-9223372036854775808 = -9223372036854775808.0", Some(Value::Bool(true))),
+        (
+            "9007199254740993 > 9007199254740992.0",
+            Some(Value::Bool(true)),
+        ),
+        (
+            "-9223372036854775808 = -9223372036854775808.0",
+            Some(Value::Bool(true)),
+        ),
         ("'abc' < 'abd'", Some(Value::Bool(true))),
         ("'b' > 'abc'", Some(Value::Bool(true))),
     ] {
@@ -354,7 +476,10 @@ fn ints_and_floats_mix() {
 
 #[test]
 fn a_name_not_among_the_fields_is_a_key_tag() {
-    let e = event(vec![("value", Value::I64(1)), ("station_id", Value::I64(5))]);
+    let e = event(vec![
+        ("value", Value::I64(1)),
+        ("station_id", Value::I64(5)),
+    ]);
     let tag = |src: &str| Expr::parse(src).unwrap().eval(&e);
     // A field shadows a tag of the same name.
     assert_eq!(tag("station_id"), Some(Value::I64(5)));
