@@ -30,7 +30,7 @@
 //! follows SQL: it propagates through arithmetic and comparisons, `and`/`or`/`not` are
 //! three-valued, and a filter whose result is null does not pass.
 //!
-//! A loaded expression is a flat postfix program ([`program`]) run on a small stack of
+//! A loaded expression is a flat postfix program run on a small stack of
 //! values that borrow from the event, so evaluating one allocates nothing. The language
 //! reference is `docs/expressions.md`.
 

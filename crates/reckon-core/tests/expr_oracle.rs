@@ -98,7 +98,7 @@ fn num_lit() -> impl Strategy<Value = L> {
             Just(2.5),
             Just(1e300),
             Just(1e-7),
-            Just(9.223372036854775807e18),
+            Just(9_223_372_036_854_775_808.0),
             (0.0f64..1e20),
             // `-0.0 >= 0.0`, so the sign bit is what must be clear.
             any::<f64>().prop_filter("finite, not negative", |x| x.is_finite()
@@ -224,7 +224,7 @@ impl Noise {
         self.0 >> 33
     }
     fn one_in(&mut self, n: u64) -> bool {
-        self.next() % n == 0
+        self.next().is_multiple_of(n)
     }
 }
 
@@ -795,7 +795,7 @@ fn value() -> impl Strategy<Value = Value> {
         3 => prop_oneof![(-3i64..=3), Just(i64::MAX), Just(i64::MIN), Just(1 << 62)].prop_map(Value::I64),
         3 => prop_oneof![
             Just(-1.5f64), Just(0.0), Just(0.5), Just(1.0), Just(2.0), Just(3.0),
-            Just(1e300), Just(-1e300), Just(9.223372036854775807e18), -10.0f64..10.0
+            Just(1e300), Just(-1e300), Just(9_223_372_036_854_775_808.0), -10.0f64..10.0
         ]
         .prop_map(Value::F64),
         2 => proptest::sample::select(&STRS[..]).prop_map(|s| Value::Str(Arc::from(s))),
@@ -1014,7 +1014,10 @@ fn the_reference_agrees_with_hand_worked_cases() {
         eval(&E::Bin(Bin::Lt, f("a"), lit(L::Float(7.5))), &ev),
         V::B(true)
     );
-    assert_eq!(cmp_i_f(i64::MAX, 9.223372036854775807e18), Ordering::Less);
+    assert_eq!(
+        cmp_i_f(i64::MAX, 9_223_372_036_854_775_808.0),
+        Ordering::Less
+    );
     assert_eq!(
         render(&E::Neg(Box::new(E::Neg(f("a")))), Style::Minimal, 0),
         "- -a"

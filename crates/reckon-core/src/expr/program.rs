@@ -14,15 +14,28 @@ use std::sync::Arc;
 /// The most values a program may need on its stack at once.
 pub(super) const MAX_STACK: usize = 256;
 
+/// Where a binary operator takes an operand from: reading a field or a literal
+/// directly saves pushing it first, which is most of the work in `value > threshold`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Operand {
+    /// Popped from the stack.
+    Stack,
+    /// The field with this index in [`Program::fields`].
+    Field(u32),
+    /// The literal with this index in [`Program::consts`].
+    Const(u32),
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Op {
-    Lit(Lit),
-    /// The field with this index in [`Program::fields`].
+    /// Pushes the literal with this index in [`Program::consts`].
+    Const(u32),
+    /// Pushes the field with this index in [`Program::fields`].
     Field(u32),
     Neg,
     Not,
-    Arith(ArithOp),
-    Cmp(CmpOp),
+    Arith(ArithOp, Operand, Operand),
+    Cmp(CmpOp, Operand, Operand),
     /// If the top is `false`, jump to the target (the `and` is false).
     AndJump(u32),
     /// If the top is `true`, jump to the target (the `or` is true).
@@ -52,6 +65,8 @@ enum Op {
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Program {
     ops: Vec<Op>,
+    /// The literals outside `in` lists.
+    consts: Vec<Lit>,
     /// The literals of every `in` list, one after the other.
     lists: Vec<Lit>,
     /// The distinct fields read, in order of first use.
@@ -66,6 +81,7 @@ pub(super) fn compile(node: &Node) -> Result<Program, usize> {
     let mut c = Compiler {
         prog: Program {
             ops: Vec::new(),
+            consts: Vec::new(),
             lists: Vec::new(),
             fields: Vec::new(),
             depth: 0,
@@ -95,19 +111,51 @@ impl Compiler {
         u32::try_from(self.prog.ops.len()).unwrap_or(u32::MAX)
     }
 
+    fn field(&mut self, name: &FieldName) -> u32 {
+        let fields = &mut self.prog.fields;
+        let i = match fields.iter().position(|f| f == name) {
+            Some(i) => i,
+            None => {
+                fields.push(name.clone());
+                fields.len() - 1
+            }
+        };
+        u32::try_from(i).unwrap_or(u32::MAX)
+    }
+
+    fn constant(&mut self, l: &Lit) -> u32 {
+        self.prog.consts.push(l.clone());
+        u32::try_from(self.prog.consts.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// A field or literal operand is read in place; anything else is emitted and
+    /// taken from the stack.
+    fn operand(&mut self, node: &Node) -> Operand {
+        match &node.kind {
+            Kind::Field(name) => Operand::Field(self.field(name)),
+            Kind::Lit(l) => Operand::Const(self.constant(l)),
+            _ => {
+                self.emit(node);
+                Operand::Stack
+            }
+        }
+    }
+
+    fn binary(&mut self, l: &Node, r: &Node, op: impl FnOnce(Operand, Operand) -> Op) {
+        let (lo, ro) = (self.operand(l), self.operand(r));
+        let pops = usize::from(lo == Operand::Stack) + usize::from(ro == Operand::Stack);
+        self.push(op(lo, ro), pops, 1);
+    }
+
     fn emit(&mut self, node: &Node) {
         match &node.kind {
-            Kind::Lit(l) => self.push(Op::Lit(l.clone()), 0, 1),
+            Kind::Lit(l) => {
+                let i = self.constant(l);
+                self.push(Op::Const(i), 0, 1);
+            }
             Kind::Field(name) => {
-                let fields = &mut self.prog.fields;
-                let i = match fields.iter().position(|f| f == name) {
-                    Some(i) => i,
-                    None => {
-                        fields.push(name.clone());
-                        fields.len() - 1
-                    }
-                };
-                self.push(Op::Field(u32::try_from(i).unwrap_or(u32::MAX)), 0, 1);
+                let i = self.field(name);
+                self.push(Op::Field(i), 0, 1);
             }
             Kind::Neg(x) => {
                 self.emit(x);
@@ -117,16 +165,8 @@ impl Compiler {
                 self.emit(x);
                 self.push(Op::Not, 1, 1);
             }
-            Kind::Arith(op, l, r) => {
-                self.emit(l);
-                self.emit(r);
-                self.push(Op::Arith(*op), 2, 1);
-            }
-            Kind::Cmp(op, l, r) => {
-                self.emit(l);
-                self.emit(r);
-                self.push(Op::Cmp(*op), 2, 1);
-            }
+            Kind::Arith(op, l, r) => self.binary(l, r, |a, b| Op::Arith(*op, a, b)),
+            Kind::Cmp(op, l, r) => self.binary(l, r, |a, b| Op::Cmp(*op, a, b)),
             Kind::And(l, r) | Kind::Or(l, r) => {
                 let is_and = matches!(node.kind, Kind::And(..));
                 self.emit(l);
@@ -314,6 +354,7 @@ fn cmp_int_float(i: i64, x: f64) -> Ordering {
 
 /// How two values compare: `None` when either is null or they are of different kinds
 /// (numbers of both kinds compare with each other exactly).
+#[inline(always)]
 fn compare(a: Val<'_>, b: Val<'_>) -> Option<Ordering> {
     match (a, b) {
         (Val::Int(x), Val::Int(y)) => Some(x.cmp(&y)),
@@ -326,6 +367,7 @@ fn compare(a: Val<'_>, b: Val<'_>) -> Option<Ordering> {
     }
 }
 
+#[inline(always)]
 fn comparison<'a>(op: CmpOp, a: Val<'a>, b: Val<'a>) -> Val<'a> {
     if op.is_ordering() && matches!(a, Val::Bool(_)) {
         return Val::Null;
@@ -343,6 +385,7 @@ fn comparison<'a>(op: CmpOp, a: Val<'a>, b: Val<'a>) -> Val<'a> {
     })
 }
 
+#[inline]
 fn arith<'a>(op: ArithOp, a: Val<'a>, b: Val<'a>) -> Val<'a> {
     let (x, y) = match (a, b) {
         (Val::Int(x), Val::Int(y)) => {
@@ -372,6 +415,7 @@ fn arith<'a>(op: ArithOp, a: Val<'a>, b: Val<'a>) -> Val<'a> {
     })
 }
 
+#[inline(always)]
 fn and<'a>(a: Val<'a>, b: Val<'a>) -> Val<'a> {
     match (a.truth(), b.truth()) {
         (Some(false), _) | (_, Some(false)) => Val::Bool(false),
@@ -380,6 +424,7 @@ fn and<'a>(a: Val<'a>, b: Val<'a>) -> Val<'a> {
     }
 }
 
+#[inline]
 fn or<'a>(a: Val<'a>, b: Val<'a>) -> Val<'a> {
     match (a.truth(), b.truth()) {
         (Some(true), _) | (_, Some(true)) => Val::Bool(true),
@@ -431,11 +476,38 @@ fn extreme<'a>(args: &[Val<'a>], want: Ordering) -> Val<'a> {
     best
 }
 
+/// `a == b`, for the short strings field names are: names of 4 to 16 bytes compare
+/// as two overlapping words each, without a call to `memcmp` (measured: about 20 of
+/// the filter's 475 instructions per event saved).
+#[inline(always)]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word8 = |s: &[u8], at: usize| {
+        s.get(at..at + 8)
+            .and_then(|w| w.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    let word4 = |s: &[u8], at: usize| {
+        s.get(at..at + 4)
+            .and_then(|w| w.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    match n {
+        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        4..=7 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        _ => a == b,
+    }
+}
+
 /// A field of the event, else a tag of its key, else null.
-#[inline]
+#[inline(always)]
 fn field<'a>(event: &'a Event, name: &str) -> Val<'a> {
     for (n, v) in &event.fields {
-        if **n == *name {
+        if same_name(n, name) {
             return Val::of_value(v);
         }
     }
@@ -449,6 +521,39 @@ fn field<'a>(event: &'a Event, name: &str) -> Val<'a> {
 }
 
 impl Program {
+    #[inline(always)]
+    fn constant(&self, i: u32) -> Val<'_> {
+        self.consts.get(i as usize).map_or(Val::Null, Val::of_lit)
+    }
+
+    #[inline(always)]
+    fn field<'a>(&'a self, event: &'a Event, i: u32) -> Val<'a> {
+        match self.fields.get(i as usize) {
+            Some(name) => field(event, name),
+            None => Val::Null,
+        }
+    }
+
+    /// An operand's value; a stack operand is popped. (The right operand is taken
+    /// first: it is the one on top.)
+    #[inline(always)]
+    fn take<'a>(
+        &'a self,
+        o: Operand,
+        event: &'a Event,
+        stack: &[Val<'a>],
+        sp: &mut usize,
+    ) -> Val<'a> {
+        match o {
+            Operand::Stack => {
+                *sp -= 1;
+                stack[*sp]
+            }
+            Operand::Field(i) => self.field(event, i),
+            Operand::Const(i) => self.constant(i),
+        }
+    }
+
     /// Runs the program on an event.
     pub(super) fn run<'a>(&'a self, event: &'a Event) -> Val<'a> {
         // The smallest stack that fits: clearing a few slots is cheaper than many.
@@ -470,15 +575,12 @@ impl Program {
         while let Some(op) = self.ops.get(pc) {
             pc += 1;
             match op {
-                Op::Lit(l) => {
-                    stack[sp] = Val::of_lit(l);
+                Op::Const(i) => {
+                    stack[sp] = self.constant(*i);
                     sp += 1;
                 }
                 Op::Field(i) => {
-                    stack[sp] = match self.fields.get(*i as usize) {
-                        Some(name) => field(event, name),
-                        None => Val::Null,
-                    };
+                    stack[sp] = self.field(event, *i);
                     sp += 1;
                 }
                 Op::Neg => {
@@ -494,13 +596,21 @@ impl Program {
                         _ => Val::Null,
                     };
                 }
-                Op::Arith(a) => {
-                    sp -= 1;
-                    stack[sp - 1] = arith(*a, stack[sp - 1], stack[sp]);
+                Op::Arith(a, l, r) => {
+                    let (y, x) = (
+                        self.take(*r, event, &stack, &mut sp),
+                        self.take(*l, event, &stack, &mut sp),
+                    );
+                    stack[sp] = arith(*a, x, y);
+                    sp += 1;
                 }
-                Op::Cmp(c) => {
-                    sp -= 1;
-                    stack[sp - 1] = comparison(*c, stack[sp - 1], stack[sp]);
+                Op::Cmp(c, l, r) => {
+                    let (y, x) = (
+                        self.take(*r, event, &stack, &mut sp),
+                        self.take(*l, event, &stack, &mut sp),
+                    );
+                    stack[sp] = comparison(*c, x, y);
+                    sp += 1;
                 }
                 Op::AndJump(target) => {
                     if let Val::Bool(false) = stack[sp - 1] {
@@ -566,5 +676,26 @@ impl Program {
             }
         }
         stack[0]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_name;
+
+    #[test]
+    fn same_name_is_string_equality_at_every_length_and_position() {
+        let base = "abcdefghijklmnopqrstuvwxyz";
+        for n in 0..=20 {
+            let a = &base[..n];
+            assert!(same_name(a, a), "{a}");
+            assert!(!same_name(a, &base[..n + 1]), "{a} vs longer");
+            for i in 0..n {
+                let mut b = a.as_bytes().to_vec();
+                b[i] = b'_';
+                let b = String::from_utf8(b).unwrap();
+                assert!(!same_name(a, &b), "{a} vs {b}");
+            }
+        }
     }
 }
