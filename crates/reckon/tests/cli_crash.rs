@@ -146,9 +146,19 @@ fn ingest(config: &Path, lines: &[String], from: usize, kill: Option<Kill>, fini
                 Kill::AfterStart(d) => d,
                 Kill::AfterFirstAck(d) => {
                     // Generous: a cold start on a loaded 2-core machine can take seconds.
-                    let n = rx
-                        .recv_timeout(Duration::from_secs(120))
-                        .expect("no acknowledgement within 120 s of starting `reckon ingest`");
+                    let n = match rx.recv_timeout(Duration::from_secs(120)) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            // Say why: the child's exit and its stderr.
+                            let _ = child.kill();
+                            let out = child.wait_with_output().unwrap();
+                            panic!(
+                                "no acknowledgement within 120 s of starting `reckon ingest` ({e}): {}: {}",
+                                out.status,
+                                String::from_utf8_lossy(&out.stderr)
+                            );
+                        }
+                    };
                     acked = from + n;
                     started = Instant::now();
                     d
