@@ -41,9 +41,11 @@
 //! # }
 //! ```
 
+mod block;
 mod commit;
 pub mod error;
 mod keys;
+mod raw;
 mod store;
 mod values;
 
@@ -56,8 +58,9 @@ use std::sync::Arc;
 /// The on-disk format version this build writes and reads. A store written with a newer
 /// version is refused with [`Error::FormatTooNew`]; see `docs/storage.md`.
 /// Version 2 added the change feed (`changes`) and the sinks' cursors and delivery log;
-/// a version-1 store is migrated on open.
-pub const FORMAT_VERSION: u32 = 2;
+/// version 3 stores the raw log as columnar blocks (one per stream, key and commit
+/// batch) whose keys the journal names. Older stores are migrated on open.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Everything one atomic, durable commit writes. Each part may be empty.
 #[derive(Clone, Debug, Default)]

@@ -7,6 +7,7 @@
 use crate::commit::{self, CommitterState, Request};
 use crate::error::{Error, Result};
 use crate::keys::{self, KeyReader};
+use crate::raw;
 use crate::values::{self, ColumnsCache, Interner};
 use crate::{
     ChangesPage, Checkpoint, CommitBatch, Committed, DeadLetter, Delivery, FORMAT_VERSION,
@@ -414,27 +415,13 @@ impl Store {
         start: EventTime,
         end: EventTime,
     ) -> Result<Vec<Event>> {
-        let mut out = Vec::new();
-        if start >= end {
-            return Ok(out);
-        }
-        let mut prefix = Vec::with_capacity(stream.len() + key.as_str().len() + 20);
-        keys::put_str(&mut prefix, stream);
-        keys::put_str(&mut prefix, key.as_str());
-        let (mut lo, mut hi) = (prefix.clone(), prefix.clone());
-        keys::put_time(&mut lo, start.0);
-        keys::put_time(&mut hi, end.0);
-        let stream: Arc<str> = Arc::from(stream);
-        let mut names = Interner::default();
-        for kv in self.shared().ks.raw.range(lo..hi) {
-            let (k, v) = kv.into_inner()?;
-            let mut r = KeyReader::new(k.get(prefix.len()..).unwrap_or_default(), "raw");
-            let time = r.time()?;
-            r.u64()?;
-            r.end()?;
-            out.push(values::decode_raw(&stream, key, time, &v, &mut names)?.event);
-        }
-        Ok(out)
+        Ok(raw::events(raw::range(
+            &self.shared().ks.raw,
+            stream,
+            key,
+            start.0,
+            end.0,
+        )?))
     }
 
     /// Every raw event of `stream`, in (key, time, seq) order (for `verify`).
@@ -449,35 +436,7 @@ impl Store {
     /// Every raw record of `stream` (with partition and ingest time), in (key, time,
     /// seq) order.
     pub fn raw_records(&self, stream: &str) -> Result<Vec<RawRecord>> {
-        let mut prefix = Vec::new();
-        keys::put_str(&mut prefix, stream);
-        let stream: Arc<str> = Arc::from(stream);
-        let mut names = Interner::default();
-        let mut last: Option<(Vec<u8>, Key)> = None;
-        let mut out = Vec::new();
-        for kv in self.shared().ks.raw.prefix(&prefix) {
-            let (k, v) = kv.into_inner()?;
-            let mut r = KeyReader::new(k.get(prefix.len()..).unwrap_or_default(), "raw");
-            let key_bytes = r.skip_str()?;
-            let key = match &last {
-                Some((b, key)) if b.as_slice() == key_bytes => key.clone(),
-                _ => {
-                    let key = values::key_from_canonical(&KeyReader::new(key_bytes, "raw").str()?)?;
-                    last = Some((key_bytes.to_vec(), key.clone()));
-                    key
-                }
-            };
-            let time = r.time()?;
-            r.u64()?;
-            r.end()?;
-            let d = values::decode_raw(&stream, &key, time, &v, &mut names)?;
-            out.push(RawRecord {
-                partition: d.partition,
-                ingested_at: d.ingested_at,
-                event: d.event,
-            });
-        }
-        Ok(out)
+        raw::scan(&self.shared().ks.raw, stream)
     }
 
     /// The journal after `seq` (exclusive), in sequence order: what must be replayed
@@ -495,68 +454,88 @@ impl Store {
             None => from.to_be_bytes().to_vec(),
         };
         let mut names = Interner::default();
-        let mut last: Option<(Vec<u8>, Arc<str>, Key)> = None;
+        let mut series = raw::Keys::default();
+        let mut streams: Option<(Vec<u8>, Arc<str>)> = None;
+        let mut row: Vec<(u64, JournalEntry)> = Vec::new();
+        let mut ticks: Vec<(Arc<str>, ProcessingTime)> = Vec::new();
         let mut raw_key = Vec::new();
         for kv in ks.journal.range(start..) {
             let (k, v) = kv.into_inner()?;
-            let (first, _) = journal_row_span(&k, &v)?;
+            let (first, last) = journal_row_span(&k, &v)?;
+            if last < from {
+                continue;
+            }
             let mut rest = v.get(4..).unwrap_or_default();
+            // Format 2 rows name one event per entry (its seq is its place in the row);
+            // format 3 rows name blocks, whose events carry their seqs. Ticks come
+            // last in both, on the row's last seqs.
             let mut n = first;
+            row.clear();
+            ticks.clear();
             while let Some((&tag, body)) = rest.split_first() {
-                match tag {
+                let block_key = match tag {
                     JOURNAL_EVENT => {
                         let mut r = KeyReader::new(body, "journal event");
                         let sk = r.skip_str()?;
                         let kk = r.skip_str()?;
-                        let time = r.time()?;
+                        r.time()?;
                         let len = sk.len() + kk.len() + 8;
-                        let at = &body[..len];
+                        raw_key.clear();
+                        raw_key.extend_from_slice(&body[..len]);
+                        keys::put_u64(&mut raw_key, n);
+                        n += 1;
                         rest = &body[len..];
-                        if n >= from {
-                            raw_key.clear();
-                            raw_key.extend_from_slice(at);
-                            keys::put_u64(&mut raw_key, n);
-                            // A missing row was removed by retention: left out.
-                            if let Some(value) = ks.raw.get(&raw_key)? {
-                                let head = &at[..sk.len() + kk.len()];
-                                let (stream, key) = match &last {
-                                    Some((b, s, k)) if b.as_slice() == head => {
-                                        (s.clone(), k.clone())
-                                    }
-                                    _ => {
-                                        let s: Arc<str> =
-                                            Arc::from(KeyReader::new(sk, "journal event").str()?);
-                                        let k = values::key_from_canonical(
-                                            &KeyReader::new(kk, "journal event").str()?,
-                                        )?;
-                                        last = Some((head.to_vec(), s.clone(), k.clone()));
-                                        (s, k)
-                                    }
-                                };
-                                let d =
-                                    values::decode_raw(&stream, &key, time, &value, &mut names)?;
-                                out.push((
-                                    n,
-                                    JournalEntry::Event(RawRecord {
-                                        partition: d.partition,
-                                        ingested_at: d.ingested_at,
-                                        event: d.event,
-                                    }),
-                                ));
-                            }
-                        }
+                        raw_key.as_slice()
+                    }
+                    raw::JOURNAL_BLOCK => {
+                        let (at, tail) = raw::journal_block_key(body)?;
+                        rest = tail;
+                        at
                     }
                     JOURNAL_TICK => {
                         let ((pipeline, at), tail) = values::decode_tick(body)?;
                         rest = tail;
-                        if n >= from {
-                            out.push((n, JournalEntry::Tick { pipeline, at }));
-                        }
+                        ticks.push((pipeline, at));
+                        continue;
                     }
-                    _ => return Err(Error::corrupt(format!("journal entry {n}"), "unknown tag")),
+                    _ => {
+                        return Err(Error::corrupt(
+                            format!("journal row {first}"),
+                            format!("unknown entry tag {tag}"),
+                        ));
+                    }
+                };
+                // A missing block was removed by retention (or its events by repair):
+                // what is gone is left out.
+                let Some(value) = ks.raw.get(block_key)? else {
+                    continue;
+                };
+                let rk = raw::parse_key(block_key)?;
+                let stream = match &streams {
+                    Some((b, s)) if b.as_slice() == rk.stream => s.clone(),
+                    _ => {
+                        let s: Arc<str> = Arc::from(KeyReader::new(rk.stream, "journal").str()?);
+                        streams = Some((rk.stream.to_vec(), s.clone()));
+                        s
+                    }
+                };
+                let key = series.get(rk.key, "journal")?;
+                for (s, rec) in raw::decode_block(&stream, &key, block_key, &value, &mut names)? {
+                    // A format-2 row's entry names exactly one event.
+                    if s >= from && (tag != JOURNAL_EVENT || s == n - 1) {
+                        row.push((s, JournalEntry::Event(rec)));
+                    }
                 }
-                n += 1;
             }
+            let tick_first = last + 1 - ticks.len() as u64;
+            for (i, (pipeline, at)) in ticks.drain(..).enumerate() {
+                let s = tick_first + i as u64;
+                if s >= from {
+                    row.push((s, JournalEntry::Tick { pipeline, at }));
+                }
+            }
+            row.sort_unstable_by_key(|(s, _)| *s);
+            out.append(&mut row);
         }
         Ok(out)
     }
@@ -1083,45 +1062,69 @@ impl Store {
         let mut stream_prefix = Vec::new();
         keys::put_str(&mut stream_prefix, stream);
         let end = keys::after_str_prefix(&stream_prefix);
+        let stream_name: Arc<str> = Arc::from(stream);
+        let mut names = Interner::default();
+        let mut series = raw::Keys::default();
         let mut cursor = stream_prefix.clone();
-        let mut doomed: Vec<(fjall::UserKey, fjall::UserValue)> = Vec::new();
-        loop {
+        // Blocks to delete (`None`) or rewrite, and the ids of the events removed.
+        let mut doomed: Vec<(fjall::UserKey, Option<Vec<u8>>)> = Vec::new();
+        let mut removed_ids: Vec<EventId> = Vec::new();
+        let mut n = 0u64;
+        while after.0 < i64::MAX {
             let Some(kv) = shared.ks.raw.range(cursor.clone()..end.clone()).next() else {
                 break;
             };
             let k = kv.key()?;
             let mut r = KeyReader::new(&k[stream_prefix.len()..], "raw");
             let key_bytes = r.skip_str()?;
+            let key = series.get(key_bytes, "raw")?;
             let mut kp = stream_prefix.clone();
             kp.extend_from_slice(key_bytes);
             let hi = keys::after_str_prefix(&kp);
+            // A block holding an event later than `after` starts at most one span
+            // before it.
             let mut lo = kp.clone();
-            keys::put_time(&mut lo, after.0.saturating_add(1));
-            if after.0 < i64::MAX {
-                for kv in shared.ks.raw.range(lo..hi) {
-                    doomed.push(kv.into_inner()?);
+            keys::put_time(&mut lo, after.0.saturating_sub(raw::BLOCK_SPAN));
+            for kv in shared.ks.raw.range(lo..hi) {
+                let (k, v) = kv.into_inner()?;
+                let (gone, kept): (Vec<_>, Vec<_>) =
+                    raw::decode_block(&stream_name, &key, &k, &v, &mut names)?
+                        .into_iter()
+                        .partition(|(_, r)| r.event.time > after);
+                if gone.is_empty() {
+                    continue;
                 }
+                n += gone.len() as u64;
+                removed_ids.extend(gone.into_iter().filter_map(|(_, r)| r.event.id));
+                let rewritten = if kept.is_empty() {
+                    None
+                } else {
+                    Some(raw::rewrite(&k, &kept)?)
+                };
+                doomed.push((k, rewritten));
             }
             cursor = keys::after_str_prefix(&kp);
         }
-        let n = doomed.len() as u64;
         if n == 0 {
             return Ok(0);
         }
         let _w = shared.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         shared.check_writable()?;
         let mut wb = shared.db.batch();
+        for (k, v) in doomed {
+            match v {
+                Some(v) => wb.insert(&shared.ks.raw, k, v),
+                None => wb.remove(&shared.ks.raw, k),
+            }
+        }
         let mut id_key = stream_prefix.clone();
-        for (k, v) in &doomed {
-            wb.remove(&shared.ks.raw, k.clone());
-            if let Some(id) = values::raw_id(v)? {
-                id_key.truncate(stream_prefix.len());
-                put_fingerprint(&mut id_key, &EventId(Arc::from(id)));
-                if let Some(t) = shared.ks.ids.get(&id_key)?
-                    && keys::time_from_bytes(&t, "ids value")? > after.0
-                {
-                    wb.remove(&shared.ks.ids, id_key.clone());
-                }
+        for id in &removed_ids {
+            id_key.truncate(stream_prefix.len());
+            put_fingerprint(&mut id_key, id);
+            if let Some(t) = shared.ks.ids.get(&id_key)?
+                && keys::time_from_bytes(&t, "ids value")? > after.0
+            {
+                wb.remove(&shared.ks.ids, id_key.clone());
             }
         }
         if let Err(e) = wb.commit() {
@@ -1328,6 +1331,9 @@ fn check_format(db: &Database, ks: &Keyspaces) -> Result<()> {
             if found == 1 {
                 migrate_v1_changes(db, ks)?;
             }
+            if found <= 2 {
+                migrate_v2_raw_blocks(db, ks)?;
+            }
             Ok(())
         }
         None => {
@@ -1355,6 +1361,27 @@ fn migrate_v1_changes(db: &Database, ks: &Keyspaces) -> Result<()> {
         wb.insert(&ks.changes, n.to_be_bytes(), k.as_ref());
     }
     wb.insert(&ks.meta, META_LAST_CHANGE, n.to_be_bytes());
+    wb.insert(&ks.meta, META_FORMAT_VERSION, 2u32.to_be_bytes());
+    wb.commit()?;
+    db.persist(PersistMode::SyncAll)?;
+    Ok(())
+}
+
+/// Where the format 2 → 3 migration has got to: the last raw row rewritten.
+const META_MIGRATE_3_CURSOR: &[u8] = b"migrate_3_cursor";
+
+/// Format 2 stored one raw row per event; format 3 stores blocks under keys of the same
+/// shape, so each row becomes a block of one event under its own key (the journal's
+/// format-2 entries then name those blocks). Rows are rewritten in write batches that
+/// also record how far the migration got, so a migration cut short by a crash resumes
+/// where it stopped instead of reading format-3 blocks as format-2 rows.
+fn migrate_v2_raw_blocks(db: &Database, ks: &Keyspaces) -> Result<()> {
+    let cursor = ks.meta.get(META_MIGRATE_3_CURSOR)?.map(|c| c.to_vec());
+    raw::migrate_v2_rows(db, &ks.raw, cursor, 10_000, |wb, last| {
+        wb.insert(&ks.meta, META_MIGRATE_3_CURSOR, last);
+    })?;
+    let mut wb = db.batch();
+    wb.remove(&ks.meta, META_MIGRATE_3_CURSOR);
     wb.insert(&ks.meta, META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes());
     wb.commit()?;
     db.persist(PersistMode::SyncAll)?;

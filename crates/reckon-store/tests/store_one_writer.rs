@@ -242,6 +242,8 @@ fn retention_in_a_commit_deletes_older_rows_of_many_keys_in_bounded_steps() {
 fn no_code_outside_the_committer_opens_a_write_batch() {
     let allowed: &[(&str, &str)] = &[
         ("store.rs", "migrate_v1_changes"),
+        ("store.rs", "migrate_v2_raw_blocks"),
+        ("raw.rs", "migrate_v2_rows"),
         ("store.rs", "remove_raw_after"),
         ("store.rs", "remove_dead_letters"),
         ("store.rs", "remove_windows"),
