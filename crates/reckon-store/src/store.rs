@@ -1283,6 +1283,7 @@ impl Store {
 /// that disagrees with another, in debug builds); a damaged file is an error to report,
 /// not a reason to crash the caller, so such a panic becomes [`Error::Corrupt`].
 fn open_database(path: &Path) -> Result<Database> {
+    clear_interrupted_create(path)?;
     let open = || {
         Database::builder(path)
             .max_journaling_size(MAX_JOURNALING_SIZE)
@@ -1305,6 +1306,80 @@ fn open_database(path: &Path) -> Result<Database> {
             ))
         }
     }
+}
+
+/// fjall creates a database in steps: the lock file, `keyspaces/`, the first journal
+/// `0.jnl`, and last the `version` marker, fsynced. A process killed between the journal
+/// and the marker leaves files that fjall's next open cannot get past: with no marker it
+/// creates the database again and fails on the existing `0.jnl` ("File exists"). Nothing
+/// was ever written to such a database (fjall returns only after the marker), so the
+/// partial files are removed, under the lock, and the open creates the store afresh.
+fn clear_interrupted_create(path: &Path) -> Result<()> {
+    use std::io::ErrorKind;
+    const VERSION: &str = "version";
+    // The marker is 3 magic bytes and a version byte.
+    const MARKER_LEN: u64 = 4;
+    let io = |what: &str, e: std::io::Error| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("{what} under {}: {e}", path.display()),
+        ))
+    };
+    let marker = match std::fs::metadata(path.join(VERSION)) {
+        Ok(m) => Some(m.len()),
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(io("reading fjall's version marker", e)),
+    };
+    if marker.is_some_and(|len| len >= MARKER_LEN) {
+        return Ok(());
+    }
+    let journal = path.join("0.jnl");
+    if marker.is_none() && !journal.try_exists().map_err(|e| io("looking for 0.jnl", e))? {
+        // A new directory, or one fjall has not got as far as its journal in.
+        return Ok(());
+    }
+    // Only the journals fjall wrote before its marker may be here, and an empty
+    // `keyspaces/`; anything else means this is not an interrupted create.
+    let keyspaces = path.join("keyspaces");
+    let unexpected = std::fs::read_dir(&keyspaces)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if unexpected {
+        return Err(Error::corrupt(
+            format!("storage engine files under {}", path.display()),
+            "fjall's version marker is missing or short but keyspaces/ holds data",
+        ));
+    }
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path.join("lock"))
+        .map_err(|e| io("opening the lock file", e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Error::Locked {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io("locking the store", e)),
+    }
+    tracing::warn!(
+        path = %path.display(),
+        "the store was being created when its process ended (fjall's version marker is \
+         missing); it holds no data: removing the partial files and creating it again"
+    );
+    let remove = |p: &Path| match std::fs::remove_file(p) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(io("removing a partial file", e)),
+        _ => Ok(()),
+    };
+    remove(&journal)?;
+    remove(&path.join(VERSION))?;
+    // The lock is released when `lock` drops, after the files are gone.
+    drop(lock);
+    Ok(())
 }
 
 /// Reads and checks the format version, recording it in a new store.
