@@ -3,11 +3,14 @@
 //! - `cold_recompute_1h_360_events`: one 1 h window of 360 events read back from the
 //!   store's raw log with a range scan and recomputed (what a late event beyond allowed
 //!   lateness costs).
-//! - `restart_after_1M_events`: `Runtime::open` on a store that ingested 1M seed 000
-//!   events: checkpoint restore plus replay of the journal written after it.
+//! - `restart_after_<N>_events`: `Runtime::open` on a store that ingested N seed 000
+//!   events (`EVENTS`, default 1,000,000): checkpoint restore plus replay of the
+//!   journal written after it.
+//! - At the end, the store's bytes on disk per event, keyspace by keyspace, after
+//!   flushing and compacting every keyspace.
 //!
 //! Run: `cargo bench -p reckon-runtime --bench runtime_restart` (figures in
-//! docs/BENCHMARKS.md).
+//! docs/BENCHMARKS.md); `EVENTS=10000000` for the 10M restart figure.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use reckon_core::{Key, Span, Window};
@@ -41,7 +44,10 @@ fn config(path: &Path) -> Config {
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
-    let events = 1_000_000;
+    let events: usize = std::env::var("EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let started = Instant::now();
     {
         let mut rt = Runtime::open(
@@ -51,20 +57,14 @@ fn bench(c: &mut Criterion) {
             },
         )
         .expect("open");
-        let arrivals: Vec<_> = Seed000::with_late_fraction(0.1)
-            .arrivals()
-            .take(events)
-            .collect();
-        for batch in arrivals.chunks(5000) {
-            let evs = batch.iter().map(|a| a.event.clone()).collect();
-            rt.ingest(
-                "water_level",
-                batch[0].partition,
-                batch[0].at,
-                evs,
-                &mut |_| {},
-            )
-            .expect("ingest");
+        let mut arrivals = Seed000::with_late_fraction(0.1).arrivals().take(events);
+        loop {
+            let batch: Vec<_> = arrivals.by_ref().take(5000).collect();
+            let Some(first) = batch.first() else { break };
+            let (partition, at) = (first.partition, first.at);
+            let evs = batch.into_iter().map(|a| a.event).collect();
+            rt.ingest("water_level", partition, at, evs, &mut |_| {})
+                .expect("ingest");
         }
     }
     eprintln!(
@@ -74,7 +74,7 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("runtime");
     g.sample_size(10);
-    g.bench_function("restart_after_1M_events", |b| {
+    g.bench_function(format!("restart_after_{events}_events"), |b| {
         b.iter(|| black_box(Runtime::open(&cfg, RuntimeOptions::default()).expect("reopen")))
     });
     let rt = Runtime::open(&cfg, RuntimeOptions::default()).expect("reopen");
@@ -110,6 +110,24 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    let store = rt.store();
+    store.compact_for_tests().expect("compact");
+    let usage = store.disk_usage_for_tests().expect("usage");
+    let total: u64 = usage
+        .iter()
+        .filter(|(n, _)| *n != "fjall_journal")
+        .map(|(_, b)| b)
+        .sum();
+    for (name, bytes) in &usage {
+        eprintln!(
+            "disk {name:>13}: {bytes:>12} bytes = {:6.2} bytes/event",
+            *bytes as f64 / events as f64
+        );
+    }
+    eprintln!(
+        "disk total (keyspaces, fjall's journal left out): {:.2} bytes/event",
+        total as f64 / events as f64
+    );
 }
 
 criterion_group!(benches, bench);

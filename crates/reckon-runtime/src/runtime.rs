@@ -383,7 +383,13 @@ impl Runtime {
                 });
             }
         }
-        let mut batch = CommitBatch::default();
+        // `stage` checks every id against the store (`ids_seen`) and lets only unseen
+        // ones through, and this runtime is the store's only writer: the committer
+        // need not look them up again.
+        let mut batch = CommitBatch {
+            ids_checked: true,
+            ..CommitBatch::default()
+        };
         // Ids of this group's events per stream: the store does not know them yet.
         let mut pending_ids: HashMap<Arc<str>, HashSet<EventId>> = HashMap::new();
         let mut touched: BTreeSet<usize> = BTreeSet::new();

@@ -129,7 +129,7 @@ fn latest(rt: &Runtime, level: &str) -> BTreeMap<(Key, Window), Emission> {
         .collect()
 }
 
-/// Every level equals the oracle and every window's stored versions are 1, 2, ...
+/// Every level equals the oracle and every window's stored versions strictly increase.
 fn check(rt: &Runtime, events: &[Event]) -> Result<(), TestCaseError> {
     let want = oracle().run(&kept(events));
     for level in LEVELS {
@@ -144,8 +144,17 @@ fn check(rt: &Runtime, events: &[Event]) -> Result<(), TestCaseError> {
                 .iter()
                 .map(|e| e.version.0)
                 .collect();
-            let expected: Vec<u32> = (1..=versions.len() as u32).collect();
-            prop_assert_eq!(versions, expected, "{} {} {}", level, key, w);
+            // Strictly increasing from 1 on: a commit stores only the newest of the
+            // versions it carries for a window, so numbers may be skipped.
+            prop_assert!(
+                versions.first().is_some_and(|v| *v >= 1)
+                    && versions.windows(2).all(|p| p[0] < p[1]),
+                "{} {} {}: {:?}",
+                level,
+                key,
+                w,
+                versions
+            );
         }
     }
     Ok(())

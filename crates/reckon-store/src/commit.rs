@@ -21,9 +21,8 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::raw;
 use crate::store::{
-    DELIVERIES_KEPT, JOURNAL_TICK, META_LAST_CHANGE, META_LAST_DEAD_LETTER,
-    META_LAST_SEQ, RETENTION_ROWS_PER_COMMIT, Shared, journal_row_span, put_fingerprint,
-    result_prefix,
+    DELIVERIES_KEPT, JOURNAL_TICK, META_LAST_CHANGE, META_LAST_DEAD_LETTER, META_LAST_SEQ,
+    RETENTION_ROWS_PER_COMMIT, Shared, journal_row_span, put_fingerprint, result_prefix,
 };
 use crate::values;
 use crate::{CommitBatch, Committed};
@@ -186,6 +185,7 @@ fn commit_group(
                 put_fingerprint(&mut ik, id);
                 let known = match id_times.get(&ik) {
                     Some(t) => Some(*t),
+                    None if b.ids_checked => None,
                     None => match ks.ids.get(&ik)? {
                         Some(v) => Some(keys::time_from_bytes(&v, "ids value")?),
                         None => None,
@@ -208,8 +208,27 @@ fn commit_group(
         if entries > 0 {
             wb.insert(&ks.journal, first_seq.to_be_bytes(), journal_row.as_slice());
         }
-        for em in &b.emissions {
-            let prefix = result_prefix(&em.pipeline, &em.key, em.window.start);
+        // One version per window per batch: corrections of one window inside one
+        // commit coalesce into its newest version (the ones it replaces were never
+        // durable, so no reader could have seen them).
+        let prefixes: Vec<Vec<u8>> = b
+            .emissions
+            .iter()
+            .map(|em| result_prefix(&em.pipeline, &em.key, em.window.start))
+            .collect();
+        let mut newest: HashMap<&[u8], u32> = HashMap::with_capacity(prefixes.len());
+        for (em, prefix) in b.emissions.iter().zip(&prefixes) {
+            let v = newest.entry(prefix.as_slice()).or_insert(em.version.0);
+            *v = (*v).max(em.version.0);
+        }
+        for (em, prefix) in b.emissions.iter().zip(&prefixes) {
+            if newest
+                .get(prefix.as_slice())
+                .is_some_and(|v| *v > em.version.0)
+            {
+                continue; // superseded inside this batch
+            }
+            let prefix = prefix.clone();
             let stored = match versions
                 .get(&prefix)
                 .or_else(|| state.versions.get(&prefix))

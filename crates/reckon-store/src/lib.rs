@@ -91,6 +91,12 @@ pub struct CommitBatch {
     /// commit group and carries the rest over to later commits
     /// ([`Committed::retention_pending`]); see [`Store::apply_retention`].
     pub retention: Vec<(Arc<str>, EventTime)>,
+    /// The caller checked every event id against [`Store::ids_seen`] as the store's
+    /// only writer and none was stored: the committer records the ids without reading
+    /// them again (one index lookup per id saved). Ids repeated within a commit group
+    /// are still resolved by the committer. Leave `false` unless that holds: a stored id
+    /// would then get this event's time even if the stored one is newer.
+    pub ids_checked: bool,
 }
 
 impl CommitBatch {

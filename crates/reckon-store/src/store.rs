@@ -1262,6 +1262,9 @@ impl Store {
             ("checkpoints", ks.checkpoints.disk_space()),
             ("dead_letters", ks.dead.disk_space()),
             ("meta", ks.meta.disk_space()),
+            ("changes", ks.changes.disk_space()),
+            ("sinks", ks.sinks.disk_space()),
+            ("deliveries", ks.deliveries.disk_space()),
             ("fjall_journal", shared.db.journal_disk_space()?),
         ])
     }
@@ -1271,7 +1274,18 @@ impl Store {
     #[doc(hidden)]
     pub fn compact_for_tests(&self) -> Result<()> {
         let ks = &self.shared().ks;
-        for k in [&ks.raw, &ks.journal, &ks.ids, &ks.results, &ks.meta] {
+        for k in [
+            &ks.raw,
+            &ks.journal,
+            &ks.ids,
+            &ks.results,
+            &ks.meta,
+            &ks.checkpoints,
+            &ks.dead,
+            &ks.changes,
+            &ks.sinks,
+            &ks.deliveries,
+        ] {
             k.rotate_memtable_and_wait()?;
             k.major_compact()?;
         }
@@ -1334,7 +1348,11 @@ fn clear_interrupted_create(path: &Path) -> Result<()> {
         return Ok(());
     }
     let journal = path.join("0.jnl");
-    if marker.is_none() && !journal.try_exists().map_err(|e| io("looking for 0.jnl", e))? {
+    if marker.is_none()
+        && !journal
+            .try_exists()
+            .map_err(|e| io("looking for 0.jnl", e))?
+    {
         // A new directory, or one fjall has not got as far as its journal in.
         return Ok(());
     }
@@ -1362,7 +1380,7 @@ fn clear_interrupted_create(path: &Path) -> Result<()> {
         Err(std::fs::TryLockError::WouldBlock) => {
             return Err(Error::Locked {
                 path: path.to_path_buf(),
-            })
+            });
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io("locking the store", e)),
     }

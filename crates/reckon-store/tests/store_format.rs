@@ -99,12 +99,18 @@ fn a_version_1_store_gets_a_change_feed_of_its_results_in_emission_order() {
         states: None,
     };
     let store = Store::open(dir.path()).unwrap();
-    store
-        .commit(CommitBatch {
-            emissions: vec![em(1, 1, 30), em(2, 1, 10), em(1, 2, 50), em(3, 1, 20)],
-            ..CommitBatch::default()
-        })
-        .unwrap();
+    // Two commits: the versions of one window inside one commit would coalesce.
+    for emissions in [
+        vec![em(1, 1, 30), em(2, 1, 10)],
+        vec![em(1, 2, 50), em(3, 1, 20)],
+    ] {
+        store
+            .commit(CommitBatch {
+                emissions,
+                ..CommitBatch::default()
+            })
+            .unwrap();
+    }
     drop(store);
     // Make it a version-1 store: no change feed, version 1.
     {

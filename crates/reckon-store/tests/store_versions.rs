@@ -54,7 +54,7 @@ fn older_or_equal_versions_are_ignored() {
 }
 
 #[test]
-fn the_guard_sees_earlier_emissions_of_the_same_batch_and_group() {
+fn corrections_of_one_window_in_one_batch_coalesce_into_the_newest() {
     let dir = tempdir();
     let store = Store::open(dir.path()).unwrap();
     let k = key(1);
@@ -67,9 +67,20 @@ fn the_guard_sees_earlier_emissions_of_the_same_batch_and_group() {
             emission(&k, 0, 5, 50, 5.0),
         ],
     );
-    assert_eq!(versions(&store), vec![2, 5]);
+    // One version per window per commit: v2 was replaced inside the same atomic
+    // commit, so no reader could have seen it; one change-feed row.
+    assert_eq!(versions(&store), vec![5]);
+    assert_eq!(store.last_change(), 1);
     let latest = store.latest(PIPELINE, &k, EventTime(0)).unwrap().unwrap();
     assert_eq!(latest.value("mean"), Some(&Value::F64(5.0)));
+    // A duplicate of the newest inside a batch is stored once, the first one.
+    commit(
+        &store,
+        vec![emission(&k, 0, 6, 60, 6.0), emission(&k, 0, 6, 61, 6.5)],
+    );
+    assert_eq!(versions(&store), vec![5, 6]);
+    let latest = store.latest(PIPELINE, &k, EventTime(0)).unwrap().unwrap();
+    assert_eq!(latest.emitted_at.0, 60);
     // Other windows and pipelines are independent.
     let mut other = emission(&k, 0, 1, 10, 1.0);
     other.pipeline = "other".into();
@@ -78,7 +89,7 @@ fn the_guard_sees_earlier_emissions_of_the_same_batch_and_group() {
         store.latest("other", &k, EventTime(0)).unwrap(),
         Some(other)
     );
-    assert_eq!(versions(&store), vec![2, 5]);
+    assert_eq!(versions(&store), vec![5, 6]);
 }
 
 #[test]
