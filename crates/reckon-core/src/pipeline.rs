@@ -151,13 +151,19 @@ pub struct BatchReport {
 }
 
 impl BatchReport {
+    // Inline, with every variant named: the common outcomes own nothing, and the
+    // compiler then sees that they need no drop (a generic `drop_in_place` call per
+    // event cost ~18 instructions).
+    #[inline]
     fn record(&mut self, index: usize, outcome: Outcome) {
         match outcome {
             Outcome::Applied => self.applied += 1,
             Outcome::Corrected => self.corrected += 1,
             Outcome::Duplicate => self.duplicates += 1,
             Outcome::Filtered => self.filtered += 1,
-            other => self.follow_ups.push((index, other)),
+            other @ (Outcome::Recompute { .. } | Outcome::DeadLettered(_)) => {
+                self.follow_ups.push((index, other))
+            }
         }
     }
 }
