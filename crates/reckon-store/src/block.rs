@@ -113,7 +113,10 @@ pub(crate) fn encode(
     // Times: non-negative deltas (sorted), divided by their gcd.
     let mut gcd = 0u64;
     for w in entries.windows(2) {
-        gcd = gcd_u64(gcd, w[1].rec.event.time.0.wrapping_sub(w[0].rec.event.time.0) as u64);
+        gcd = gcd_u64(
+            gcd,
+            w[1].rec.event.time.0.wrapping_sub(w[0].rec.event.time.0) as u64,
+        );
     }
     put_varint(out, gcd);
     if gcd > 0 {
@@ -287,7 +290,8 @@ pub(crate) fn decode(
             .ok()
             .and_then(|s| min_seq.checked_add(s))
             .ok_or_else(|| r.bad("sequence number out of range"))?;
-        let partition = u32::try_from(partitions[i]).map_err(|_| r.bad("partition out of range"))?;
+        let partition =
+            u32::try_from(partitions[i]).map_err(|_| r.bad("partition out of range"))?;
         out.push((
             seq,
             RawRecord {
@@ -565,15 +569,38 @@ mod tests {
     #[test]
     fn columns_of_every_kind_round_trip() {
         let recs = vec![
-            rec(10, Some("a"), vec![("x", Value::F64(4.25)), ("n", Value::I64(-3))]),
-            rec(10, None, vec![("x", Value::F64(4.5)), ("n", Value::I64(i64::MAX))]),
-            rec(20, Some("é"), vec![("x", Value::F64(f64::INFINITY)), ("n", Value::I64(i64::MIN))]),
-            rec(35, None, vec![("x", Value::F64(-0.0)), ("n", Value::I64(0))]),
+            rec(
+                10,
+                Some("a"),
+                vec![("x", Value::F64(4.25)), ("n", Value::I64(-3))],
+            ),
+            rec(
+                10,
+                None,
+                vec![("x", Value::F64(4.5)), ("n", Value::I64(i64::MAX))],
+            ),
+            rec(
+                20,
+                Some("é"),
+                vec![
+                    ("x", Value::F64(f64::INFINITY)),
+                    ("n", Value::I64(i64::MIN)),
+                ],
+            ),
+            rec(
+                35,
+                None,
+                vec![("x", Value::F64(-0.0)), ("n", Value::I64(0))],
+            ),
         ];
         round_trip(&recs);
         let mixed = vec![
             rec(1, None, vec![("x", Value::Str(Arc::from("a\0b")))]),
-            rec(2, Some("i"), vec![("y", Value::Bool(true)), ("x", Value::F64(1e300))]),
+            rec(
+                2,
+                Some("i"),
+                vec![("y", Value::Bool(true)), ("x", Value::F64(1e300))],
+            ),
             rec(3, None, vec![]),
         ];
         round_trip(&mixed);
@@ -607,16 +634,38 @@ mod tests {
 
     #[test]
     fn a_rewritten_block_keeps_its_old_key() {
-        let recs: Vec<RawRecord> = [5, 9, 12].into_iter().map(|t| rec(t, None, vec![])).collect();
+        let recs: Vec<RawRecord> = [5, 9, 12]
+            .into_iter()
+            .map(|t| rec(t, None, vec![]))
+            .collect();
         let entries: Vec<Entry<'_>> = recs
             .iter()
             .enumerate()
-            .map(|(i, rec)| Entry { seq: 40 + i as u64, rec })
+            .map(|(i, rec)| Entry {
+                seq: 40 + i as u64,
+                rec,
+            })
             .collect();
         let mut out = Vec::new();
-        assert_eq!(encode(&entries[1..], Some((5, 40)), &mut out).unwrap(), (5, 40));
-        let back = decode(&Arc::from("s"), &recs[0].event.key, 5, 40, &out, &mut Interner::default()).unwrap();
-        assert_eq!(back.iter().map(|(s, r)| (*s, r.event.time.0)).collect::<Vec<_>>(), vec![(41, 9), (42, 12)]);
+        assert_eq!(
+            encode(&entries[1..], Some((5, 40)), &mut out).unwrap(),
+            (5, 40)
+        );
+        let back = decode(
+            &Arc::from("s"),
+            &recs[0].event.key,
+            5,
+            40,
+            &out,
+            &mut Interner::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            back.iter()
+                .map(|(s, r)| (*s, r.event.time.0))
+                .collect::<Vec<_>>(),
+            vec![(41, 9), (42, 12)]
+        );
         assert!(encode(&entries, Some((6, 40)), &mut Vec::new()).is_err());
     }
 
@@ -650,14 +699,28 @@ mod tests {
         let mut out = Vec::new();
         encode(&entries, None, &mut out).unwrap();
         for cut in 0..out.len() {
-            let e = decode(&Arc::from("s"), &recs[0].event.key, 1, 0, &out[..cut], &mut Interner::default());
+            let e = decode(
+                &Arc::from("s"),
+                &recs[0].event.key,
+                1,
+                0,
+                &out[..cut],
+                &mut Interner::default(),
+            );
             assert!(matches!(e, Err(Error::Corrupt { .. })), "cut at {cut}");
         }
         for i in 0..out.len() {
             let mut bad = out.clone();
             bad[i] ^= 0xff;
             // Any answer but a panic.
-            let _ = decode(&Arc::from("s"), &recs[0].event.key, 1, 0, &bad, &mut Interner::default());
+            let _ = decode(
+                &Arc::from("s"),
+                &recs[0].event.key,
+                1,
+                0,
+                &bad,
+                &mut Interner::default(),
+            );
         }
     }
 }

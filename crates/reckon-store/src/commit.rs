@@ -21,9 +21,8 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::raw;
 use crate::store::{
-    DELIVERIES_KEPT, JOURNAL_TICK, META_LAST_CHANGE, META_LAST_DEAD_LETTER,
-    META_LAST_SEQ, RETENTION_ROWS_PER_COMMIT, Shared, journal_row_span, put_fingerprint,
-    result_prefix,
+    DELIVERIES_KEPT, JOURNAL_TICK, META_LAST_CHANGE, META_LAST_DEAD_LETTER, META_LAST_SEQ,
+    RETENTION_ROWS_PER_COMMIT, Shared, journal_row_span, put_fingerprint, result_prefix,
 };
 use crate::values;
 use crate::{CommitBatch, Committed};

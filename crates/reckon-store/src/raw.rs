@@ -207,7 +207,9 @@ pub(crate) fn scan(raw: &Keyspace, stream: &str) -> Result<Vec<RawRecord>> {
             current = rk.key.to_vec();
         }
         let key = keys.get(rk.key, "raw")?;
-        series.extend(block::decode(&stream, &key, rk.time, rk.seq, &v, &mut names)?);
+        series.extend(block::decode(
+            &stream, &key, rk.time, rk.seq, &v, &mut names,
+        )?);
     }
     flush(&mut series, &mut out);
     Ok(out)
@@ -232,9 +234,16 @@ pub(crate) fn migrate_v2_rows(
             Some(c) => {
                 let mut from = c.clone();
                 from.push(0); // the smallest key after `c`
-                raw.range(from..).take(chunk).map(|kv| kv.into_inner()).collect::<fjall::Result<_>>()?
+                raw.range(from..)
+                    .take(chunk)
+                    .map(|kv| kv.into_inner())
+                    .collect::<fjall::Result<_>>()?
             }
-            None => raw.iter().take(chunk).map(|kv| kv.into_inner()).collect::<fjall::Result<_>>()?,
+            None => raw
+                .iter()
+                .take(chunk)
+                .map(|kv| kv.into_inner())
+                .collect::<fjall::Result<_>>()?,
         };
         let Some((last, _)) = rows.last() else {
             return Ok(migrated);

@@ -1334,7 +1334,11 @@ fn clear_interrupted_create(path: &Path) -> Result<()> {
         return Ok(());
     }
     let journal = path.join("0.jnl");
-    if marker.is_none() && !journal.try_exists().map_err(|e| io("looking for 0.jnl", e))? {
+    if marker.is_none()
+        && !journal
+            .try_exists()
+            .map_err(|e| io("looking for 0.jnl", e))?
+    {
         // A new directory, or one fjall has not got as far as its journal in.
         return Ok(());
     }
@@ -1362,7 +1366,7 @@ fn clear_interrupted_create(path: &Path) -> Result<()> {
         Err(std::fs::TryLockError::WouldBlock) => {
             return Err(Error::Locked {
                 path: path.to_path_buf(),
-            })
+            });
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io("locking the store", e)),
     }

@@ -32,8 +32,14 @@ fn reads(store: &Store) -> String {
         let records: Vec<RawRecord> = store.raw_records(stream).unwrap();
         out += &format!("raw_records {stream:?}: {records:?}\n");
         for k in 0..5 {
-            for (a, b) in [(i64::MIN, i64::MAX), (0, 100_000_000_000), (-20 * common::HOUR, 0)] {
-                let r = store.raw_range(stream, &key(k), EventTime(a), EventTime(b)).unwrap();
+            for (a, b) in [
+                (i64::MIN, i64::MAX),
+                (0, 100_000_000_000),
+                (-20 * common::HOUR, 0),
+            ] {
+                let r = store
+                    .raw_range(stream, &key(k), EventTime(a), EventTime(b))
+                    .unwrap();
                 out += &format!("raw_range {stream:?} {k} {a} {b}: {r:?}\n");
             }
         }
@@ -42,11 +48,20 @@ fn reads(store: &Store) -> String {
             .chain([EventId(Arc::from("same"))])
             .collect();
         let refs: Vec<&EventId> = ids.iter().collect();
-        out += &format!("ids {stream:?}: {:?}\n", store.ids_seen(stream, &refs).unwrap());
-        out += &format!("dead {stream:?}: {:?}\n", store.dead_letters(stream).unwrap());
+        out += &format!(
+            "ids {stream:?}: {:?}\n",
+            store.ids_seen(stream, &refs).unwrap()
+        );
+        out += &format!(
+            "dead {stream:?}: {:?}\n",
+            store.dead_letters(stream).unwrap()
+        );
     }
     out += &format!("journal: {:?}\n", store.journal_after(0).unwrap());
-    out += &format!("journal after 100: {:?}\n", store.journal_after(100).unwrap());
+    out += &format!(
+        "journal after 100: {:?}\n",
+        store.journal_after(100).unwrap()
+    );
     out += &format!("checkpoint: {:?}\n", store.checkpoint(PIPELINE).unwrap());
     for k in 0..3 {
         for w in 0..3 {
@@ -63,10 +78,20 @@ fn reads(store: &Store) -> String {
             .windows(PIPELINE, all, EventTime::MIN, EventTime::MAX, None)
             .unwrap()
     );
-    out += &format!("changes: {:?}\n", store.changes_after(0, None, 1000).unwrap());
+    out += &format!(
+        "changes: {:?}\n",
+        store.changes_after(0, None, 1000).unwrap()
+    );
     out += &format!("sink: {:?}\n", store.sink_state("slack").unwrap());
-    out += &format!("deliveries: {:?}\n", store.deliveries("slack", 100).unwrap());
-    out += &format!("last seq {} change {}\n", store.last_seq(), store.last_change());
+    out += &format!(
+        "deliveries: {:?}\n",
+        store.deliveries("slack", 100).unwrap()
+    );
+    out += &format!(
+        "last seq {} change {}\n",
+        store.last_seq(),
+        store.last_change()
+    );
     out
 }
 
@@ -83,7 +108,10 @@ fn a_format_2_store_is_migrated_and_reads_like_a_fresh_one() {
         fresh.commit(b).unwrap();
     }
     let expected = reads(&fresh);
-    assert!(expected.contains("é\\0x") && expected.contains("Tick"), "{expected}");
+    assert!(
+        expected.contains("é\\0x") && expected.contains("Tick"),
+        "{expected}"
+    );
     assert_eq!(reads(&migrated), expected);
 
     // The migrated store takes new commits and reopens at the current format.

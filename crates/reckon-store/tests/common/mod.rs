@@ -88,8 +88,10 @@ pub fn fixture_batches() -> Vec<reckon_store::CommitBatch> {
                 e.fields.push((Arc::from("ok"), Value::Bool(i % 8 == 0)));
             }
             if i % 9 == 0 {
-                e.fields.push((Arc::from("note"), Value::Str(Arc::from("é\0x"))));
-                e.fields.push((Arc::from("pi"), Value::F64(std::f64::consts::PI)));
+                e.fields
+                    .push((Arc::from("note"), Value::Str(Arc::from("é\0x"))));
+                e.fields
+                    .push((Arc::from("pi"), Value::F64(std::f64::consts::PI)));
             }
             let mut r = rec(e);
             r.partition = PartitionId((i % 2) as u32);
@@ -100,7 +102,10 @@ pub fn fixture_batches() -> Vec<reckon_store::CommitBatch> {
         events.push(rec(event(odd, &k, b * 1_000, -1.5, Some("same"))));
         let mut batch = CommitBatch {
             events,
-            ticks: vec![(Arc::from(PIPELINE), ProcessingTime(b * 50 * 1_000_000_000 + 7))],
+            ticks: vec![(
+                Arc::from(PIPELINE),
+                ProcessingTime(b * 50 * 1_000_000_000 + 7),
+            )],
             emissions: (0..3)
                 .map(|w| emission(&key(w), w as i64, b as u32 + 1, b * 100 + w as i64, 4.5))
                 .collect(),
