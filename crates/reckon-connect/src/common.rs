@@ -9,7 +9,7 @@
 use reckon_core::{EventTime, Key};
 use reckon_runtime::TimeFormat;
 use std::borrow::Borrow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -59,6 +59,12 @@ pub(crate) const INTERN_LIMIT: usize = 100_000;
 pub(crate) struct Interner {
     names: HashSet<Arc<str>>,
     keys: HashSet<InternedKey>,
+    /// Keys by their tags as given (names and values in input order, each
+    /// length-prefixed), so that a known series costs a lookup instead of a sort, an
+    /// escape and three allocations. Only keys built without error are kept.
+    by_tags: HashMap<Box<str>, Key>,
+    /// The lookup text of the current tags, reused.
+    scratch: String,
 }
 
 impl Interner {
@@ -72,6 +78,37 @@ impl Interner {
             self.names.insert(a.clone());
         }
         a
+    }
+
+    /// The shared key of the tags `names[i] = values[i]`: what
+    /// `self.key(Key::from_tags(names.zip(values))?)` gives, from a cache after the first
+    /// time.
+    pub(crate) fn key_of<N: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        names: &[N],
+        values: &[V],
+    ) -> reckon_core::Result<Key> {
+        use std::fmt::Write as _;
+        self.scratch.clear();
+        for (n, v) in names.iter().zip(values) {
+            let (n, v) = (n.as_ref(), v.as_ref());
+            // Writing to a String cannot fail.
+            let _ = write!(self.scratch, "{}:{n}{}:{v}", n.len(), v.len());
+        }
+        if let Some(k) = self.by_tags.get(self.scratch.as_str()) {
+            return Ok(k.clone());
+        }
+        let k = self.key(Key::from_tags(
+            names
+                .iter()
+                .zip(values)
+                .map(|(n, v)| (n.as_ref(), v.as_ref())),
+        )?);
+        if self.by_tags.len() < INTERN_LIMIT {
+            self.by_tags
+                .insert(Box::from(self.scratch.as_str()), k.clone());
+        }
+        Ok(k)
     }
 
     /// The shared handle of a key equal to `k` (`k` itself the first time).

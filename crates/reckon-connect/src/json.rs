@@ -20,9 +20,9 @@ pub use crate::common::DecodeError;
 /// Decodes JSON objects into events of one stream.
 #[derive(Debug)]
 pub struct JsonDecoder {
-    stream: StreamName,
-    config: StreamConfig,
-    interner: Interner,
+    pub(crate) stream: StreamName,
+    pub(crate) config: StreamConfig,
+    pub(crate) interner: Interner,
 }
 
 impl JsonDecoder {
@@ -126,7 +126,22 @@ impl JsonDecoder {
 
     /// Decodes NDJSON text: the events of the good lines, and an error per bad line.
     /// Blank lines are skipped.
+    ///
+    /// A `json` stream's lines go through the fast path (`json_fast.rs`): each line
+    /// straight into its event, without a `serde_json::Value` tree. A `cloudevents`
+    /// stream's go through [`JsonDecoder::decode_ndjson_reference`].
     pub fn decode_ndjson(&mut self, text: &str) -> (Vec<Event>, Vec<DecodeError>) {
+        match self.config.format {
+            EventFormat::Json => self.decode_ndjson_fast(text),
+            EventFormat::Cloudevents => self.decode_ndjson_reference(text),
+        }
+    }
+
+    /// Decodes NDJSON text through a `serde_json::Value` per line: the reference path,
+    /// slower, kept as the oracle the fast path is tested against
+    /// (`tests/decode_oracle.rs`) and for CloudEvents. Same results as
+    /// [`JsonDecoder::decode_ndjson`].
+    pub fn decode_ndjson_reference(&mut self, text: &str) -> (Vec<Event>, Vec<DecodeError>) {
         let (mut events, mut errors) = (Vec::new(), Vec::new());
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -204,7 +219,7 @@ pub fn parse_unique_array(
     Ok(items)
 }
 
-const REPEATED: &str = "given twice (a name may appear once per object)";
+pub(crate) const REPEATED: &str = "given twice (a name may appear once per object)";
 
 /// Deserializes a [`Json`] value, noting in the cell the first name an object repeats
 /// (its later values are read and dropped). Not an error at once, so that an array

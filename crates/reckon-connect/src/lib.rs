@@ -6,6 +6,7 @@
 mod common;
 pub mod csv;
 pub mod json;
+mod json_fast;
 pub mod lineproto;
 pub mod webhook;
 

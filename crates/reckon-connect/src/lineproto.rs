@@ -163,12 +163,36 @@ impl LineProtocolDecoder {
         precision: Precision,
         now: EventTime,
     ) -> (Vec<Event>, Vec<DecodeError>) {
+        self.decode_with(body, precision, now, Path::Fast)
+    }
+
+    /// [`LineProtocolDecoder::decode`] as it was before the fast path: every key built
+    /// and sorted anew, each line scanned twice. Kept as the oracle the fast path is
+    /// tested against (`tests/decode_oracle.rs`); same results.
+    pub fn decode_reference(
+        &mut self,
+        body: &str,
+        precision: Precision,
+        now: EventTime,
+    ) -> (Vec<Event>, Vec<DecodeError>) {
+        self.decode_with(body, precision, now, Path::Reference)
+    }
+
+    fn decode_with(
+        &mut self,
+        body: &str,
+        precision: Precision,
+        now: EventTime,
+        path: Path,
+    ) -> (Vec<Event>, Vec<DecodeError>) {
         let (mut events, mut errors) = (Vec::new(), Vec::new());
         // One line's parts, reused: they borrow from `body`, not from each other.
         let mut line = Line::default();
-        for (number, text) in lines(body) {
+        let mut lines = lines(body);
+        lines.one_pass = path == Path::Fast;
+        for (number, text) in lines {
             let decoded =
-                parse_line(text, &mut line).and_then(|()| self.event(&line, precision, now));
+                parse_line(text, &mut line).and_then(|()| self.event(&line, precision, now, path));
             match decoded {
                 Ok(e) => events.push(e),
                 Err(mut e) => {
@@ -185,6 +209,7 @@ impl LineProtocolDecoder {
         line: &Line<'_>,
         precision: Precision,
         now: EventTime,
+        path: Path,
     ) -> Result<Event, DecodeError> {
         let time = match line.timestamp {
             None => now,
@@ -202,12 +227,19 @@ impl LineProtocolDecoder {
         let id_field = self.id_field.as_deref();
         let key = if self.key_fields.is_empty() {
             // All tags but the id (one series per event would help no one).
-            Key::from_tags(
-                line.tags
-                    .iter()
-                    .filter(|(k, _)| Some(k.as_ref()) != id_field)
-                    .map(|(k, v)| (k.as_ref(), v.as_ref())),
-            )
+            let tags = line
+                .tags
+                .iter()
+                .filter(|(k, _)| Some(k.as_ref()) != id_field);
+            match path {
+                Path::Reference => Key::from_tags(tags.map(|(k, v)| (k.as_ref(), v.as_ref())))
+                    .map(|k| self.interner.key(k)),
+                Path::Fast => {
+                    let (names, values): (Vec<&str>, Vec<&str>) =
+                        tags.map(|(k, v)| (k.as_ref(), v.as_ref())).unzip();
+                    self.interner.key_of(&names, &values)
+                }
+            }
         } else {
             let mut tags = Vec::with_capacity(self.key_fields.len());
             for k in &self.key_fields {
@@ -221,10 +253,15 @@ impl LineProtocolDecoder {
                 };
                 tags.push((k.as_str(), v.as_ref()));
             }
-            Key::from_tags(tags)
+            match path {
+                Path::Reference => Key::from_tags(tags).map(|k| self.interner.key(k)),
+                Path::Fast => {
+                    let values: Vec<&str> = tags.iter().map(|(_, v)| *v).collect();
+                    self.interner.key_of(&self.key_fields, &values)
+                }
+            }
         }
         .map_err(|e| err(None, e.to_string()))?;
-        let key = self.interner.key(key);
 
         let id = match id_field {
             None => None,
@@ -298,6 +335,13 @@ impl LineProtocolDecoder {
     }
 }
 
+/// Which decode path: the fast one, or the reference kept as its oracle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Fast,
+    Reference,
+}
+
 /// One parsed line; names and strings borrow from the body unless they had escapes.
 #[derive(Debug, Default, PartialEq)]
 struct Line<'a> {
@@ -337,6 +381,7 @@ fn lines(body: &str) -> Lines<'_> {
         body,
         pos: 0,
         number: 1,
+        one_pass: false,
     }
 }
 
@@ -345,6 +390,9 @@ struct Lines<'a> {
     body: &'a str,
     pos: usize,
     number: usize,
+    /// Count the newlines inside a line while finding its end, instead of scanning
+    /// the line again (the fast path).
+    one_pass: bool,
 }
 
 impl<'a> Iterator for Lines<'a> {
@@ -359,15 +407,20 @@ impl<'a> Iterator for Lines<'a> {
                 i += 1;
             }
             let content = i;
-            let end = if b.get(i) == Some(&b'#') {
-                b[i..]
+            let (end, inner) = if b.get(i) == Some(&b'#') {
+                let end = b[i..]
                     .iter()
                     .position(|&c| c == b'\n')
-                    .map_or(b.len(), |p| i + p)
+                    .map_or(b.len(), |p| i + p);
+                (end, 0)
             } else {
                 line_end(b, i)
             };
-            self.number += b[start..end].iter().filter(|&&c| c == b'\n').count() + 1;
+            self.number += 1 + if self.one_pass {
+                inner
+            } else {
+                b[start..end].iter().filter(|&&c| c == b'\n').count()
+            };
             self.pos = end + 1;
             // `content` and `end` are at ASCII bytes (or the ends), so both are char
             // boundaries.
@@ -389,14 +442,18 @@ impl<'a> Iterator for Lines<'a> {
 /// `influxdb-line-protocol` crate's `split_lines`): a `"` opens or closes a string only
 /// after the first space and where more `=` than `,` have been seen, which is exactly
 /// where field values start.
-fn line_end(b: &[u8], mut i: usize) -> usize {
+///
+/// Also returns how many newlines the line holds (escaped or quoted ones).
+fn line_end(b: &[u8], mut i: usize) -> (usize, usize) {
     let (mut fields, mut quoted) = (false, false);
+    let mut newlines = 0;
     let (mut equals, mut commas) = (0usize, 0usize);
     while i < b.len() {
         match b[i] {
             // The escaped byte is skipped; if it starts a multi-byte character, the rest
             // of it is never a delimiter.
             b'\\' => {
+                newlines += usize::from(b.get(i + 1) == Some(&b'\n'));
                 i += 2;
                 continue;
             }
@@ -404,12 +461,13 @@ fn line_end(b: &[u8], mut i: usize) -> usize {
             b'=' if fields && !quoted => equals += 1,
             b',' if fields && !quoted => commas += 1,
             b'"' if fields && equals > commas => quoted = !quoted,
-            b'\n' if !quoted => return i,
+            b'\n' if !quoted => return (i, newlines),
+            b'\n' => newlines += 1,
             _ => {}
         }
         i += 1;
     }
-    b.len()
+    (b.len(), newlines)
 }
 
 /// The characters a backslash escapes in a measurement.
