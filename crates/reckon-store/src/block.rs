@@ -119,10 +119,11 @@ pub(crate) fn encode(
         );
     }
     put_varint(out, gcd);
-    if gcd > 0 {
-        for w in entries.windows(2) {
-            let d = w[1].rec.event.time.0.wrapping_sub(w[0].rec.event.time.0) as u64;
-            put_varint(out, d / gcd);
+    // All times equal (gcd 0): no deltas are written.
+    for w in entries.windows(2) {
+        let d = w[1].rec.event.time.0.wrapping_sub(w[0].rec.event.time.0) as u64;
+        if let Some(q) = d.checked_div(gcd) {
+            put_varint(out, q);
         }
     }
     put_ints(out, entries.iter().map(|e| (e.seq - min_seq) as i64));
@@ -687,7 +688,7 @@ mod tests {
 
     #[test]
     fn damaged_blocks_are_corrupt_not_panics() {
-        let recs = vec![
+        let recs = [
             rec(1, Some("a"), vec![("x", Value::F64(1.5))]),
             rec(9, None, vec![("x", Value::F64(2.5))]),
         ];

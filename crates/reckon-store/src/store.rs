@@ -1070,7 +1070,10 @@ impl Store {
         let mut doomed: Vec<(fjall::UserKey, Option<Vec<u8>>)> = Vec::new();
         let mut removed_ids: Vec<EventId> = Vec::new();
         let mut n = 0u64;
-        while after.0 < i64::MAX {
+        if after.0 == i64::MAX {
+            return Ok(0); // no event is later
+        }
+        loop {
             let Some(kv) = shared.ks.raw.range(cursor.clone()..end.clone()).next() else {
                 break;
             };
