@@ -100,6 +100,25 @@ impl Keys {
     }
 }
 
+/// Turns the stream bytes of raw keys into names, remembering the last one.
+#[derive(Default)]
+pub(crate) struct Streams {
+    last: Option<(Vec<u8>, Arc<str>)>,
+}
+
+impl Streams {
+    pub(crate) fn get(&mut self, encoded: &[u8], what: &'static str) -> Result<Arc<str>> {
+        if let Some((b, s)) = &self.last
+            && b.as_slice() == encoded
+        {
+            return Ok(s.clone());
+        }
+        let s: Arc<str> = Arc::from(KeyReader::new(encoded, what).str()?);
+        self.last = Some((encoded.to_vec(), s.clone()));
+        Ok(s)
+    }
+}
+
 /// The parts of a raw key: encoded stream, encoded series key, time, seq.
 pub(crate) struct RawKey<'a> {
     pub(crate) stream: &'a [u8],
@@ -227,7 +246,7 @@ pub(crate) fn migrate_v2_rows(
 ) -> Result<u64> {
     let mut names = Interner::default();
     let mut keys = Keys::default();
-    let mut streams: Option<(Vec<u8>, Arc<str>)> = None;
+    let mut streams = Streams::default();
     let mut migrated = 0u64;
     loop {
         let rows: Vec<(fjall::UserKey, fjall::UserValue)> = match &cursor {
@@ -252,14 +271,7 @@ pub(crate) fn migrate_v2_rows(
         let mut wb = db.batch();
         for (k, v) in &rows {
             let rk = parse_key(k)?;
-            let stream = match &streams {
-                Some((b, s)) if b.as_slice() == rk.stream => s.clone(),
-                _ => {
-                    let s: Arc<str> = Arc::from(KeyReader::new(rk.stream, "raw").str()?);
-                    streams = Some((rk.stream.to_vec(), s.clone()));
-                    s
-                }
-            };
+            let stream = streams.get(rk.stream, "raw")?;
             let key = keys.get(rk.key, "raw")?;
             let d = values::decode_raw(&stream, &key, rk.time, v, &mut names)?;
             let rec = RawRecord {

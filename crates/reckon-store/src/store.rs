@@ -455,7 +455,7 @@ impl Store {
         };
         let mut names = Interner::default();
         let mut series = raw::Keys::default();
-        let mut streams: Option<(Vec<u8>, Arc<str>)> = None;
+        let mut streams = raw::Streams::default();
         let mut row: Vec<(u64, JournalEntry)> = Vec::new();
         let mut ticks: Vec<(Arc<str>, ProcessingTime)> = Vec::new();
         let mut raw_key = Vec::new();
@@ -511,14 +511,7 @@ impl Store {
                     continue;
                 };
                 let rk = raw::parse_key(block_key)?;
-                let stream = match &streams {
-                    Some((b, s)) if b.as_slice() == rk.stream => s.clone(),
-                    _ => {
-                        let s: Arc<str> = Arc::from(KeyReader::new(rk.stream, "journal").str()?);
-                        streams = Some((rk.stream.to_vec(), s.clone()));
-                        s
-                    }
-                };
+                let stream = streams.get(rk.stream, "journal")?;
                 let key = series.get(rk.key, "journal")?;
                 for (s, rec) in raw::decode_block(&stream, &key, block_key, &value, &mut names)? {
                     // A format-2 row's entry names exactly one event.
