@@ -1,17 +1,20 @@
-//! Group commit: one thread writes every waiting batch in one storage batch and fsyncs
-//! once for all of them.
+//! Group commit: the caller that finds no commit under way writes every waiting batch
+//! in one storage batch and fsyncs once for all of them.
 //!
-//! Why a thread: an fsync costs milliseconds whatever it covers, so the rate of durable
-//! commits is bounded by fsyncs, not bytes. Callers queue their batch and wait; the
-//! committer takes everything queued, assigns sequence numbers in queue order, writes
-//! one fjall write batch across keyspaces, persists it with `SyncAll`, and then answers
-//! every caller. While it is fsyncing, new batches queue up and form the next group.
+//! Why groups: an fsync costs milliseconds whatever it covers, so the rate of durable
+//! commits is bounded by fsyncs, not bytes. Callers queue their batch; the first one
+//! that finds no commit running becomes the group's leader: it takes everything queued,
+//! assigns sequence numbers in queue order, writes one fjall write batch across
+//! keyspaces, persists it with `SyncAll`, answers every caller of the group and hands
+//! the lead on. While it is fsyncing, new batches queue up and form the next group,
+//! which one of their callers leads. There is no committer thread and no second queue:
+//! the server's writer, the only caller in normal operation, commits on its own thread.
 //!
-//! The committer is the store's only writer in normal operation: besides the batches'
+//! The leader is the store's only writer in normal operation: besides the batches'
 //! events, results, dead letters and checkpoints it writes the sinks' deliveries and
 //! cursors and deletes what retention removes, all in the group's one write batch. (The
 //! exceptions are opening a store, which writes the format version or migrates before
-//! the committer starts, and `reckon repair`'s offline removals.)
+//! any commit, and `reckon repair`'s offline removals.)
 //!
 //! A failed write or fsync poisons the store: what reached the disk is unknown, so no
 //! later write may build on it. Every caller of the failed group, and every later one,
@@ -39,14 +42,16 @@ pub(crate) struct Request {
     pub(crate) reply: SyncSender<Result<Committed>>,
 }
 
-/// Batches waiting for the committer.
+/// Batches waiting for a commit.
 #[derive(Default)]
 pub(crate) struct Queue {
-    /// Batches whose callers wait: they wake the committer.
+    /// Batches whose callers wait: the next leader commits them.
     pub(crate) pending: Vec<Request>,
-    /// Staged batches (`Store::stage`): they do not wake the committer, but go first
-    /// into the next group it writes.
+    /// Staged batches (`Store::stage`): they start no commit, but go first into the
+    /// next group.
     pub(crate) deferred: Vec<Request>,
+    /// A leader is writing a group (the lead passes on once it has answered).
+    pub(crate) leading: bool,
     pub(crate) shutdown: bool,
 }
 
@@ -63,7 +68,8 @@ pub(crate) struct RetentionJob {
     done: bool,
 }
 
-/// Counters only the committer changes, recovered from `meta` on open.
+/// Counters only the group's leader changes (under `Shared::committer`), recovered
+/// from `meta` on open.
 #[derive(Debug)]
 pub(crate) struct CommitterState {
     pub(crate) last_seq: u64,
@@ -84,49 +90,52 @@ const RETENTION_KEYS_PER_COMMIT: usize = 100_000;
 /// The version cache is cleared beyond this many windows (about 100 MB at most).
 const VERSION_CACHE_LIMIT: usize = 1 << 20;
 
-/// The committer thread's loop; returns once shut down with nothing left queued.
-pub(crate) fn run(shared: &Shared, mut state: CommitterState) {
-    loop {
-        let group = {
-            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-            while q.pending.is_empty() && !q.shutdown {
-                q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+/// Commits `group` as its leader and answers every caller in it. The caller holds the
+/// lead (`Queue::leading`) and not the queue's lock.
+pub(crate) fn lead(shared: &Shared, group: Vec<Request>) {
+    if group.is_empty() {
+        return;
+    }
+    if shared.poisoned.load(Ordering::SeqCst) {
+        for r in group {
+            let _ = r.reply.send(Err(shared.poison_error()));
+        }
+        return;
+    }
+    let mut state = shared.committer.lock().unwrap_or_else(|e| e.into_inner());
+    match commit_group(shared, &mut state, &group) {
+        Ok(answers) => {
+            shared.last_seq.store(state.last_seq, Ordering::SeqCst);
+            shared
+                .last_change
+                .store(state.last_change, Ordering::SeqCst);
+            shared
+                .commits
+                .fetch_add(group.len() as u64, Ordering::SeqCst);
+            for (r, a) in group.into_iter().zip(answers) {
+                let _ = r.reply.send(Ok(a));
             }
-            // Staged batches ride with the next group (or are written at shutdown).
-            let mut group = std::mem::take(&mut q.deferred);
-            group.append(&mut q.pending);
-            if group.is_empty() {
-                return;
-            }
-            group
-        };
-        if shared.poisoned.load(Ordering::SeqCst) {
+        }
+        Err(e) => {
+            shared.set_poison(&e.to_string());
             for r in group {
                 let _ = r.reply.send(Err(shared.poison_error()));
             }
-            continue;
-        }
-        match commit_group(shared, &mut state, &group) {
-            Ok(answers) => {
-                shared.last_seq.store(state.last_seq, Ordering::SeqCst);
-                shared
-                    .last_change
-                    .store(state.last_change, Ordering::SeqCst);
-                shared
-                    .commits
-                    .fetch_add(group.len() as u64, Ordering::SeqCst);
-                for (r, a) in group.into_iter().zip(answers) {
-                    let _ = r.reply.send(Ok(a));
-                }
-            }
-            Err(e) => {
-                shared.set_poison(&e.to_string());
-                for r in group {
-                    let _ = r.reply.send(Err(shared.poison_error()));
-                }
-            }
         }
     }
+}
+
+/// Takes the lead if no group is being written and something waits: the group is
+/// everything staged, then everything pending. `None` if another caller leads or
+/// nothing waits.
+pub(crate) fn take_lead(q: &mut Queue) -> Option<Vec<Request>> {
+    if q.leading || (q.pending.is_empty() && q.deferred.is_empty()) {
+        return None;
+    }
+    q.leading = true;
+    let mut group = std::mem::take(&mut q.deferred);
+    group.append(&mut q.pending);
+    Some(group)
 }
 
 /// Writes and fsyncs one group; on success the state has advanced past it.

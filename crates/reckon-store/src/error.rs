@@ -58,8 +58,8 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// The store's committer thread is gone (the store is shutting down, or the thread
-    /// panicked, which is a bug in reckon).
+    /// The store is shutting down, or a commit group ended without answering (a bug
+    /// in reckon).
     #[error("store is closed: {0}")]
     Closed(String),
 }

@@ -1,6 +1,6 @@
 //! The store: opening, the format-version check, and every read.
 //!
-//! Writes go through the committer thread (`commit.rs`); reads go straight to the
+//! Writes go through group commit (`commit.rs`); reads go straight to the
 //! keyspaces. fjall applies one write batch under one sequence number, so a read sees a
 //! commit group entirely or not at all.
 
@@ -20,7 +20,6 @@ use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
-use std::thread::JoinHandle;
 
 /// fjall's journal is bounded to this size: once it is exceeded, memtables are flushed
 /// and old journal files deleted, so a restart replays at most this much.
@@ -90,12 +89,15 @@ impl Keyspaces {
     }
 }
 
-/// State shared by the store handles and the committer thread.
+/// State shared by the store handles.
 pub(crate) struct Shared {
     pub(crate) db: Database,
     pub(crate) ks: Keyspaces,
     pub(crate) queue: Mutex<commit::Queue>,
+    /// Notified when a leader has answered its group and handed the lead on.
     pub(crate) wake: Condvar,
+    /// The counters and caches of the commit path, locked by the group's leader.
+    pub(crate) committer: Mutex<CommitterState>,
     /// Set (with the cause) by the first failed write or fsync; never cleared.
     pub(crate) poison: Mutex<Option<String>>,
     pub(crate) poisoned: AtomicBool,
@@ -138,21 +140,23 @@ impl Shared {
     }
 }
 
-/// Owns the committer thread: dropping the last store handle stops it (after it has
-/// written every batch already queued) and closes the database.
+/// The last store handle: dropping it commits what is still staged (a [`Staged`]
+/// dropped without waiting) and closes the database.
 struct Handle {
     shared: Arc<Shared>,
-    committer: Option<JoinHandle<()>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        if let Ok(mut q) = self.shared.queue.lock() {
+        let shared = &self.shared;
+        let group = {
+            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.shutdown = true;
-        }
-        self.shared.wake.notify_all();
-        if let Some(t) = self.committer.take() {
-            let _ = t.join();
+            // No other handle exists, so no other caller can be leading or waiting.
+            commit::take_lead(&mut q)
+        };
+        if let Some(group) = group {
+            commit::lead(shared, group);
         }
     }
 }
@@ -186,18 +190,32 @@ impl Staged {
             Answer::Waiting(rx) => rx,
         };
         let shared = self.store.shared();
-        if let Ok(mut q) = shared.queue.lock()
-            && !q.deferred.is_empty()
-        {
-            // Still staged: make them wake the committer (they go first either way).
-            let mut staged = std::mem::take(&mut q.deferred);
-            staged.append(&mut q.pending);
-            q.pending = staged;
+        let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            // Answered by the leader of the group it went into (maybe this caller).
+            match rx.try_recv() {
+                Ok(answer) => return answer,
+                Err(mpsc::TryRecvError::Empty) => {}
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    return Err(Error::Closed(
+                        "a commit group ended without answering (this is a bug in reckon)"
+                            .into(),
+                    ));
+                }
+            }
+            // No commit running: lead the next group (it holds this batch, staged or
+            // pending). Else wait until the leader hands on.
+            match commit::take_lead(&mut q) {
+                Some(group) => {
+                    drop(q);
+                    commit::lead(shared, group);
+                    q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+                    q.leading = false;
+                    shared.wake.notify_all();
+                }
+                None => q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
+            }
         }
-        shared.wake.notify_one();
-        rx.recv().map_err(|_| {
-            Error::Closed("the committer thread stopped (this is a bug in reckon)".into())
-        })?
     }
 }
 
@@ -263,6 +281,7 @@ impl Store {
             ks,
             queue: Mutex::new(commit::Queue::default()),
             wake: Condvar::new(),
+            committer: Mutex::new(state),
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             fail_next_persist: AtomicBool::new(false),
@@ -273,15 +292,8 @@ impl Store {
             fsyncs: AtomicU64::new(0),
             retention_deleted: AtomicU64::new(0),
         });
-        let for_thread = shared.clone();
-        let committer = std::thread::Builder::new()
-            .name("reckon-store-commit".into())
-            .spawn(move || commit::run(&for_thread, state))?;
         Ok(Store {
-            handle: Arc::new(Handle {
-                shared,
-                committer: Some(committer),
-            }),
+            handle: Arc::new(Handle { shared }),
         })
     }
 
@@ -291,9 +303,9 @@ impl Store {
     /// which is fsync'd before this returns: after `Ok`, the batch survives a crash;
     /// after a crash during the call, either all of it is there or none of it.
     ///
-    /// Group commit: one committer thread takes every batch waiting, writes them in
-    /// one storage batch, fsyncs once and wakes all their callers, so concurrent callers
-    /// share an fsync. Sequence numbers are assigned in commit order.
+    /// Group commit: the caller that finds no commit running takes every batch
+    /// waiting, writes them in one storage batch, fsyncs once and answers all their
+    /// callers, so concurrent callers share an fsync (see `commit.rs`). Sequence numbers are assigned in commit order.
     ///
     /// Emissions with a version not newer than the stored latest of their window are
     /// ignored. A checkpoint replaces its pipeline's checkpoint, and journal entries
@@ -330,7 +342,8 @@ impl Store {
         self.enqueue(batch, false)
     }
 
-    fn enqueue(&self, batch: CommitBatch, wake: bool) -> Staged {
+    /// Queues `batch`: `pending` for the next group, else staged (it starts no commit).
+    fn enqueue(&self, batch: CommitBatch, pending: bool) -> Staged {
         let shared = self.shared();
         let done = |r: Result<Committed>| Staged {
             store: self.clone(),
@@ -358,14 +371,11 @@ impl Store {
                 return done(Err(Error::Closed("the store is shutting down".into())));
             }
             let request = Request { batch, reply };
-            if wake {
+            if pending {
                 q.pending.push(request);
             } else {
                 q.deferred.push(request);
             }
-        }
-        if wake {
-            shared.wake.notify_one();
         }
         Staged {
             store: self.clone(),
