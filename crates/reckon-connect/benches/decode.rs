@@ -129,11 +129,16 @@ fn bench(c: &mut Criterion) {
         });
     }
 
-    {
+    type Array = fn(&mut JsonDecoder, &[u8]) -> (Vec<Event>, Vec<reckon_connect::DecodeError>);
+    let array_paths: [(&str, Array); 2] = [
+        ("fast", JsonDecoder::decode_array),
+        ("reference", JsonDecoder::decode_array_reference),
+    ];
+    for (path, decode) in array_paths {
         let mut d = JsonDecoder::new(&cfg);
-        check("array", d.decode_array(&array));
-        g.bench_function(BenchmarkId::new("json_array", "reference"), |b| {
-            b.iter(|| black_box(d.decode_array(black_box(&array))))
+        check(path, decode(&mut d, &array));
+        g.bench_function(BenchmarkId::new("json_array", path), |b| {
+            b.iter(|| black_box(decode(&mut d, black_box(&array))))
         });
     }
 
