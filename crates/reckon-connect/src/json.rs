@@ -162,7 +162,22 @@ impl JsonDecoder {
     /// Decodes a JSON array body (`[{…},{…}]`): the events of the good items, and an
     /// error per bad item (its `line` is the item's 1-based index). A body that is not
     /// a JSON array at all is one error, at the line where parsing failed.
+    ///
+    /// A `json` stream's items go through the fast path (`json_fast.rs`), each item
+    /// straight into its event; a `cloudevents` stream's through
+    /// [`JsonDecoder::decode_array_reference`].
     pub fn decode_array(&mut self, bytes: &[u8]) -> (Vec<Event>, Vec<DecodeError>) {
+        match self.config.format {
+            EventFormat::Json => self.decode_array_fast(bytes),
+            EventFormat::Cloudevents => self.decode_array_reference(bytes),
+        }
+    }
+
+    /// Decodes a JSON array body through a `serde_json::Value` per item: the reference
+    /// path, slower, kept as the oracle the fast path is tested against
+    /// (`tests/decode_oracle.rs`) and for CloudEvents. Same results as
+    /// [`JsonDecoder::decode_array`].
+    pub fn decode_array_reference(&mut self, bytes: &[u8]) -> (Vec<Event>, Vec<DecodeError>) {
         let items = match parse_unique_array(bytes) {
             Ok(items) => items,
             Err(e) => {

@@ -1,14 +1,16 @@
-//! The fast NDJSON path: each line is deserialized straight into the parts of an event
-//! by a borrowing serde visitor, without building a `serde_json::Value` tree. Names and
-//! strings without escapes are borrowed from the body; one scratch list of members is
-//! reused for every line.
+//! The fast JSON paths (NDJSON lines and JSON array items): each object is
+//! deserialized straight into the parts of an event by a borrowing serde visitor,
+//! without building a `serde_json::Value` tree. Names and strings without escapes are
+//! borrowed from the body; one scratch list of members is reused for every line or
+//! item.
 //!
-//! It gives exactly the events and errors of the reference path
-//! ([`JsonDecoder::decode_ndjson_reference`]), which `tests/decode_oracle.rs` checks on
-//! generated valid and broken input. That fixes the order in which faults are
-//! reported: a line that is not JSON first, then a name given twice at any depth, then
-//! the time, the key fields in their configured order, the id, and the other members
-//! in name order (the order of `serde_json::Map`, which the reference path iterates).
+//! They give exactly the events and errors of the reference paths
+//! ([`JsonDecoder::decode_ndjson_reference`], [`JsonDecoder::decode_array_reference`]),
+//! which `tests/decode_oracle.rs` checks on generated valid and broken input. That
+//! fixes the order in which faults are reported: a body or line that is not JSON
+//! first, then a name given twice at any depth, then the time, the key fields in their
+//! configured order, the id, and the other members in name order (the order of
+//! `serde_json::Map`, which the reference paths iterate).
 
 use crate::common::{DecodeError, err, rfc3339_time, unit_name, unix_time_float, unix_time_int};
 use crate::json::{JsonDecoder, REPEATED};
@@ -314,6 +316,34 @@ impl JsonDecoder {
         (events, errors)
     }
 
+    /// Decodes a JSON array body on the fast path (what [`JsonDecoder::decode_array`]
+    /// does for `json` streams): each item is decoded as soon as it is parsed, its
+    /// members in one reused scratch list. A body that is not a JSON array is one error
+    /// and no events, as on the reference path, which parses the whole body first: the
+    /// events of the items before the fault are dropped.
+    pub(crate) fn decode_array_fast(&mut self, bytes: &[u8]) -> (Vec<Event>, Vec<DecodeError>) {
+        let (mut events, mut errors) = (Vec::new(), Vec::new());
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let parsed = ArraySeed {
+            decoder: self,
+            events: &mut events,
+            errors: &mut errors,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+        match parsed {
+            Ok(()) => (events, errors),
+            Err(e) => (
+                Vec::new(),
+                vec![DecodeError {
+                    line: Some(e.line()),
+                    field: None,
+                    message: format!("invalid JSON array: {e}"),
+                }],
+            ),
+        }
+    }
+
     fn decode_line<'de>(
         &mut self,
         line: &'de str,
@@ -411,6 +441,70 @@ impl JsonDecoder {
             id,
             fields,
         })
+    }
+}
+
+/// Deserializes a JSON array body, decoding each item into an event (or an error of
+/// that item alone) as soon as it is parsed.
+struct ArraySeed<'s> {
+    decoder: &'s mut JsonDecoder,
+    events: &'s mut Vec<Event>,
+    errors: &'s mut Vec<DecodeError>,
+}
+
+impl<'de> DeserializeSeed<'de> for ArraySeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ArraySeed<'_> {
+    type Value = ();
+
+    // The reference path's words, so that a body that is not an array gets the same
+    // message.
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ArraySeed {
+            decoder,
+            events,
+            errors,
+        } = self;
+        let mut members: Members<'de> = Vec::new();
+        let mut item = 0usize;
+        loop {
+            members.clear();
+            let mut repeated = None;
+            let Some(parsed) = seq.next_element_seed(TopSeed {
+                members: &mut members,
+                repeated: &mut repeated,
+            })?
+            else {
+                break;
+            };
+            item += 1;
+            // In the reference path's order: a repeated name, then not an object, then
+            // the event's own faults.
+            let decoded = match (repeated, parsed) {
+                (Some(name), _) => Err(err(Some(&name), REPEATED)),
+                (None, Parsed::Other(kind)) => {
+                    Err(err(None, format!("expected a JSON object, got {kind}")))
+                }
+                (None, Parsed::Object) => decoder.event_from(&mut members),
+            };
+            match decoded {
+                Ok(e) => events.push(e),
+                Err(mut e) => {
+                    e.line = Some(item);
+                    e.message = format!("array item {item}: {}", e.message);
+                    errors.push(e);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The fast decode paths against the reference decoders kept as their oracle: on
-//! generated valid lines, broken lines and arbitrary mutations of both, the fast path
-//! gives exactly the same events (values, keys, times, ids, field order) and the same
-//! errors (line, field, message).
+//! generated valid lines (and JSON array bodies), broken ones and arbitrary mutations
+//! of both, the fast path gives exactly the same events (values, keys, times, ids,
+//! field order) and the same errors (line, field, message).
 #![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
@@ -275,6 +275,89 @@ fn lp_line() -> impl Strategy<Value = String> {
     ]
 }
 
+/// An object with members from the pools (missing, extra, repeated and mistyped
+/// members, nested values) but well-formed syntax, so that most array bodies parse
+/// and the items' own faults are compared.
+fn array_object() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec((prop::sample::select(NAMES), array_value()), 0..7),
+        prop::sample::select(&[",", ", ", " ,\n\t"][..]),
+    )
+        .prop_map(|(ms, sep)| {
+            let ms: Vec<String> = ms
+                .into_iter()
+                .map(|(n, v)| format!("\"{n}\":{v}"))
+                .collect();
+            format!("{{{}}}", ms.join(sep))
+        })
+}
+
+/// A member value of [`array_object`]: mostly one that is valid JSON (a value that is
+/// not, such as `1e999`, makes the whole body not an array).
+fn array_value() -> impl Strategy<Value = &'static str> {
+    let valid: Vec<&'static str> = SCALARS
+        .iter()
+        .copied()
+        .filter(|v| serde_json::from_str::<serde_json::Value>(v).is_ok())
+        .collect();
+    prop_oneof![
+        19 => prop::sample::select(valid),
+        1 => prop::sample::select(SCALARS),
+    ]
+}
+
+/// One item of an array body: mostly typical events and objects, some other values.
+fn array_item() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => good_line(),
+        4 => array_object(),
+        1 => prop::sample::select(
+            &["3", "\"s\"", "null", "true", "[]", "[1,2]", "{}", "[{\"a\":1,\"a\":2}]", "[[{}]]", "1.5"][..]
+        )
+        .prop_map(str::to_string),
+    ]
+}
+
+/// A well-formed array body: items with whitespace around them (or none), sometimes
+/// none at all, sometimes followed by more text so that it is not one array.
+fn array_text() -> impl Strategy<Value = String> {
+    let ws = || prop::sample::select(&["", "", " ", "\n", "\r\n  ", "\t"][..]);
+    (
+        prop::collection::vec((array_item(), ws(), ws()), 0..8),
+        ws(),
+        ws(),
+        prop_oneof![
+            9 => Just(""),
+            1 => prop::sample::select(&[" x", ",", "]", "[]", "\n{}"][..]),
+        ],
+    )
+        .prop_map(|(items, lead, trail, tail)| {
+            let items: Vec<String> = items
+                .into_iter()
+                .map(|(item, before, after)| format!("{before}{item}{after}"))
+                .collect();
+            format!("{lead}[{}]{trail}{tail}", items.join(","))
+        })
+}
+
+/// An array body: mostly [`array_text`], some mutated, some odd bodies.
+fn array_body() -> impl Strategy<Value = String> {
+    let edit = prop::collection::vec(
+        (
+            any::<usize>(),
+            any::<u8>(),
+            prop::sample::select(&['"', '{', '}', '[', ']', ',', ':', '\\', '1', ' '][..]),
+        ),
+        1..3,
+    );
+    prop_oneof![
+        8 => array_text(),
+        2 => (array_text(), edit).prop_map(|(b, e)| mutate(b, e)),
+        1 => prop::sample::select(&["", "[", "]", "[]", "  [ ]  ", "{}", "null", "[,]", "[1,]", "\u{feff}[]"][..])
+            .prop_map(str::to_string),
+    ]
+}
+
 const LP_STREAMS: &[&str] = &[
     "",
     "key_fields = [\"host\"]",
@@ -299,6 +382,20 @@ proptest! {
         let got = fast.decode_ndjson(&body);
         prop_assert_eq!(&got, &want, "body: {:?}", body);
         prop_assert_eq!(fast.decode_ndjson(&body), want);
+    }
+
+    #[test]
+    fn json_array_fast_path_matches_the_reference(
+        body in array_body(),
+        config in prop::sample::select(JSON_STREAMS),
+    ) {
+        let cfg = stream(config);
+        let want = JsonDecoder::new(&cfg).decode_array_reference(body.as_bytes());
+        // One decoder over two bodies: its caches must not change the results.
+        let mut fast = JsonDecoder::new(&cfg);
+        let got = fast.decode_array(body.as_bytes());
+        prop_assert_eq!(&got, &want, "body: {:?}", body);
+        prop_assert_eq!(fast.decode_array(body.as_bytes()), want);
     }
 
     #[test]
@@ -353,5 +450,42 @@ fn generated_input_has_good_and_bad_lines() {
     assert!(
         events > 50 && errors > 20,
         "{events} events, {errors} errors"
+    );
+}
+
+/// The array generator reaches every outcome: bodies that are not arrays, empty
+/// arrays, good items and bad items of many kinds.
+#[test]
+fn generated_array_bodies_have_good_and_bad_items() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut events, mut not_arrays, mut empty) = (0, 0, 0);
+    let mut item_errors = std::collections::BTreeSet::new();
+    for n in 0..600 {
+        let body = array_body().new_tree(&mut runner).unwrap().current();
+        let cfg = stream(JSON_STREAMS[n % JSON_STREAMS.len()]);
+        let (e, errs) = JsonDecoder::new(&cfg).decode_array(body.as_bytes());
+        events += e.len();
+        if e.is_empty() && errs.is_empty() {
+            empty += 1;
+        }
+        for err in errs {
+            if err.message.starts_with("invalid JSON array") {
+                not_arrays += 1;
+            } else {
+                // "array item N: " then the item's fault.
+                let fault = err.message.split_once(": ").map_or("", |(_, m)| m);
+                item_errors.insert(fault.chars().take(16).collect::<String>());
+            }
+        }
+    }
+    assert!(events > 100, "{events} events");
+    assert!(not_arrays > 50, "{not_arrays} bodies that are not arrays");
+    assert!(empty > 10, "{empty} empty arrays");
+    assert!(item_errors.len() > 8, "{item_errors:?}");
+    assert!(
+        item_errors.iter().any(|m| m.starts_with("given twice")),
+        "{item_errors:?}"
     );
 }
