@@ -519,6 +519,137 @@ mod tests {
         assert_eq!(d.ingested_at, ProcessingTime(e.time.0));
     }
 
+    fn emission(
+        columns: &[&str],
+        states: Option<Vec<reckon_core::AggState>>,
+    ) -> reckon_core::Emission {
+        reckon_core::Emission {
+            pipeline: Arc::from("p"),
+            key: Key::from_tags([("i", "1")]).unwrap(),
+            window: reckon_core::Window {
+                start: EventTime(0),
+                end: EventTime(3_600_000_000_000),
+            },
+            version: reckon_core::Version(2),
+            kind: EmissionKind::Late,
+            columns: columns.iter().map(|c| Arc::<str>::from(*c)).collect(),
+            values: vec![Some(Value::F64(4.217)), None],
+            count: 12,
+            checksum: Checksum {
+                count: 12,
+                hash: 99,
+            },
+            emitted_at: ProcessingTime(5),
+            watermark: reckon_core::Watermark(EventTime(-7)),
+            states: states.map(Arc::from),
+        }
+    }
+
+    /// The format-2 layout: the head only (no states field).
+    #[derive(Serialize)]
+    struct V2<'a> {
+        end: i64,
+        kind: EmissionKind,
+        columns: Vec<&'a str>,
+        values: Vec<Option<StoredValue<'a>>>,
+        count: u64,
+        checksum: Checksum,
+        emitted_at: i64,
+        watermark: i64,
+    }
+
+    fn check_head(v: &DecodedValue<'_>) {
+        assert_eq!(v.head.end, 3_600_000_000_000);
+        assert_eq!(v.head.kind, EmissionKind::Late);
+        assert_eq!(v.head.values, vec![Some(StoredValue::Dec(3, 4217)), None]);
+        assert_eq!(
+            (v.head.count, v.head.emitted_at, v.head.watermark),
+            (12, 5, -7)
+        );
+    }
+
+    #[test]
+    fn every_results_layout_decodes() {
+        let names = ["mean_level", "count"];
+        let states = vec![
+            reckon_core::AggState::Count(3),
+            reckon_core::AggState::Count(4),
+        ];
+        // Format 4: no names in the row, the set id after the states.
+        let row = encode_emission(&emission(&names, None), 300).unwrap();
+        let v = decode_value(&row).unwrap();
+        check_head(&v);
+        assert_eq!((v.columns, v.states), (RowColumns::Set(300), None));
+        let row = encode_emission(&emission(&names, Some(states.clone())), 0).unwrap();
+        let v = decode_value(&row).unwrap();
+        assert_eq!(v.columns, RowColumns::Set(0));
+        assert_eq!(v.states.as_deref(), Some(&states[..]));
+        // Format 3: names inline, with or without states.
+        let row = encode_emission_inline(&emission(&names, None)).unwrap();
+        let v = decode_value(&row).unwrap();
+        check_head(&v);
+        assert_eq!(
+            (v.columns, v.states),
+            (RowColumns::Inline(names.to_vec()), None)
+        );
+        let row = encode_emission_inline(&emission(&names, Some(states.clone()))).unwrap();
+        let v = decode_value(&row).unwrap();
+        assert_eq!(v.columns, RowColumns::Inline(names.to_vec()));
+        assert_eq!(v.states.as_deref(), Some(&states[..]));
+        // Format 2: the head only.
+        let old = V2 {
+            end: 3_600_000_000_000,
+            kind: EmissionKind::Late,
+            columns: names.to_vec(),
+            values: vec![Some(StoredValue::Dec(3, 4217)), None],
+            count: 12,
+            checksum: Checksum {
+                count: 12,
+                hash: 99,
+            },
+            emitted_at: 5,
+            watermark: -7,
+        };
+        let row = postcard::to_allocvec(&old).unwrap();
+        let v = decode_value(&row).unwrap();
+        check_head(&v);
+        assert_eq!(
+            (v.columns, v.states),
+            (RowColumns::Inline(names.to_vec()), None)
+        );
+        assert_eq!(emission_emitted_at(&row).unwrap(), 5);
+    }
+
+    #[test]
+    fn an_interned_row_is_smaller_by_its_names() {
+        let e = emission(&["mean_level", "count"], None);
+        let interned = encode_emission(&e, 0).unwrap();
+        let inline = encode_emission_inline(&e).unwrap();
+        // The names and their lengths (17 bytes) against a one-byte id.
+        assert_eq!(inline.len() - interned.len(), 16, "{interned:?} {inline:?}");
+    }
+
+    #[test]
+    fn damaged_results_rows_are_corrupt_not_a_panic() {
+        let e = emission(&["a", "b"], None);
+        // Names inline and a set id: written by nothing, so damage.
+        let mut both = encode_emission_inline(&e).unwrap();
+        extend(&mut both, &7u32, "test").unwrap();
+        let err = decode_value(&both).unwrap_err();
+        assert!(err.to_string().contains("column set 7"), "{err}");
+        // Every truncation of a format-4 row is an error or an older layout's prefix,
+        // never a panic.
+        let row = encode_emission(&e, 9).unwrap();
+        for n in 0..row.len() {
+            let _ = decode_value(&row[..n]);
+        }
+        // A set id that is not a varint u32.
+        let mut bad = encode_emission(&e, 0).unwrap();
+        bad.pop();
+        bad.extend_from_slice(&[0xFF; 6]);
+        assert!(matches!(decode_value(&bad), Err(Error::Corrupt { .. })));
+    }
+
     #[test]
     fn keys_rebuild_from_their_canonical_form() {
         let k = Key::from_tags([("a,b", "x=y"), ("c", "")]).unwrap();
