@@ -20,6 +20,7 @@
 //! later write may build on it. Every caller of the failed group, and every later one,
 //! gets `Error::Poisoned`; reopening the store recovers the last durable state.
 
+use crate::colsets;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::raw;
@@ -158,6 +159,8 @@ fn commit_group(
     // This group's versions go to a copy-on-write overlay: if the group fails, the
     // cache must not remember versions that never became durable.
     let mut versions: HashMap<Vec<u8>, u32> = HashMap::new();
+    // Column sets this group adds, published once it is durable (like `versions`).
+    let mut new_sets = colsets::NewSets::default();
     let mut id_times: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut checkpoint_seqs: HashMap<Vec<u8>, u64> = HashMap::new();
     let mut key = Vec::with_capacity(128);
@@ -260,7 +263,16 @@ fn commit_group(
             // The change feed: the next change number points at the stored version.
             change += 1;
             wb.insert(&ks.changes, change.to_be_bytes(), k.as_slice());
-            wb.insert(&ks.results, k, values::encode_emission(em)?);
+            // The row names its columns by id; a set new to the pipeline is written
+            // in this same storage batch, so no durable row names a set that is not.
+            let column_set = shared.colsets.id_for(
+                &ks.meta,
+                &mut wb,
+                &mut new_sets,
+                &em.pipeline,
+                &em.columns,
+            )?;
+            wb.insert(&ks.results, k, values::encode_emission(em, column_set)?);
             versions.insert(prefix, em.version.0);
         }
         for d in &b.dead_letters {
@@ -436,6 +448,7 @@ fn commit_group(
     state.last_dead_letter = dead;
     state.last_change = change;
     state.versions.extend(versions);
+    shared.colsets.publish(new_sets);
     state.retention = retention;
     shared
         .retention_deleted

@@ -42,6 +42,7 @@
 //! ```
 
 mod block;
+mod colsets;
 mod commit;
 pub mod error;
 mod keys;
@@ -59,8 +60,10 @@ use std::sync::Arc;
 /// version is refused with [`Error::FormatTooNew`]; see `docs/storage.md`.
 /// Version 2 added the change feed (`changes`) and the sinks' cursors and delivery log;
 /// version 3 stores the raw log as columnar blocks (one per stream, key and commit
-/// batch) whose keys the journal names. Older stores are migrated on open.
-pub const FORMAT_VERSION: u32 = 3;
+/// batch) whose keys the journal names; version 4 stores each pipeline's column names
+/// once (`meta/colset/...`) and names them by id in its result rows. Older stores are
+/// migrated on open.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Everything one atomic, durable commit writes. Each part may be empty.
 #[derive(Clone, Debug, Default)]

@@ -6,6 +6,7 @@
 //! stored as a scale and an integer mantissa when that gives back exactly the same bits,
 //! which halves the size of a typical reading.
 
+use crate::colsets::{ColumnSets, Columns};
 use crate::error::{Error, Result};
 use reckon_core::{
     Checksum, EmissionKind, Event, EventId, EventTime, Key, PartitionId, ProcessingTime, Value,
@@ -169,29 +170,11 @@ pub(crate) fn key_from_canonical(s: &str) -> Result<Key> {
     postcard::from_bytes(&bytes).map_err(|e| Error::corrupt("series key", e))
 }
 
-/// The value of a results row. `states` (the aggregate states, for rollups) came
-/// later, as an optional last field: a row without it (written before, or by a
-/// pipeline nothing rolls up) is the same bytes without that field, so older rows read
-/// as `states: None` ([`decode_value`]) and older builds read newer rows (postcard
-/// ignores trailing bytes).
-#[derive(Serialize, Deserialize, Debug)]
-struct EmissionValue<'a> {
-    end: i64,
-    kind: EmissionKind,
-    #[serde(borrow)]
-    columns: Vec<&'a str>,
-    #[serde(borrow)]
-    values: Vec<Option<StoredValue<'a>>>,
-    count: u64,
-    checksum: Checksum,
-    emitted_at: i64,
-    watermark: i64,
-    states: Option<Vec<reckon_core::AggState>>,
-}
-
-/// A results row as first written (format 2), without states.
+/// The fields every results row starts with, in every layout (format 2 on). Since
+/// format 4 the writer leaves `columns` empty and names the row's column set after
+/// `states` instead ([`decode_value`]); older rows carry the names here.
 #[derive(Deserialize, Debug)]
-struct EmissionValueV2<'a> {
+struct EmissionHead<'a> {
     end: i64,
     kind: EmissionKind,
     #[serde(borrow)]
@@ -204,33 +187,85 @@ struct EmissionValueV2<'a> {
     watermark: i64,
 }
 
-fn decode_value(bytes: &[u8]) -> Result<EmissionValue<'_>> {
-    match postcard::from_bytes::<EmissionValue<'_>>(bytes) {
-        Ok(v) => Ok(v),
-        Err(postcard::Error::DeserializeUnexpectedEnd) => {
-            let v: EmissionValueV2<'_> =
-                postcard::from_bytes(bytes).map_err(|e| Error::corrupt("result value", e))?;
-            Ok(EmissionValue {
-                end: v.end,
-                kind: v.kind,
-                columns: v.columns,
-                values: v.values,
-                count: v.count,
-                checksum: v.checksum,
-                emitted_at: v.emitted_at,
-                watermark: v.watermark,
-                states: None,
-            })
-        }
-        Err(e) => Err(Error::corrupt("result value", e)),
-    }
+/// A results row as written: the head and the aggregate states (for rollups; came
+/// after format 2's first rows). Since format 4 the id of the pipeline's column set
+/// follows it (a plain varint, appended by [`encode_emission`]); without it the names
+/// are inline in `columns`, the format-3 layout, which the test hook
+/// [`encode_emission_inline`] still writes.
+#[derive(Serialize, Debug)]
+struct EmissionOut<'a> {
+    end: i64,
+    kind: EmissionKind,
+    columns: &'a [&'a str],
+    values: Vec<Option<StoredValue<'a>>>,
+    count: u64,
+    checksum: Checksum,
+    emitted_at: i64,
+    watermark: i64,
+    states: Option<&'a [reckon_core::AggState]>,
 }
 
-pub(crate) fn encode_emission(e: &reckon_core::Emission) -> Result<Vec<u8>> {
-    let v = EmissionValue {
+/// Where a row's column names are.
+#[derive(Debug, PartialEq)]
+enum RowColumns<'a> {
+    /// In the row (formats 2 and 3).
+    Inline(Vec<&'a str>),
+    /// In the pipeline's column set with this id (format 4).
+    Set(u32),
+}
+
+/// A decoded results row.
+#[derive(Debug)]
+struct DecodedValue<'a> {
+    head: EmissionHead<'a>,
+    states: Option<Vec<reckon_core::AggState>>,
+    columns: RowColumns<'a>,
+}
+
+/// Decodes the three layouts of a results row by what follows the head: nothing (a
+/// format-2 row: no states, names inline), the states only (format 3: names inline), or
+/// the states and a column set id (format 4, whose inline list is empty). Bytes after
+/// the id are ignored, as postcard ignores them, for fields a later build may add.
+fn decode_value(bytes: &[u8]) -> Result<DecodedValue<'_>> {
+    let corrupt = |e: postcard::Error| Error::corrupt("result value", e);
+    let (mut head, rest) = postcard::take_from_bytes::<EmissionHead<'_>>(bytes).map_err(corrupt)?;
+    if rest.is_empty() {
+        let columns = RowColumns::Inline(std::mem::take(&mut head.columns));
+        return Ok(DecodedValue {
+            head,
+            states: None,
+            columns,
+        });
+    }
+    let (states, rest) =
+        postcard::take_from_bytes::<Option<Vec<reckon_core::AggState>>>(rest).map_err(corrupt)?;
+    if rest.is_empty() {
+        let columns = RowColumns::Inline(std::mem::take(&mut head.columns));
+        return Ok(DecodedValue {
+            head,
+            states,
+            columns,
+        });
+    }
+    let (id, _later) = postcard::take_from_bytes::<u32>(rest).map_err(corrupt)?;
+    if !head.columns.is_empty() {
+        return Err(Error::corrupt(
+            "result value",
+            format!("names its columns both inline and as column set {id}"),
+        ));
+    }
+    Ok(DecodedValue {
+        head,
+        states,
+        columns: RowColumns::Set(id),
+    })
+}
+
+fn emission_out<'a>(e: &'a reckon_core::Emission, columns: &'a [&'a str]) -> EmissionOut<'a> {
+    EmissionOut {
         end: e.window.end.0,
         kind: e.kind,
-        columns: e.columns.iter().map(|c| &**c).collect(),
+        columns,
         values: e
             .values
             .iter()
@@ -240,21 +275,84 @@ pub(crate) fn encode_emission(e: &reckon_core::Emission) -> Result<Vec<u8>> {
         checksum: e.checksum,
         emitted_at: e.emitted_at.0,
         watermark: e.watermark.0.0,
-        states: e.states.as_ref().map(|s| s.to_vec()),
-    };
+        states: e.states.as_deref(),
+    }
+}
+
+/// A results row naming its columns by `column_set`, the id of `e.columns` in its
+/// pipeline's column sets (the committer assigns it, see `colsets.rs`).
+pub(crate) fn encode_emission(e: &reckon_core::Emission, column_set: u32) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    extend(&mut out, &v, "emission")?;
+    extend(&mut out, &emission_out(e, &[]), "emission")?;
+    extend(&mut out, &column_set, "emission")?;
+    Ok(out)
+}
+
+/// A results row in the format-3 layout, its column names inline: what the test hook
+/// `Store::overwrite_result_for_tests` writes (it is no committer, so it adds no
+/// column set) and what the tests of older rows write.
+pub(crate) fn encode_emission_inline(e: &reckon_core::Emission) -> Result<Vec<u8>> {
+    let names: Vec<&str> = e.columns.iter().map(|c| &**c).collect();
+    let mut out = Vec::new();
+    extend(&mut out, &emission_out(e, &names), "emission")?;
     Ok(out)
 }
 
 /// Just the processing time of a stored emission (for as-of queries), without building it.
 pub(crate) fn emission_emitted_at(bytes: &[u8]) -> Result<i64> {
-    Ok(decode_value(bytes)?.emitted_at)
+    let (head, _) = postcard::take_from_bytes::<EmissionHead<'_>>(bytes)
+        .map_err(|e| Error::corrupt("result value", e))?;
+    Ok(head.emitted_at)
 }
 
-/// Reuses the last column list while decoding many rows of one pipeline.
-#[derive(Debug, Default)]
-pub(crate) struct ColumnsCache(Option<Arc<[Arc<str>]>>);
+/// Resolves the column names of many rows: the last set and the last inline list are
+/// reused (rows of one pipeline share them), other sets are looked up in the store's
+/// [`ColumnSets`].
+pub(crate) struct ColumnsCache<'s> {
+    sets: &'s ColumnSets,
+    meta: &'s fjall::Keyspace,
+    last_set: Option<(Arc<str>, u32, Columns)>,
+    last_inline: Option<Columns>,
+}
+
+impl<'s> ColumnsCache<'s> {
+    pub(crate) fn new(sets: &'s ColumnSets, meta: &'s fjall::Keyspace) -> ColumnsCache<'s> {
+        ColumnsCache {
+            sets,
+            meta,
+            last_set: None,
+            last_inline: None,
+        }
+    }
+
+    fn get(&mut self, pipeline: &Arc<str>, columns: &RowColumns<'_>) -> Result<Columns> {
+        match columns {
+            RowColumns::Set(id) => {
+                if let Some((p, i, c)) = &self.last_set
+                    && i == id
+                    && p == pipeline
+                {
+                    return Ok(c.clone());
+                }
+                let c = self.sets.resolve(self.meta, pipeline, *id)?;
+                self.last_set = Some((pipeline.clone(), *id, c.clone()));
+                Ok(c)
+            }
+            RowColumns::Inline(names) => match &self.last_inline {
+                Some(c)
+                    if c.len() == names.len() && c.iter().zip(names).all(|(a, b)| &**a == *b) =>
+                {
+                    Ok(c.clone())
+                }
+                _ => {
+                    let c: Columns = names.iter().map(|c| Arc::from(*c)).collect();
+                    self.last_inline = Some(c.clone());
+                    Ok(c)
+                }
+            },
+        }
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn decode_emission(
@@ -263,21 +361,14 @@ pub(crate) fn decode_emission(
     start: i64,
     version: u32,
     bytes: &[u8],
-    cols: &mut ColumnsCache,
+    cols: &mut ColumnsCache<'_>,
 ) -> Result<reckon_core::Emission> {
-    let v = decode_value(bytes)?;
-    let columns = match &cols.0 {
-        Some(c)
-            if c.len() == v.columns.len() && c.iter().zip(&v.columns).all(|(a, b)| &**a == *b) =>
-        {
-            c.clone()
-        }
-        _ => {
-            let c: Arc<[Arc<str>]> = v.columns.iter().map(|c| Arc::from(*c)).collect();
-            cols.0 = Some(c.clone());
-            c
-        }
-    };
+    let DecodedValue {
+        head: v,
+        states,
+        columns,
+    } = decode_value(bytes)?;
+    let columns = cols.get(pipeline, &columns)?;
     let mut values = Vec::with_capacity(v.values.len());
     for x in &v.values {
         values.push(match x {
@@ -300,7 +391,7 @@ pub(crate) fn decode_emission(
         checksum: v.checksum,
         emitted_at: ProcessingTime(v.emitted_at),
         watermark: reckon_core::Watermark(EventTime(v.watermark)),
-        states: v.states.map(Arc::from),
+        states: states.map(Arc::from),
     })
 }
 
@@ -426,6 +517,137 @@ mod tests {
         let d = decode_raw(&e.stream, &e.key, e.time.0, &out, &mut Interner::default()).unwrap();
         assert_eq!(d.event, e);
         assert_eq!(d.ingested_at, ProcessingTime(e.time.0));
+    }
+
+    fn emission(
+        columns: &[&str],
+        states: Option<Vec<reckon_core::AggState>>,
+    ) -> reckon_core::Emission {
+        reckon_core::Emission {
+            pipeline: Arc::from("p"),
+            key: Key::from_tags([("i", "1")]).unwrap(),
+            window: reckon_core::Window {
+                start: EventTime(0),
+                end: EventTime(3_600_000_000_000),
+            },
+            version: reckon_core::Version(2),
+            kind: EmissionKind::Late,
+            columns: columns.iter().map(|c| Arc::<str>::from(*c)).collect(),
+            values: vec![Some(Value::F64(4.217)), None],
+            count: 12,
+            checksum: Checksum {
+                count: 12,
+                hash: 99,
+            },
+            emitted_at: ProcessingTime(5),
+            watermark: reckon_core::Watermark(EventTime(-7)),
+            states: states.map(Arc::from),
+        }
+    }
+
+    /// The format-2 layout: the head only (no states field).
+    #[derive(Serialize)]
+    struct V2<'a> {
+        end: i64,
+        kind: EmissionKind,
+        columns: Vec<&'a str>,
+        values: Vec<Option<StoredValue<'a>>>,
+        count: u64,
+        checksum: Checksum,
+        emitted_at: i64,
+        watermark: i64,
+    }
+
+    fn check_head(v: &DecodedValue<'_>) {
+        assert_eq!(v.head.end, 3_600_000_000_000);
+        assert_eq!(v.head.kind, EmissionKind::Late);
+        assert_eq!(v.head.values, vec![Some(StoredValue::Dec(3, 4217)), None]);
+        assert_eq!(
+            (v.head.count, v.head.emitted_at, v.head.watermark),
+            (12, 5, -7)
+        );
+    }
+
+    #[test]
+    fn every_results_layout_decodes() {
+        let names = ["mean_level", "count"];
+        let states = vec![
+            reckon_core::AggState::Count(3),
+            reckon_core::AggState::Count(4),
+        ];
+        // Format 4: no names in the row, the set id after the states.
+        let row = encode_emission(&emission(&names, None), 300).unwrap();
+        let v = decode_value(&row).unwrap();
+        check_head(&v);
+        assert_eq!((v.columns, v.states), (RowColumns::Set(300), None));
+        let row = encode_emission(&emission(&names, Some(states.clone())), 0).unwrap();
+        let v = decode_value(&row).unwrap();
+        assert_eq!(v.columns, RowColumns::Set(0));
+        assert_eq!(v.states.as_deref(), Some(&states[..]));
+        // Format 3: names inline, with or without states.
+        let row = encode_emission_inline(&emission(&names, None)).unwrap();
+        let v = decode_value(&row).unwrap();
+        check_head(&v);
+        assert_eq!(
+            (v.columns, v.states),
+            (RowColumns::Inline(names.to_vec()), None)
+        );
+        let row = encode_emission_inline(&emission(&names, Some(states.clone()))).unwrap();
+        let v = decode_value(&row).unwrap();
+        assert_eq!(v.columns, RowColumns::Inline(names.to_vec()));
+        assert_eq!(v.states.as_deref(), Some(&states[..]));
+        // Format 2: the head only.
+        let old = V2 {
+            end: 3_600_000_000_000,
+            kind: EmissionKind::Late,
+            columns: names.to_vec(),
+            values: vec![Some(StoredValue::Dec(3, 4217)), None],
+            count: 12,
+            checksum: Checksum {
+                count: 12,
+                hash: 99,
+            },
+            emitted_at: 5,
+            watermark: -7,
+        };
+        let row = postcard::to_allocvec(&old).unwrap();
+        let v = decode_value(&row).unwrap();
+        check_head(&v);
+        assert_eq!(
+            (v.columns, v.states),
+            (RowColumns::Inline(names.to_vec()), None)
+        );
+        assert_eq!(emission_emitted_at(&row).unwrap(), 5);
+    }
+
+    #[test]
+    fn an_interned_row_is_smaller_by_its_names() {
+        let e = emission(&["mean_level", "count"], None);
+        let interned = encode_emission(&e, 0).unwrap();
+        let inline = encode_emission_inline(&e).unwrap();
+        // The names and their lengths (17 bytes) against a one-byte id.
+        assert_eq!(inline.len() - interned.len(), 16, "{interned:?} {inline:?}");
+    }
+
+    #[test]
+    fn damaged_results_rows_are_corrupt_not_a_panic() {
+        let e = emission(&["a", "b"], None);
+        // Names inline and a set id: written by nothing, so damage.
+        let mut both = encode_emission_inline(&e).unwrap();
+        extend(&mut both, &7u32, "test").unwrap();
+        let err = decode_value(&both).unwrap_err();
+        assert!(err.to_string().contains("column set 7"), "{err}");
+        // Every truncation of a format-4 row is an error or an older layout's prefix,
+        // never a panic.
+        let row = encode_emission(&e, 9).unwrap();
+        for n in 0..row.len() {
+            let _ = decode_value(&row[..n]);
+        }
+        // A set id that is not a varint u32.
+        let mut bad = encode_emission(&e, 0).unwrap();
+        bad.pop();
+        bad.extend_from_slice(&[0xFF; 6]);
+        assert!(matches!(decode_value(&bad), Err(Error::Corrupt { .. })));
     }
 
     #[test]

@@ -42,7 +42,7 @@ fn a_newer_format_is_refused_naming_both_versions() {
     );
     assert_eq!(
         e.to_string(),
-        "store format 4 is newer than this reckon supports (3); upgrade reckon"
+        "store format 5 is newer than this reckon supports (4); upgrade reckon"
     );
     // Refusing changed nothing: the newer version is still recorded.
     assert_eq!(
