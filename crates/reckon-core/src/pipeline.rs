@@ -411,9 +411,11 @@ pub struct Pipeline {
     key_cache: Box<[u32; 256]>,
     /// Scratch buffer for window assignment (no allocation per event).
     assigned: Vec<Window>,
-    /// The last window assigned, for non-overlapping assigners: consecutive events
-    /// mostly fall into the same window, and calendar windows are costly to compute.
-    last_window: Option<Window>,
+    /// The last two windows assigned, most recent first, for non-overlapping
+    /// assigners: consecutive events mostly fall into the same window, and calendar
+    /// windows are costly to compute. Two, so that a late event between on-time ones
+    /// does not make the next on-time event miss.
+    last_windows: [Option<Window>; 2],
     /// Emissions carry their aggregate states (an operator downstream merges them).
     keep_states: bool,
     /// The spec has no derived fields and no filter: events need no `prepare`.
@@ -445,7 +447,7 @@ impl Pipeline {
             slots: vec![FieldSlot::default(); spec_len],
             key_cache: Box::new([u32::MAX; 256]),
             assigned: Vec::with_capacity(4),
-            last_window: None,
+            last_windows: [None; 2],
             keep_states: false,
             plain,
             feeds,
@@ -556,10 +558,67 @@ impl Pipeline {
                 *a = self.look_ahead(e.as_ref());
             }
             for (i, (e, a)) in chunk.iter().zip(&ahead).enumerate() {
-                let outcome = self.ingest_prepared(partition, e.as_ref(), *a, out);
+                let e = e.as_ref();
+                if self.try_apply_open(partition, e, *a, out) {
+                    report.applied += 1;
+                    continue;
+                }
+                let outcome = self.ingest_prepared(partition, e, *a, out);
                 report.record(c * CHUNK + i, outcome);
             }
         }
+    }
+
+    /// The most common event, applied with the fewest steps: no id, a spec without
+    /// derived fields or filter and with one window per event, the key known, and the
+    /// window the newest of its key and still open. That is exactly the case where
+    /// [`Pipeline::ingest_prepared`] finds no dead letter, no duplicate, no cold or
+    /// closed window and no window to create, and returns [`Outcome::Applied`]; this
+    /// does the same (counters, state, watermark, timers) without classifying the
+    /// event. Returns `false`, having changed nothing, for any other event.
+    #[inline(always)]
+    fn try_apply_open(
+        &mut self,
+        partition: PartitionId,
+        e: &Event,
+        ahead: LookAhead,
+        out: &mut Vec<Emission>,
+    ) -> bool {
+        if !self.plain || e.id.is_some() {
+            return false;
+        }
+        // Windows are only cached for assigners with one window per event.
+        let (Some(k), Some(w)) = (ahead.key, self.cached_window(e.time)) else {
+            return false;
+        };
+        if self.watermark.current().0 >= w.end {
+            return false;
+        }
+        let Some(ws) = self
+            .series
+            .get_mut(k as usize)
+            .and_then(|s| s.windows.last_mut())
+        else {
+            return false;
+        };
+        if ws.window != w {
+            return false;
+        }
+        ws.acc.add_fed(
+            &self.spec,
+            &self.feeds,
+            &mut self.slots,
+            e,
+            ahead.digest,
+            None,
+        );
+        ws.dirty = true;
+        self.counters.events += 1;
+        self.counters.applied += 1;
+        if self.watermark.observe(partition, e.time, self.now) {
+            self.fire_timers(out);
+        }
+        true
     }
 
     /// What can be known of an event before its turn: its digest, and its key's index
@@ -631,9 +690,7 @@ impl Pipeline {
 
     fn assign(&mut self, t: EventTime) -> Result<()> {
         self.assigned.clear();
-        if let Some(w) = self.last_window
-            && w.contains(t)
-        {
+        if let Some(w) = self.cached_window(t) {
             self.assigned.push(w);
             return Ok(());
         }
@@ -641,9 +698,22 @@ impl Pipeline {
         if let [only] = self.assigned[..]
             && !self.spec.window.is_overlapping()
         {
-            self.last_window = Some(only);
+            self.last_windows = [Some(only), self.last_windows[0]];
         }
         Ok(())
+    }
+
+    /// The cached window that holds `t`, if any (made the most recent).
+    #[inline]
+    fn cached_window(&mut self, t: EventTime) -> Option<Window> {
+        match self.last_windows {
+            [Some(w), _] if w.contains(t) => Some(w),
+            [last, Some(w)] if w.contains(t) => {
+                self.last_windows = [Some(w), last];
+                Some(w)
+            }
+            _ => None,
+        }
     }
 
     fn key_index(&mut self, key: &Key) -> u32 {
