@@ -237,7 +237,7 @@ impl SumState {
         self.huge = t;
     }
     #[inline]
-    fn add(&mut self, v: &Value) {
+    pub(crate) fn add(&mut self, v: &Value) {
         match *v {
             Value::I64(i) => {
                 self.int += i128::from(i);

@@ -29,7 +29,7 @@ use crate::watermark::{PartitionId, Watermark, WatermarkTracker};
 use crate::window::Window;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -119,11 +119,46 @@ impl FieldSlot {
         {
             return Some(v);
         }
+        self.find_slow(field, e)
+    }
+
+    // Out of line: the string search and the `Arc` swap would otherwise spill the
+    // registers of the whole event loop they are inlined into.
+    #[inline(never)]
+    fn find_slow<'e>(&mut self, field: &str, e: &'e Event) -> Option<&'e crate::event::Value> {
         let pos = e.fields.iter().position(|(n, _)| n.as_ref() == field)?;
         let (n, v) = &e.fields[pos];
         self.name = Some(n.clone());
         self.pos = pos;
         Some(v)
+    }
+}
+
+/// How the hot path feeds one aggregate, decided once per pipeline from its spec, so
+/// that the event loop adds numbers in place for the common kinds and leaves the
+/// general [`AggState::update`] (filters, min/max, sketches) out of line. Both give the
+/// same state: the common arms are `update`'s own arms for these kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// `count(*)` without a filter: one more per event.
+    CountAll,
+    /// `sum` or `mean` of a field without a filter: the field's number is added.
+    Sum,
+    /// Any other aggregate: [`AggState::update`].
+    General,
+}
+
+impl Feed {
+    fn plan(spec: &PipelineSpec) -> Box<[Feed]> {
+        use crate::aggregate::AggKind;
+        spec.aggregates
+            .iter()
+            .map(|a| match (a.kind, &a.field, &a.filter) {
+                (AggKind::Count, None, None) => Feed::CountAll,
+                (AggKind::Sum | AggKind::Mean, Some(_), None) => Feed::Sum,
+                _ => Feed::General,
+            })
+            .collect()
     }
 }
 
@@ -240,9 +275,62 @@ impl Accumulator {
         }
     }
 
+    /// [`Accumulator::add`] for the hot path, with each aggregate fed as `feeds` says
+    /// (one per aggregate, from [`Feed::plan`] of the same spec); same resulting state.
+    #[inline(always)]
+    fn add_fed(
+        &mut self,
+        spec: &PipelineSpec,
+        feeds: &[Feed],
+        slots: &mut [FieldSlot],
+        e: &Event,
+        digest: u64,
+        fp: Option<u128>,
+    ) {
+        if let Some(fp) = fp {
+            self.insert_id(fp);
+        }
+        self.checksum.add(digest);
+        let parts = self.aggs.iter_mut().zip(&spec.aggregates).zip(slots);
+        for (((state, a), slot), feed) in parts.zip(feeds) {
+            match (feed, state) {
+                (Feed::CountAll, AggState::Count(n)) => *n += 1,
+                (Feed::Sum, AggState::Sum(s) | AggState::Mean(s)) => {
+                    if let Some(v) = a.field.as_deref().and_then(|f| slot.find(f, e)) {
+                        s.add(v);
+                    }
+                }
+                (_, state) => update_general(state, a, slot, e, digest),
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn insert_id(&mut self, fp: u128) {
+        self.ids.get_or_insert_with(Box::default).0.insert(fp);
+    }
+
     pub(crate) fn values(&self) -> Vec<Option<crate::event::Value>> {
         self.aggs.iter().map(AggState::output).collect()
     }
+}
+
+/// One aggregate's input as [`Accumulator::add`] gives it, out of line for the hot path.
+#[inline(never)]
+fn update_general(
+    state: &mut AggState,
+    a: &crate::aggregate::AggregateSpec,
+    slot: &mut FieldSlot,
+    e: &Event,
+    digest: u64,
+) {
+    if let Some(f) = &a.filter
+        && !f.eval_filter(e)
+    {
+        return;
+    }
+    let value = a.field.as_deref().and_then(|f| slot.find(f, e));
+    state.update(value, a.field.is_none(), e.time, digest);
 }
 
 /// Hot state of one window.
@@ -258,11 +346,13 @@ pub(crate) struct WindowState {
     dirty: bool,
 }
 
-/// All hot windows of one key, sorted by start.
+/// All hot windows of one key, sorted by start. A `Vec` rather than a `VecDeque`:
+/// windows are looked up once per event and removed once per window, and indexing a
+/// `Vec` needs no wrap-around arithmetic (both serialise as the same sequence).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Series {
     key: Key,
-    windows: VecDeque<WindowState>,
+    windows: Vec<WindowState>,
 }
 
 impl Series {
@@ -270,7 +360,7 @@ impl Series {
     #[inline]
     fn find(&self, start: EventTime) -> std::result::Result<usize, usize> {
         // Most events go to the newest window: check it before searching.
-        match self.windows.back() {
+        match self.windows.last() {
             Some(last) if last.window.start == start => Ok(self.windows.len() - 1),
             Some(last) if last.window.start < start => Err(self.windows.len()),
             _ => self
@@ -321,11 +411,17 @@ pub struct Pipeline {
     key_cache: Box<[u32; 256]>,
     /// Scratch buffer for window assignment (no allocation per event).
     assigned: Vec<Window>,
-    /// The last window assigned, for non-overlapping assigners: consecutive events
-    /// mostly fall into the same window, and calendar windows are costly to compute.
-    last_window: Option<Window>,
+    /// The last two windows assigned, most recent first, for non-overlapping
+    /// assigners: consecutive events mostly fall into the same window, and calendar
+    /// windows are costly to compute. Two, so that a late event between on-time ones
+    /// does not make the next on-time event miss.
+    last_windows: [Option<Window>; 2],
     /// Emissions carry their aggregate states (an operator downstream merges them).
     keep_states: bool,
+    /// The spec has no derived fields and no filter: events need no `prepare`.
+    plain: bool,
+    /// How each aggregate is fed, decided once from the spec (see [`Feed`]).
+    feeds: Box<[Feed]>,
 }
 
 impl Pipeline {
@@ -335,6 +431,8 @@ impl Pipeline {
         let columns = spec.columns();
         let spec_len = spec.aggregates.len();
         let watermark = WatermarkTracker::new(spec.out_of_orderness, spec.idle_timeout);
+        let plain = spec.derive.is_empty() && spec.filter.is_none();
+        let feeds = Feed::plan(&spec);
         Ok(Pipeline {
             spec: Arc::new(spec),
             columns,
@@ -349,8 +447,10 @@ impl Pipeline {
             slots: vec![FieldSlot::default(); spec_len],
             key_cache: Box::new([u32::MAX; 256]),
             assigned: Vec::with_capacity(4),
-            last_window: None,
+            last_windows: [None; 2],
             keep_states: false,
+            plain,
+            feeds,
         })
     }
 
@@ -458,10 +558,67 @@ impl Pipeline {
                 *a = self.look_ahead(e.as_ref());
             }
             for (i, (e, a)) in chunk.iter().zip(&ahead).enumerate() {
-                let outcome = self.ingest_prepared(partition, e.as_ref(), *a, out);
+                let e = e.as_ref();
+                if self.try_apply_open(partition, e, *a, out) {
+                    report.applied += 1;
+                    continue;
+                }
+                let outcome = self.ingest_prepared(partition, e, *a, out);
                 report.record(c * CHUNK + i, outcome);
             }
         }
+    }
+
+    /// The most common event, applied with the fewest steps: no id, a spec without
+    /// derived fields or filter and with one window per event, the key known, and the
+    /// window the newest of its key and still open. That is exactly the case where
+    /// [`Pipeline::ingest_prepared`] finds no dead letter, no duplicate, no cold or
+    /// closed window and no window to create, and returns [`Outcome::Applied`]; this
+    /// does the same (counters, state, watermark, timers) without classifying the
+    /// event. Returns `false`, having changed nothing, for any other event.
+    #[inline(always)]
+    fn try_apply_open(
+        &mut self,
+        partition: PartitionId,
+        e: &Event,
+        ahead: LookAhead,
+        out: &mut Vec<Emission>,
+    ) -> bool {
+        if !self.plain || e.id.is_some() {
+            return false;
+        }
+        // Windows are only cached for assigners with one window per event.
+        let (Some(k), Some(w)) = (ahead.key, self.cached_window(e.time)) else {
+            return false;
+        };
+        if self.watermark.current().0 >= w.end {
+            return false;
+        }
+        let Some(ws) = self
+            .series
+            .get_mut(k as usize)
+            .and_then(|s| s.windows.last_mut())
+        else {
+            return false;
+        };
+        if ws.window != w {
+            return false;
+        }
+        ws.acc.add_fed(
+            &self.spec,
+            &self.feeds,
+            &mut self.slots,
+            e,
+            ahead.digest,
+            None,
+        );
+        ws.dirty = true;
+        self.counters.events += 1;
+        self.counters.applied += 1;
+        if self.watermark.observe(partition, e.time, self.now) {
+            self.fire_timers(out);
+        }
+        true
     }
 
     /// What can be known of an event before its turn: its digest, and its key's index
@@ -492,6 +649,7 @@ impl Pipeline {
         Some(i)
     }
 
+    #[inline]
     fn ingest_prepared(
         &mut self,
         partition: PartitionId,
@@ -500,9 +658,15 @@ impl Pipeline {
         out: &mut Vec<Emission>,
     ) -> Outcome {
         self.counters.events += 1;
-        let outcome = match self.spec.prepare(e) {
-            Some(prepared) => self.classify_and_apply(&prepared, ahead, out),
-            None => Outcome::Filtered,
+        // Without derived fields or a filter the windows see the event as it came:
+        // `prepare` would only wrap it in a borrowed `Cow`, at a cost per event.
+        let outcome = if self.plain {
+            self.classify_and_apply(e, ahead, out)
+        } else {
+            match self.spec.prepare(e) {
+                Some(prepared) => self.classify_and_apply(&prepared, ahead, out),
+                None => Outcome::Filtered,
+            }
         };
         match &outcome {
             Outcome::Applied => self.counters.applied += 1,
@@ -526,9 +690,7 @@ impl Pipeline {
 
     fn assign(&mut self, t: EventTime) -> Result<()> {
         self.assigned.clear();
-        if let Some(w) = self.last_window
-            && w.contains(t)
-        {
+        if let Some(w) = self.cached_window(t) {
             self.assigned.push(w);
             return Ok(());
         }
@@ -536,9 +698,22 @@ impl Pipeline {
         if let [only] = self.assigned[..]
             && !self.spec.window.is_overlapping()
         {
-            self.last_window = Some(only);
+            self.last_windows = [Some(only), self.last_windows[0]];
         }
         Ok(())
+    }
+
+    /// The cached window that holds `t`, if any (made the most recent).
+    #[inline]
+    fn cached_window(&mut self, t: EventTime) -> Option<Window> {
+        match self.last_windows {
+            [Some(w), _] if w.contains(t) => Some(w),
+            [last, Some(w)] if w.contains(t) => {
+                self.last_windows = [Some(w), last];
+                Some(w)
+            }
+            _ => None,
+        }
     }
 
     fn key_index(&mut self, key: &Key) -> u32 {
@@ -549,7 +724,7 @@ impl Pipeline {
         self.keys.insert(key.clone(), i);
         self.series.push(Series {
             key: key.clone(),
-            windows: VecDeque::new(),
+            windows: Vec::new(),
         });
         i
     }
@@ -581,6 +756,9 @@ impl Pipeline {
             None => self.key_index(&e.key),
         };
         let fp = e.id.as_ref().map(|id| id.fingerprint());
+        if let [w] = self.assigned[..] {
+            return self.apply_one(k, w, e, ahead.digest, fp, out);
+        }
         let series = &mut self.series[k as usize];
         if fp.is_some() {
             let dup = self.assigned.iter().any(|w| {
@@ -601,43 +779,19 @@ impl Pipeline {
                 continue;
             }
             let is_open = wm.0 < w.end;
-            let (i, created) = match series.find(w.start) {
-                Ok(i) => (i, false),
-                Err(i) => {
-                    series.windows.insert(
-                        i,
-                        WindowState {
-                            window: w,
-                            acc: Accumulator::new(&self.spec),
-                            version: 0,
-                            closed: !is_open,
-                            dirty: false,
-                        },
-                    );
-                    (i, true)
-                }
-            };
+            let i = hot_window(
+                series,
+                &self.spec,
+                &mut self.timers,
+                k,
+                w,
+                is_open,
+                lateness,
+            );
             let ws = &mut series.windows[i];
-            ws.acc.add(&self.spec, &mut self.slots, e, digest, fp);
+            ws.acc
+                .add_fed(&self.spec, &self.feeds, &mut self.slots, e, digest, fp);
             ws.dirty = true;
-            if created {
-                let timer = if is_open {
-                    Timer {
-                        at: w.end,
-                        kind: TimerKind::Close,
-                        key: k,
-                        start: w.start,
-                    }
-                } else {
-                    Timer {
-                        at: w.end.plus(lateness),
-                        kind: TimerKind::Evict,
-                        key: k,
-                        start: w.start,
-                    }
-                };
-                self.timers.push(Reverse(timer));
-            }
             if !is_open {
                 corrected = true;
                 let em = emit(
@@ -664,6 +818,67 @@ impl Pipeline {
         } else {
             Outcome::Applied
         }
+    }
+
+    /// [`Pipeline::classify_and_apply`] for an event in exactly one window (tumbling
+    /// and calendar windows): the same steps in the same order (duplicate check, cold,
+    /// add, `late` emission), without the loops over windows and the list of cold ones.
+    #[inline]
+    fn apply_one(
+        &mut self,
+        k: u32,
+        w: Window,
+        e: &Event,
+        digest: u64,
+        fp: Option<u128>,
+        out: &mut Vec<Emission>,
+    ) -> Outcome {
+        let wm = self.watermark.current();
+        let lateness = self.spec.allowed_lateness;
+        let series = &mut self.series[k as usize];
+        if fp.is_some()
+            && series
+                .find(w.start)
+                .is_ok_and(|i| series.windows[i].acc.has_id(fp))
+        {
+            return Outcome::Duplicate;
+        }
+        if w.end.plus(lateness) <= wm.0 {
+            return Outcome::Recompute {
+                key: series.key.clone(),
+                windows: vec![w],
+            };
+        }
+        let is_open = wm.0 < w.end;
+        let i = hot_window(
+            series,
+            &self.spec,
+            &mut self.timers,
+            k,
+            w,
+            is_open,
+            lateness,
+        );
+        let ws = &mut series.windows[i];
+        ws.acc
+            .add_fed(&self.spec, &self.feeds, &mut self.slots, e, digest, fp);
+        ws.dirty = true;
+        if is_open {
+            return Outcome::Applied;
+        }
+        let em = emit(
+            &self.spec,
+            &self.columns,
+            self.keep_states,
+            &series.key,
+            ws,
+            EmissionKind::Late,
+            self.now,
+            wm,
+        );
+        self.counters.count_emission(EmissionKind::Late);
+        out.push(em);
+        Outcome::Corrected
     }
 
     /// Fires every timer the watermark has reached: closes windows (on-time results)
@@ -913,6 +1128,63 @@ impl Pipeline {
         p.timers = s.timers.into_iter().map(Reverse).collect();
         Ok(p)
     }
+}
+
+/// The index of window `w` (hot: not past allowed lateness) in `series`, created with
+/// its timer when it is not held yet: `Close` at its end if it is still open, else
+/// `Evict` when its allowed lateness is over.
+#[inline]
+fn hot_window(
+    series: &mut Series,
+    spec: &PipelineSpec,
+    timers: &mut BinaryHeap<Reverse<Timer>>,
+    k: u32,
+    w: Window,
+    is_open: bool,
+    lateness: crate::time::Span,
+) -> usize {
+    match series.find(w.start) {
+        Ok(i) => i,
+        Err(i) => open_window(series, spec, timers, k, w, is_open, lateness, i),
+    }
+}
+
+/// Creates window `w` at index `i` of `series`, with its timer (see [`hot_window`]).
+/// Out of line: it runs once per window, not per event.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn open_window(
+    series: &mut Series,
+    spec: &PipelineSpec,
+    timers: &mut BinaryHeap<Reverse<Timer>>,
+    k: u32,
+    w: Window,
+    is_open: bool,
+    lateness: crate::time::Span,
+    i: usize,
+) -> usize {
+    series.windows.insert(
+        i,
+        WindowState {
+            window: w,
+            acc: Accumulator::new(spec),
+            version: 0,
+            closed: !is_open,
+            dirty: false,
+        },
+    );
+    let (at, kind) = if is_open {
+        (w.end, TimerKind::Close)
+    } else {
+        (w.end.plus(lateness), TimerKind::Evict)
+    };
+    timers.push(Reverse(Timer {
+        at,
+        kind,
+        key: k,
+        start: w.start,
+    }));
+    i
 }
 
 /// Aggregates the events of `key` in `window`, skipping duplicate ids (first wins).

@@ -350,3 +350,249 @@ fn replay_after_a_dead_letter_reproduces_every_version() {
     d.finish();
     assert_eq!(d.latest.values().next().unwrap().count, 4);
 }
+
+/// One event of a hand-shaped batch (see [`shaped_batches`]).
+#[derive(Debug, Clone)]
+struct Shaped {
+    key: u8,
+    /// Seconds the batch's event-time cursor moves forward before this event.
+    step: u16,
+    /// Seconds this event lies behind the cursor (0: on time).
+    back: u16,
+    id: Option<u8>,
+    x: Option<i16>,
+    /// Copy an earlier event of the same batch instead (an exact duplicate).
+    copy_of: Option<prop::sample::Index>,
+}
+
+/// Specs for the batch/event-by-event comparison: single-window (tumbling) and
+/// multi-window (hopping) assignment, aggregates fed in place (count, sum, mean) and
+/// through the general path (every kind, a filtered aggregate), and specs with a
+/// filter and a derived field (events prepared first).
+fn shaped_spec() -> impl Strategy<Value = PipelineSpec> {
+    (
+        prop_oneof![
+            Just(WindowSpec::tumbling(Span::secs(60))),
+            Just(WindowSpec::hopping(Span::secs(120), Span::secs(60))),
+        ],
+        prop_oneof![Just(0), Just(10)],
+        prop_oneof![Just(0), Just(60), Just(180)],
+        prop_oneof![Just(300), Just(86_400)],
+        proptest::option::of(Just(30)),
+        0u8..4,
+    )
+        .prop_map(|(window, ooo, lateness, retention, early, aggs)| {
+            let mut b = PipelineSpec::builder("shaped")
+                .window(window)
+                .out_of_orderness(Span::secs(ooo))
+                .allowed_lateness(Span::secs(lateness))
+                .retention(Span::secs(retention));
+            if let Some(e) = early {
+                b = b.early_interval(Span::secs(e));
+            }
+            let fast = [
+                AggregateSpec::count(),
+                AggregateSpec::new(AggKind::Sum, "x"),
+                AggregateSpec::new(AggKind::Mean, "x"),
+            ];
+            let list = match aggs {
+                0 | 2 => fast.to_vec(),
+                1 => all_aggregates(),
+                _ => Vec::new(),
+            };
+            for a in list {
+                b = b.aggregate(a);
+            }
+            match aggs {
+                0 | 1 => {}
+                2 => {
+                    let positive = reckon_core::Expr::parse_filter("x > 0").unwrap();
+                    b = b.aggregate(AggregateSpec::count().named("positive").filtered(positive));
+                }
+                _ => {
+                    b = b
+                        .derive("y", reckon_core::Expr::parse("x * 2").unwrap())
+                        .filter(reckon_core::Expr::parse_filter("x != 3").unwrap())
+                        .aggregate(AggregateSpec::count())
+                        .aggregate(AggregateSpec::new(AggKind::Sum, "y"));
+                }
+            }
+            b.build().expect("valid spec")
+        })
+}
+
+/// Batches of one partition each, shaped to put into one batch what per-batch code is
+/// most likely to get wrong: several keys and windows, the event-time cursor crossing
+/// window ends (the watermark advances and timers fire mid-batch), late events before
+/// and after such a crossing, ids repeated within a batch, exact copies, events
+/// without the field.
+fn shaped_batches() -> impl Strategy<Value = Vec<(u32, Vec<Shaped>)>> {
+    let event = (
+        0u8..3,
+        prop_oneof![Just(0u16), 1u16..31],
+        prop_oneof![3 => Just(0u16), 2 => 1u16..600],
+        proptest::option::of(0u8..5),
+        proptest::option::weighted(0.9, -5i16..20),
+        proptest::option::weighted(0.15, any::<prop::sample::Index>()),
+    )
+        .prop_map(|(key, step, back, id, x, copy_of)| Shaped {
+            key,
+            step,
+            back,
+            id,
+            x,
+            copy_of,
+        });
+    proptest::collection::vec((0u32..2, proptest::collection::vec(event, 1..40)), 1..7)
+}
+
+/// Runs `batches` through one pipeline event by event and through another batch by
+/// batch, and checks they agree on everything: outcomes (as batch reports), emissions
+/// in order, counters and snapshots, after every batch and after `finish`. Returns the
+/// event-by-event outcomes and emissions, for tests that check what was exercised.
+fn batch_equals_events(
+    spec: &PipelineSpec,
+    batches: &[(u32, Vec<Shaped>)],
+) -> Result<(Vec<reckon_core::Outcome>, Vec<reckon_core::Emission>), TestCaseError> {
+    use reckon_core::{
+        BatchReport, Event, EventId, Outcome, PartitionId, Pipeline, ProcessingTime, Value,
+    };
+    let keys: Vec<Key> = ["a", "b", "c"]
+        .iter()
+        .map(|k| Key::from_tags([("k", k.to_string())]).unwrap())
+        .collect();
+    let field: reckon_core::FieldName = "x".into();
+    let (mut one, mut many) = (
+        Pipeline::new(spec.clone()).unwrap(),
+        Pipeline::new(spec.clone()).unwrap(),
+    );
+    let (mut out1, mut out2) = (Vec::new(), Vec::new());
+    let mut outcomes = Vec::new();
+    // A multiple of 60 s: window ends are easy to see in the fixed test.
+    let mut cursor = 999_960i64;
+    for (b, (partition, shaped)) in batches.iter().enumerate() {
+        let mut events: Vec<Event> = Vec::with_capacity(shaped.len());
+        for s in shaped {
+            if let Some(i) = &s.copy_of
+                && !events.is_empty()
+            {
+                let copy = events[i.index(events.len())].clone();
+                events.push(copy);
+                continue;
+            }
+            cursor += i64::from(s.step);
+            events.push(Event {
+                stream: "s".into(),
+                key: keys[usize::from(s.key)].clone(),
+                time: EventTime::from_secs(cursor - i64::from(s.back)),
+                id: s.id.map(|n| EventId(format!("id{n}").into())),
+                fields: s
+                    .x
+                    .map(|x| (field.clone(), Value::F64(f64::from(x) / 4.0)))
+                    .into_iter()
+                    .collect(),
+            });
+        }
+        let at = ProcessingTime::from_secs(10 * b as i64);
+        let partition = PartitionId(*partition);
+        one.advance(at, &mut out1);
+        many.advance(at, &mut out2);
+        let mut expected = BatchReport::default();
+        for (i, e) in events.iter().enumerate() {
+            let outcome = one.ingest(partition, e, &mut out1);
+            match &outcome {
+                Outcome::Applied => expected.applied += 1,
+                Outcome::Corrected => expected.corrected += 1,
+                Outcome::Duplicate => expected.duplicates += 1,
+                Outcome::Filtered => expected.filtered += 1,
+                other => expected.follow_ups.push((i, other.clone())),
+            }
+            outcomes.push(outcome);
+        }
+        let mut report = BatchReport::default();
+        many.ingest_batch(partition, &events, &mut report, &mut out2);
+        prop_assert_eq!(report, expected, "batch {}", b);
+        prop_assert_eq!(&out1, &out2, "emissions after batch {}", b);
+        prop_assert_eq!(one.counters(), many.counters());
+        prop_assert_eq!(one.snapshot().unwrap(), many.snapshot().unwrap());
+    }
+    one.finish(&mut out1);
+    many.finish(&mut out2);
+    prop_assert_eq!(&out1, &out2);
+    prop_assert_eq!(one.snapshot().unwrap(), many.snapshot().unwrap());
+    Ok((outcomes, out1))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `ingest_batch` equals `ingest` in a loop on batches shaped to hold duplicates,
+    /// late events on both sides of a timer, several keys and windows, and watermark
+    /// advances mid-batch.
+    #[test]
+    fn shaped_batch_ingest_equals_event_by_event_ingest(
+        spec in shaped_spec(),
+        batches in shaped_batches(),
+    ) {
+        batch_equals_events(&spec, &batches)?;
+    }
+}
+
+/// The shaped batches do reach what they are meant to: in one fixed batch, a window
+/// closes mid-batch (its on-time result between the batch's other emissions), late
+/// events before and after that close are corrected, an id repeats, one event is past
+/// allowed lateness (recompute) and one past retention (dead letter); and the batch
+/// path agrees with event-by-event ingest on it.
+#[test]
+fn one_batch_with_every_tier_equals_event_by_event() {
+    use reckon_core::{EmissionKind, Outcome};
+    let spec = PipelineSpec::builder("tiers")
+        .window(WindowSpec::tumbling(Span::secs(60)))
+        .aggregate(AggregateSpec::count())
+        .aggregate(AggregateSpec::new(AggKind::Mean, "x"))
+        .allowed_lateness(Span::secs(300))
+        .retention(Span::secs(600))
+        .build()
+        .unwrap();
+    let ev = |key: u8, step: u16, back: u16, id: Option<u8>| Shaped {
+        key,
+        step,
+        back,
+        id,
+        x: Some(1),
+        copy_of: None,
+    };
+    // Times in seconds from the (aligned) start; the watermark is the latest time.
+    let warm = vec![ev(0, 0, 0, None), ev(1, 10, 0, Some(1))]; // a@0, b@10 id 1
+    let batch = vec![
+        ev(0, 200, 0, Some(2)), // a@210: [0, 60) of a and b close (on time)
+        ev(1, 0, 205, Some(1)), // b@5, id 1 again in b's [0, 60): duplicate
+        ev(0, 0, 170, None),    // a@40: [0, 60) closed but hot: late correction
+        ev(0, 40, 0, None),     // a@250: [180, 240) closes mid-batch (on time)
+        ev(0, 0, 30, None),     // a@220: late correction after that timer
+        ev(1, 500, 0, None),    // b@750: windows up to [360, 420) are past lateness
+        ev(1, 0, 500, None),    // b@250 in [240, 300), past allowed lateness: recompute
+        ev(0, 0, 700, None),    // a@50: [0, 60) starts before 750 - 600: dead letter
+    ];
+    let mut batches = vec![(0, warm), (0, batch)];
+    batches[1].1[1].x = Some(7);
+    let (outcomes, emissions) = batch_equals_events(&spec, &batches).unwrap();
+    let second = &outcomes[2..];
+    assert!(matches!(second[1], Outcome::Duplicate), "{second:?}");
+    assert!(matches!(second[2], Outcome::Corrected), "{second:?}");
+    assert!(matches!(second[4], Outcome::Corrected), "{second:?}");
+    assert!(matches!(second[6], Outcome::Recompute { .. }), "{second:?}");
+    assert!(matches!(second[7], Outcome::DeadLettered(_)), "{second:?}");
+    // A late correction, then an on-time result, then a late one: the timer fired
+    // between two events of the batch.
+    let kinds: Vec<EmissionKind> = emissions.iter().map(|e| e.kind).collect();
+    let first_late = kinds.iter().position(|k| *k == EmissionKind::Late).unwrap();
+    let last_late = kinds
+        .iter()
+        .rposition(|k| *k == EmissionKind::Late)
+        .unwrap();
+    assert!(
+        kinds[first_late..last_late].contains(&EmissionKind::OnTime),
+        "{kinds:?}"
+    );
+}
