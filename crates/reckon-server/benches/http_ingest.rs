@@ -697,7 +697,10 @@ fn main() {
     for run in 0..runs {
         let n = rt.block_on(http_run(Format::Ndjson, events, &ndjson, clients));
         if only_ndjson {
-            println!("run {run}: reckon HTTP NDJSON {:.0} events/s ({:.1} B/event)", n.0, n.1);
+            println!(
+                "run {run}: reckon HTTP NDJSON {:.0} events/s ({:.1} B/event)",
+                n.0, n.1
+            );
             continue;
         }
         let l = rt.block_on(http_run(Format::LineProtocol, events, &lines, clients));

@@ -206,8 +206,7 @@ impl Staged {
                 Err(mpsc::TryRecvError::Empty) => {}
                 Err(mpsc::TryRecvError::Disconnected) => {
                     return Err(Error::Closed(
-                        "a commit group ended without answering (this is a bug in reckon)"
-                            .into(),
+                        "a commit group ended without answering (this is a bug in reckon)".into(),
                     ));
                 }
             }
