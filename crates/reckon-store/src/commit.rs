@@ -126,6 +126,21 @@ pub(crate) fn lead(shared: &Shared, group: Vec<Request>) {
     }
 }
 
+/// Held by a group's leader: dropping it, after the group is answered or while a
+/// panic unwinds, hands the lead on and wakes the waiting callers (so a panic in a
+/// commit cannot leave them waiting for ever: their replies are dropped with the group,
+/// which they see as `Error::Closed`).
+pub(crate) struct LeadGuard<'a>(pub(crate) &'a Shared);
+
+impl Drop for LeadGuard<'_> {
+    fn drop(&mut self) {
+        let mut q = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.leading = false;
+        drop(q);
+        self.0.wake.notify_all();
+    }
+}
+
 /// Takes the lead if no group is being written and something waits: the group is
 /// everything staged, then everything pending. `None` if another caller leads or
 /// nothing waits.

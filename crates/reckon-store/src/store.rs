@@ -215,10 +215,10 @@ impl Staged {
             match commit::take_lead(&mut q) {
                 Some(group) => {
                     drop(q);
+                    let lead = commit::LeadGuard(shared);
                     commit::lead(shared, group);
+                    drop(lead);
                     q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-                    q.leading = false;
-                    shared.wake.notify_all();
                 }
                 None => q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
             }
