@@ -22,10 +22,9 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use reckon_connect::JsonDecoder;
 use reckon_connect::lineproto::{LineProtocolDecoder, Precision};
-use reckon_core::{Event, EventTime, Value};
+use reckon_core::{Event, EventTime};
 use reckon_runtime::{Config, StreamConfig};
-use reckon_workload::{Seed000, ndjson_line};
-use std::fmt::Write as _;
+use reckon_workload::{Seed000, line_protocol_line, ndjson_line};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -70,29 +69,9 @@ fn json_array(ndjson: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// One event as a line of line protocol: the key's tags and the id as tags, the
-/// fields as fields (floats as Rust prints them, which line protocol reads as floats).
 fn line_protocol(events: &[Event]) -> String {
     let mut out = String::new();
-    for e in events {
-        out.push_str("water_level");
-        for (k, v) in e.key.tags() {
-            let _ = write!(out, ",{k}={v}");
-        }
-        if let Some(id) = &e.id {
-            let _ = write!(out, ",id={}", id.0);
-        }
-        for (i, (n, v)) in e.fields.iter().enumerate() {
-            out.push(if i == 0 { ' ' } else { ',' });
-            let _ = match v {
-                Value::F64(x) => write!(out, "{n}={x}"),
-                Value::I64(x) => write!(out, "{n}={x}i"),
-                Value::Bool(b) => write!(out, "{n}={b}"),
-                Value::Str(s) => write!(out, "{n}=\"{s}\""),
-            };
-        }
-        let _ = writeln!(out, " {}", e.time.0);
-    }
+    events.iter().for_each(|e| line_protocol_line(e, &mut out));
     out
 }
 

@@ -24,7 +24,7 @@
 use reckon_core::ProcessingTime;
 use reckon_runtime::{Config, IngestRequest, Runtime, RuntimeOptions};
 use reckon_server::{App, AppOptions, ScaledClock};
-use reckon_workload::{Seed000, ndjson_line};
+use reckon_workload::{Seed000, line_protocol_line, ndjson_line};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -84,34 +84,6 @@ enum Format {
     Ndjson,
     /// `POST /api/v2/write?bucket=water_level&precision=ns`, InfluxDB line protocol.
     LineProtocol,
-}
-
-/// One event as a line of InfluxDB line protocol: the key's tags as tags, the fields as
-/// fields (floats as Rust prints them, which the line protocol reads as floats).
-fn line_protocol(e: &reckon_core::Event, out: &mut String) {
-    use std::fmt::Write as _;
-    out.push_str("water_level");
-    for (k, v) in e.key.tags() {
-        let _ = write!(out, ",{k}={v}");
-    }
-    for (i, (n, v)) in e.fields.iter().enumerate() {
-        out.push(if i == 0 { ' ' } else { ',' });
-        match v {
-            reckon_core::Value::F64(x) => {
-                let _ = write!(out, "{n}={x}");
-            }
-            reckon_core::Value::I64(x) => {
-                let _ = write!(out, "{n}={x}i");
-            }
-            reckon_core::Value::Bool(b) => {
-                let _ = write!(out, "{n}={b}");
-            }
-            reckon_core::Value::Str(s) => {
-                let _ = write!(out, "{n}=\"{s}\"");
-            }
-        }
-    }
-    let _ = writeln!(out, " {}", e.time.0);
 }
 
 /// A reckon server on a fresh store in a temporary directory, on 127.0.0.1.
@@ -640,7 +612,7 @@ fn main() {
         )
     };
     let ndjson = encode(ndjson_line);
-    let lines = encode(line_protocol);
+    let lines = encode(line_protocol_line);
     let pg_batches: Arc<Vec<PgBatch>> = Arc::new(
         arrivals
             .chunks(BATCH)
