@@ -125,10 +125,14 @@ fn demo_fell_back_to_another_port_silently_and_hid_the_webhook_error() {
     // A taken port, and a webhook URL nobody listens on.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken_addr = taken.local_addr().expect("addr");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    // Port 1 (tcpmux) is outside the ephemeral range, so the demo's own fallback port can
+    // never be it; a port freed by this test could be handed back to the demo, which then
+    // answered the webhook with its own 404 (a flake seen in CI).
+    let closed = "127.0.0.1:1";
+    assert!(
+        std::net::TcpStream::connect(closed).is_err(),
+        "something listens on {closed}; this test needs it closed"
+    );
     let hook = format!("http://{closed}/hook");
     let listen = taken_addr.to_string();
     let (code, out, err) = reckon(&[
