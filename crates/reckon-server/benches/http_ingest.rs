@@ -15,10 +15,13 @@
 //!    POSTed at a time into a closed window; the time from sending the POST to the
 //!    window's `late` emission arriving on the feed, p50, p99 and max over
 //!    `LATENCY_SAMPLES`: with nothing else going on, and while a background client
-//!    ingests at half the median NDJSON rate of step 1.
+//!    ingests at half the median NDJSON rate of step 1, the probe reading the whole feed
+//!    (the load's changes too) or a feed of its own key (`?key=`).
 //!
 //! `cargo bench -p reckon-server --bench http_ingest` (env: `EVENTS`, `CLIENTS`,
-//! `RUNS`, `PG_URL`, `LOAD_EVENTS` for the latency run's load, default 3M; `ONLY=ndjson` runs just the NDJSON ingest, for a profiler). The load generator and PostgreSQL share the cores with the server.
+//! `RUNS`, `PG_URL`, `LOAD_EVENTS` for the latency run's load, default 3M; `ONLY=ndjson`
+//! runs just the NDJSON ingest, for a profiler; `LOAD_RATE=<events/s>` just the latency
+//! runs at that load). The load generator and PostgreSQL share the cores with the server.
 #![allow(clippy::unwrap_used)]
 
 use reckon_core::ProcessingTime;
@@ -356,9 +359,11 @@ struct Feed {
 }
 
 impl Feed {
-    async fn open(client: &reqwest::Client, base: &str) -> Feed {
+    /// The whole feed, or with `key` only that series' emissions (`?key=`).
+    async fn open(client: &reqwest::Client, base: &str, key: Option<&str>) -> Feed {
+        let filter = key.map_or(String::new(), |k| format!("?key=i={k}"));
         let resp = client
-            .get(format!("{base}/v1/pipelines/mean_1h/changes"))
+            .get(format!("{base}/v1/pipelines/mean_1h/changes{filter}"))
             .header("accept", "text/event-stream")
             .send()
             .await
@@ -402,8 +407,11 @@ impl Feed {
 }
 
 /// Latency figures: p50, p99, max and mean in ms, the samples taken, and (under load)
-/// the background rate achieved while sampling.
+/// the background rate achieved while sampling; `ack_*` are the POST's own answer
+/// (the event is durable), the rest is the feed.
 struct Latency {
+    ack_p50: f64,
+    ack_p99: f64,
     p50: f64,
     p99: f64,
     max: f64,
@@ -412,13 +420,17 @@ struct Latency {
     load_rate: f64,
 }
 
-fn latency_of(mut samples: Vec<f64>, load_rate: f64) -> Latency {
+fn latency_of(samples: Vec<(f64, f64)>, load_rate: f64) -> Latency {
     let taken = samples.len();
+    let (mut acks, mut samples): (Vec<f64>, Vec<f64>) = samples.into_iter().unzip();
     if samples.is_empty() {
         samples.push(f64::NAN);
+        acks.push(f64::NAN);
     }
     let mean = samples.iter().sum::<f64>() / samples.len() as f64;
     Latency {
+        ack_p50: percentile(&mut acks, 0.5),
+        ack_p99: percentile(&mut acks, 0.99),
         p50: percentile(&mut samples, 0.5),
         p99: percentile(&mut samples, 0.99),
         max: percentile(&mut samples, 1.0),
@@ -429,7 +441,7 @@ fn latency_of(mut samples: Vec<f64>, load_rate: f64) -> Latency {
 }
 
 /// Sends one late event and waits for its `late` emission on the feed: the time from
-/// sending the POST to that frame, in ms. Prints the response and the frame when
+/// sending the POST to its answer and to that frame, in ms. Prints the response and the frame when
 /// `verbose` (and always when the emission does not come).
 async fn probe(
     client: &reqwest::Client,
@@ -438,7 +450,7 @@ async fn probe(
     key: &str,
     time: i64,
     verbose: bool,
-) -> Option<f64> {
+) -> Option<(f64, f64)> {
     let line = format!("{{\"i\":\"{key}\",\"time\":{time},\"level\":1.5}}\n");
     let sent = Instant::now();
     let r = client
@@ -449,6 +461,7 @@ async fn probe(
         .unwrap();
     assert_eq!(r.status(), 200);
     let response = r.text().await.unwrap();
+    let acked = sent.elapsed().as_secs_f64() * 1e3;
     let needle = format!("\"key\":\"i={key}\"");
     loop {
         let Some(frame) = feed.find(&needle, Duration::from_secs(10)).await else {
@@ -465,7 +478,7 @@ async fn probe(
                 println!("  probe sent {}  answered {response}", line.trim());
                 println!("  its frame: {}", frame.replace('\n', "\\n"));
             }
-            return Some(ms);
+            return Some((acked, ms));
         }
         println!(
             "  an emission of i={key} that is not `late` (answered {response}): {}",
@@ -497,7 +510,7 @@ async fn latency_idle(verbose: bool) -> Latency {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let mut feed = Feed::open(&client, &base).await;
+    let mut feed = Feed::open(&client, &base, None).await;
     let mut samples = Vec::new();
     for k in 0..LATENCY_SAMPLES {
         let time = g.start.0 + 1_000_000_000 * (k as i64 + 1);
@@ -519,11 +532,14 @@ async fn latency_idle(verbose: bool) -> Latency {
 /// load has had acknowledged: its window has ended before the watermark (which is at
 /// most one in-flight batch, 250 s of event time, ahead) and is well within the 24 h
 /// allowed lateness, so the pipeline corrects it in memory (`late`, not `recomputed`).
+/// With `keyed`, each probe watches a feed of its own key (`?key=`), as a dashboard of
+/// one location would; else one follower reads the whole feed, the load's changes too.
 async fn latency_loaded(
     bodies: &Arc<Vec<String>>,
     newest: &Arc<Vec<i64>>,
     rate: f64,
     clients: usize,
+    keyed: bool,
     verbose: bool,
 ) -> Latency {
     let server = Server::start().await;
@@ -562,7 +578,11 @@ async fn latency_loaded(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let client = reqwest::Client::new();
-    let mut feed = Feed::open(&client, &base).await;
+    let mut whole = if keyed {
+        None
+    } else {
+        Some(Feed::open(&client, &base, None).await)
+    };
     let (t0, e0) = (Instant::now(), sent_events.load(Ordering::SeqCst));
     let mut samples = Vec::new();
     for k in 0..LATENCY_SAMPLES {
@@ -571,7 +591,12 @@ async fn latency_loaded(
         }
         let time = acked.load(Ordering::SeqCst) - HOUR_NS * 3 / 2;
         let key = format!("p{k}");
-        match probe(&client, &base, &mut feed, &key, time, verbose && k == 0).await {
+        let mut own = None;
+        let feed = match &mut whole {
+            Some(f) => f,
+            None => own.insert(Feed::open(&client, &base, Some(&key)).await),
+        };
+        match probe(&client, &base, feed, &key, time, verbose && k == 0).await {
             Some(ms) => samples.push(ms),
             None => break,
         }
@@ -583,7 +608,7 @@ async fn latency_loaded(
             samples.len()
         );
     }
-    drop(feed);
+    drop(whole);
     for t in load {
         t.await.unwrap();
     }
@@ -598,6 +623,8 @@ fn main() {
     let runs = env("RUNS", 3);
     // `ONLY=ndjson`: just the NDJSON ingest runs (for profiling the server's path).
     let only_ndjson = std::env::var("ONLY").is_ok_and(|v| v == "ndjson");
+    // `LOAD_RATE=<events/s>`: only the latency runs, at that load (for iterating on them).
+    let load_rate: Option<f64> = std::env::var("LOAD_RATE").ok().and_then(|v| v.parse().ok());
     let arrivals: Vec<_> = Seed000::default().arrivals().take(events).collect();
     let encode = |f: fn(&reckon_core::Event, &mut String)| -> Arc<Vec<String>> {
         Arc::new(
@@ -667,6 +694,9 @@ fn main() {
     };
     let (mut nd, mut lp, mut direct, mut peer) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
+        if load_rate.is_some() {
+            break;
+        }
         let n = rt.block_on(http_run(Format::Ndjson, events, &ndjson, clients));
         if only_ndjson {
             println!(
@@ -704,8 +734,16 @@ fn main() {
             median(xs.iter().map(|x| x.1).collect()),
         )
     };
-    let (nd, lp, peer) = (med(&nd), med(&lp), (!peer.is_empty()).then(|| med(&peer)));
-    let direct = median(direct);
+    let (nd, lp, peer) = if nd.is_empty() {
+        ((f64::NAN, f64::NAN), (f64::NAN, f64::NAN), None)
+    } else {
+        (med(&nd), med(&lp), (!peer.is_empty()).then(|| med(&peer)))
+    };
+    let direct = if direct.is_empty() {
+        f64::NAN
+    } else {
+        median(direct)
+    };
     // The load for the latency under load: long enough for the probes (each waits
     // behind the load's own commits and feed frames), from the same workload.
     let load_events = env("LOAD_EVENTS", 3_000_000).max(events);
@@ -724,24 +762,27 @@ fn main() {
         (Arc::new(bodies), Arc::new(newest))
     };
     let mut idle = Vec::new();
-    let mut loaded = Vec::new();
-    let rate = nd.0 / 2.0;
+    let (mut loaded, mut keyed) = (Vec::new(), Vec::new());
+    let rate = load_rate.unwrap_or(nd.0 / 2.0);
     for run in 0..runs {
         idle.push(rt.block_on(latency_idle(run == 0)));
-        loaded.push(rt.block_on(latency_loaded(
-            &load_bodies,
-            &load_newest,
-            rate,
-            clients,
-            run == 0,
-        )));
+        for (list, by_key) in [(&mut loaded, false), (&mut keyed, true)] {
+            list.push(rt.block_on(latency_loaded(
+                &load_bodies,
+                &load_newest,
+                rate,
+                clients,
+                by_key,
+                run == 0,
+            )));
+        }
     }
     // The run with the median p99.
     let pick = |mut xs: Vec<Latency>| {
         xs.sort_by(|a, b| a.p99.total_cmp(&b.p99));
         xs.swap_remove(xs.len() / 2)
     };
-    let (idle, loaded) = (pick(idle), pick(loaded));
+    let (idle, loaded, keyed) = (pick(idle), pick(loaded), pick(keyed));
     println!();
     println!(
         "seed 000, {events} events, batches of {BATCH}, {clients} connections, median of {runs} runs (2 shared cores: noisy)"
@@ -771,24 +812,28 @@ fn main() {
     );
     println!();
     println!(
-        "correction latency, POST of a late event → its `late` emission on the SSE feed (ms), run with the median p99 of {runs}:"
+        "correction latency, POST of a late event → its `late` emission on the SSE feed (ms; ack = the POST's answer), run with the median p99 of {runs}:"
     );
     println!(
-        "| condition                           | samples | p50    | p99    | max    | mean   |"
+        "| condition                                      | samples | ack p50 | ack p99 | p50    | p99    | max    | mean   |"
     );
     println!(
-        "|-------------------------------------|---------|--------|--------|--------|--------|"
+        "|------------------------------------------------|---------|---------|---------|--------|--------|--------|--------|"
     );
     for (name, l) in [
-        ("idle".to_string(), &idle),
+        ("idle, whole feed".to_string(), &idle),
         (
-            format!("under load ({:.0} events/s)", loaded.load_rate),
+            format!("under load ({:.0} ev/s), whole feed", loaded.load_rate),
             &loaded,
+        ),
+        (
+            format!("under load ({:.0} ev/s), ?key= feed", keyed.load_rate),
+            &keyed,
         ),
     ] {
         println!(
-            "| {name:<35} | {:>7} | {:>6.2} | {:>6.2} | {:>6.2} | {:>6.2} |",
-            l.samples, l.p50, l.p99, l.max, l.mean
+            "| {name:<46} | {:>7} | {:>7.2} | {:>7.2} | {:>6.2} | {:>6.2} | {:>6.2} | {:>6.2} |",
+            l.samples, l.ack_p50, l.ack_p99, l.p50, l.p99, l.max, l.mean
         );
     }
     println!("(load target: half the median NDJSON rate, {rate:.0} events/s)");

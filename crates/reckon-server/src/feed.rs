@@ -10,6 +10,10 @@
 //! the whole history first. Other clients get one JSON page:
 //! `{"changes": [...], "next": <cursor>}`.
 //!
+//! `?key=i=42` keeps only that series' emissions (a dashboard or alert that watches one
+//! location need not read, nor the server serialize, every other key's). Change numbers
+//! stay those of the whole feed, so `Last-Event-ID` and `since` work the same.
+//!
 //! An SSE stream is a subscription to the change-feed follower (`follow.rs`): it
 //! catches up from the store from its cursor, then takes the changes the follower reads
 //! once per commit for every feed and webhook.
@@ -35,6 +39,7 @@ const PAGE: usize = 1_000;
 pub(crate) struct ChangesQuery {
     since: Option<u64>,
     limit: Option<u64>,
+    key: Option<String>,
 }
 
 /// Decrements the open-feeds gauge when a feed ends.
@@ -60,6 +65,8 @@ struct Feed {
     sub: crate::follow::Subscription,
     /// The page being sent and the index of its next change.
     page: Option<(crate::follow::Page, usize)>,
+    /// Only this series' emissions, when set.
+    key: Option<reckon_core::Key>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     done: bool,
 }
@@ -87,6 +94,9 @@ impl Feed {
             if let Some((page, i)) = &mut self.page {
                 if let Some((n, e)) = page.changes().get(*i) {
                     *i += 1;
+                    if self.key.as_ref().is_some_and(|k| *k != e.key) {
+                        continue;
+                    }
                     let data = emission_json(e, Some(*n)).to_string();
                     return Some(
                         Event::default()
@@ -129,6 +139,7 @@ pub(crate) async fn changes(
     q: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let key = q.key.as_deref().map(crate::query::parse_key).transpose()?;
     if !state.config().output_names().any(|p| p == pipeline) {
         return Err(ApiError::not_found(format!(
             "unknown pipeline `{pipeline}`"
@@ -177,7 +188,12 @@ pub(crate) async fn changes(
             .map_err(ApiError::internal)?;
         return Ok(axum::Json(json!({
             "pipeline": &*pipeline,
-            "changes": page.changes.iter().map(|(n, e)| emission_json(e, Some(*n))).collect::<Vec<_>>(),
+            "changes": page
+                .changes
+                .iter()
+                .filter(|(_, e)| key.as_ref().is_none_or(|k| *k == e.key))
+                .map(|(n, e)| emission_json(e, Some(*n)))
+                .collect::<Vec<_>>(),
             "next": page.scanned_to,
             "last_change": state.store().last_change(),
         }))
@@ -191,6 +207,7 @@ pub(crate) async fn changes(
         shutdown: state.shutdown(),
         _open: Open::new(state),
         page: None,
+        key,
         done: false,
     };
     let stream = futures_util::stream::unfold(feed, |mut f| async move {

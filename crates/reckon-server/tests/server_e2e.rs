@@ -194,6 +194,49 @@ async fn seed_000_over_http_with_a_resumed_change_feed_equals_the_oracle() {
         "every window in the feed is one the oracle knows"
     );
     assert!(corrected > 50, "late data corrected windows ({corrected})");
+
+    // `?key=` keeps exactly that series' changes, with the feed's own change numbers,
+    // on the SSE stream and on a JSON page.
+    let all: Vec<&Change> = first.iter().chain(&second).collect();
+    let of_key = |key: &str| -> Vec<(u64, serde_json::Value)> {
+        all.iter()
+            .filter(|c| c.json["key"] == key)
+            .map(|c| (c.id, c.json.clone()))
+            .collect()
+    };
+    let want = of_key("i=3");
+    assert!(
+        want.len() > 20 && want.len() < all.len() / 4,
+        "{}",
+        want.len()
+    );
+    let last_of_key = want.last().unwrap().0;
+    let keyed = follow(
+        &client,
+        &server.url("/v1/pipelines/mean_1h/changes?key=i=3&since=0"),
+        None,
+        |c| c.last().is_some_and(|l| l.id >= last_of_key),
+    )
+    .await;
+    let keyed: Vec<(u64, serde_json::Value)> = keyed.into_iter().map(|c| (c.id, c.json)).collect();
+    assert_eq!(keyed, want, "the keyed SSE feed is the feed's i=3 changes");
+    let page: serde_json::Value = client
+        .get(server.url(&format!(
+            "/v1/pipelines/mean_1h/changes?key=i=3&since=0&limit={last_change}"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paged: Vec<(u64, serde_json::Value)> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["change"].as_u64().unwrap(), j.clone()))
+        .collect();
+    assert_eq!(paged, want, "the keyed JSON page is the feed's i=3 changes");
     server.shutdown().await;
 }
 
