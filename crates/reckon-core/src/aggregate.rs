@@ -247,7 +247,7 @@ impl SumState {
             _ => {}
         }
     }
-    fn merge(&mut self, o: &SumState) {
+    pub(crate) fn merge(&mut self, o: &SumState) {
         self.int += o.int;
         self.hi = self.hi.wrapping_add(o.hi);
         self.lo = self.lo.wrapping_add(o.lo);
@@ -259,7 +259,7 @@ impl SumState {
     fn n(&self) -> u64 {
         self.n_int + self.n_float
     }
-    fn total(&self) -> f64 {
+    pub(crate) fn total(&self) -> f64 {
         // Carry the whole 2^-32 units out of `lo` so that `hi` holds all but a fraction
         // below 2^-32: then the float conversion of the sum is as precise as it can be.
         let hi = self.hi.wrapping_add(self.lo >> 63);
@@ -267,7 +267,7 @@ impl SumState {
         let fixed = (hi as f64) * 2f64.powi(-32) + (lo as f64) * 2f64.powi(-95);
         (self.int as f64) + fixed + (self.huge + self.huge_compensation)
     }
-    fn sum_value(&self) -> Option<Value> {
+    pub(crate) fn sum_value(&self) -> Option<Value> {
         if self.n() == 0 {
             return None;
         }

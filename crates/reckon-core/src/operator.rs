@@ -15,15 +15,18 @@
 //! those not committed yet) and calls [`Operator::recompute`].
 //!
 //! Kinds: [`WindowOperator`] (windows and aggregates over a stream),
-//! [`ReconcileOperator`] (seed 001's reconciliation of two streams) and [`Rollup`]
-//! (coarser windows merged from another operator's aggregate states).
+//! [`ReconcileOperator`] (seed 001's reconciliation of two streams), [`Rollup`]
+//! (coarser windows merged from another operator's aggregate states) and
+//! [`RunningTotal`] (seed 003's cumulative sums per key, with as-of values).
 
 mod reconcile;
 mod rollup;
+mod running;
 mod window;
 
 pub use reconcile::{IdFields, ReconcileOperator};
 pub use rollup::{ROLLUP_FORMAT, ROLLUP_MAGIC, Rollup, RollupSpec};
+pub use running::{RUNNING_FORMAT, RUNNING_MAGIC, Reset, RunningSpec, RunningTotal};
 pub use window::{WindowOperator, dead_letter_kind};
 
 use crate::emission::Emission;

@@ -12,6 +12,7 @@ pub use reckon_workload::{Arrival, RandomWorkload, Seed000, SplitMix64};
 pub mod bts;
 pub mod reconcile;
 pub mod rollup;
+pub mod running;
 
 use reckon_core::{
     AggKind, DeadLetterReason, Emission, EmissionKind, Event, EventTime, Key, Outcome, Pipeline,

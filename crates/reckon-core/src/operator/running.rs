@@ -1,0 +1,926 @@
+//! Running totals (seed 003): per key, the cumulative sum of a value in event-time
+//! order, optionally reset at a local time of day and optionally clamped at zero.
+//!
+//! The value of key `k` at event time `t` is the sum of `k`'s values with a time `≤ t`
+//! since the last reset at or before `t` (or since the beginning without a reset). A
+//! late event changes every later value; reckon stores one thing for it, not one per
+//! later value:
+//!
+//! - Each key's events fall into **buckets** (`bucket`, e.g. 1 minute) whose sum is an
+//!   ordinary versioned window: `delta`, the sum of the bucket's values, with `count`
+//!   and `checksum`. A bucket is emitted (`on_time`) once the watermark passes its end,
+//!   and a late event re-emits its one bucket (`late`): "from the bucket's start on,
+//!   every total changes by the new `delta` minus the old one, until the next reset".
+//!   A late event costs O(log n) whatever the number of later buckets.
+//! - The totals themselves come from a sparse segment tree of the bucket sums
+//!   ([`RunningTotal::value_at`]: O(log n) for the buckets, plus the events of the one
+//!   bucket `t` falls in), exact for integers and for floats alike (the sums are the
+//!   order-independent [`SumState`]).
+//! - **Clamped at zero** (`clamp`, occupancy is never negative), a total is
+//!   `max(0, previous + the values at one time)`, applied in event-time order (values
+//!   with the same time are applied together, so their order does not matter). That is
+//!   not linear: a late event changes later totals by different amounts, so a clamped
+//!   total's buckets also carry `total` (the total at the bucket's end), and a late
+//!   event recomputes from its bucket to the next reset (stopping early where the
+//!   totals meet the old ones again) and re-emits every emitted bucket whose `total`
+//!   changed.
+//!
+//! Every event inside `retention` (behind the watermark) is kept in memory with its
+//! bucket, so no late event needs the raw log; an event older than that is a dead
+//! letter (`beyond_retention`), and so is a value that is not a number (`invalid`).
+
+mod tree;
+
+use super::{ColdData, DeadEvent, Operator, Source, StepReport};
+use crate::aggregate::SumState;
+use crate::checksum::Checksum;
+use crate::emission::{Emission, EmissionKind, Version};
+use crate::error::{Error, Result};
+use crate::event::{Event, Key, Value};
+use crate::expr::{Expr, Type};
+use crate::pipeline::Prior;
+use crate::time::{EventTime, ProcessingTime, Span};
+use crate::watermark::{PartitionId, Watermark, WatermarkTracker};
+use crate::window::{Tz, Window};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use tree::SumTree;
+
+/// Magic bytes of a running total's snapshot.
+pub const RUNNING_MAGIC: &[u8; 8] = b"RKNRUNT\0";
+/// The snapshot format this build writes and the newest it reads.
+pub const RUNNING_FORMAT: u16 = 1;
+
+/// The daily reset of a running total: at a local time of day in a time zone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reset {
+    /// Seconds after local midnight.
+    pub at: u32,
+    /// The zone whose clock it follows (DST included: the reset is at that local time
+    /// every day, 23 or 25 hours apart across a change; a time a spring-forward gap
+    /// skips resets at the first instant after the gap).
+    pub tz: Tz,
+}
+
+/// What a running total computes.
+#[derive(Clone, Debug)]
+pub struct RunningSpec {
+    /// Its name (its buckets are stored and queried under it).
+    pub name: Arc<str>,
+    /// Width of a bucket (event time).
+    pub bucket: Span,
+    /// The value each event adds (an expression of its fields); `None`: each event
+    /// counts 1.
+    pub value: Option<Expr>,
+    /// The daily reset, if any.
+    pub reset: Option<Reset>,
+    /// Never below zero.
+    pub clamp: bool,
+    /// Bounded out-of-orderness of the watermark.
+    pub out_of_orderness: Span,
+    /// Silence after which a partition stops holding the watermark back.
+    pub idle_timeout: Option<Span>,
+    /// How long events are kept behind the watermark (and late events accepted).
+    pub retention: Span,
+}
+
+/// The 15 minutes every time zone's offset is a multiple of (today's zones): a bucket
+/// that divides it starts at every local reset time that is a multiple of it.
+const QUARTER_HOUR: i64 = 15 * 60 * 1_000_000_000;
+
+impl RunningSpec {
+    /// A running total of `bucket`-wide buckets counting every event (set `value`,
+    /// `reset`, `clamp` and the rest on the result, then [`RunningSpec::validate`]).
+    pub fn new(name: &str, bucket: Span) -> RunningSpec {
+        RunningSpec {
+            name: Arc::from(name),
+            bucket,
+            value: None,
+            reset: None,
+            clamp: false,
+            out_of_orderness: Span(0),
+            idle_timeout: None,
+            retention: Span::days(7),
+        }
+    }
+
+    /// Checks the settings together; the message names the one at fault.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| {
+            Err(Error::InvalidSpec(format!(
+                "running total `{}`: {m}",
+                self.name
+            )))
+        };
+        if self.bucket.0 <= 0 {
+            return bad(format!("bucket must be positive, got {}", self.bucket));
+        }
+        if self.out_of_orderness.0 < 0 {
+            return bad("out_of_orderness must not be negative".into());
+        }
+        if self.retention.0 < self.bucket.0 {
+            return bad(format!(
+                "retention ({}) must be at least one bucket ({})",
+                self.retention, self.bucket
+            ));
+        }
+        if let Some(v) = &self.value
+            && !matches!(v.ty(), Type::Num | Type::Unknown)
+        {
+            return bad(format!("value `{}` is not a number", v.source()));
+        }
+        if let Some(r) = &self.reset {
+            if r.at >= 86_400 {
+                return bad(format!("reset.at must be a time of day, got {}s", r.at));
+            }
+            if QUARTER_HOUR % self.bucket.0 != 0 {
+                return bad(format!(
+                    "with a reset, bucket must divide 15 minutes (so every reset starts a bucket), got {}",
+                    self.bucket
+                ));
+            }
+            if (i64::from(r.at) * 1_000_000_000) % self.bucket.0 != 0 {
+                return bad(format!(
+                    "reset.at must be a multiple of the bucket ({}) after midnight",
+                    self.bucket
+                ));
+            }
+            if self.retention.0 < 25 * 3_600 * 1_000_000_000 {
+                return bad(format!(
+                    "with a daily reset, retention must be at least 25h (a day across a DST change), got {}",
+                    self.retention
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The value columns of its buckets.
+    pub fn columns(&self) -> Arc<[Arc<str>]> {
+        let mut c: Vec<Arc<str>> = vec![Arc::from("delta")];
+        if self.clamp {
+            c.push(Arc::from("total"));
+        }
+        c.into()
+    }
+
+    /// The latest reset at or before `t` (`None` without a reset).
+    pub fn reset_at_or_before(
+        &self,
+        t: EventTime,
+    ) -> std::result::Result<Option<EventTime>, String> {
+        let Some(r) = &self.reset else {
+            return Ok(None);
+        };
+        let date = zoned(t, &r.tz)?.date();
+        let today = reset_on(date, r)?;
+        if today <= t {
+            return Ok(Some(today));
+        }
+        let yesterday = date.yesterday().map_err(|e| e.to_string())?;
+        reset_on(yesterday, r).map(Some)
+    }
+
+    /// The first reset after `t` (`None` without a reset).
+    pub fn reset_after(&self, t: EventTime) -> std::result::Result<Option<EventTime>, String> {
+        let Some(r) = &self.reset else {
+            return Ok(None);
+        };
+        let date = zoned(t, &r.tz)?.date();
+        let today = reset_on(date, r)?;
+        if today > t {
+            return Ok(Some(today));
+        }
+        let tomorrow = date.tomorrow().map_err(|e| e.to_string())?;
+        reset_on(tomorrow, r).map(Some)
+    }
+
+    fn fingerprint(&self) -> Result<u64> {
+        #[derive(Serialize)]
+        struct Canon<'a> {
+            name: &'a str,
+            bucket: i64,
+            value: Option<String>,
+            reset: Option<(u32, &'a str)>,
+            clamp: bool,
+            out_of_orderness: i64,
+            idle_timeout: Option<i64>,
+            retention: i64,
+        }
+        crate::snapshot::spec_fingerprint(&Canon {
+            name: &self.name,
+            bucket: self.bucket.0,
+            value: self.value.as_ref().map(Expr::canonical),
+            reset: self.reset.as_ref().map(|r| (r.at, r.tz.name())),
+            clamp: self.clamp,
+            out_of_orderness: self.out_of_orderness.0,
+            idle_timeout: self.idle_timeout.map(|s| s.0),
+            retention: self.retention.0,
+        })
+    }
+}
+
+fn zoned(t: EventTime, tz: &Tz) -> std::result::Result<jiff::Zoned, String> {
+    jiff::Timestamp::from_nanosecond(i128::from(t.0))
+        .map(|ts| ts.to_zoned(tz.zone().clone()))
+        .map_err(|e| format!("time {t} is outside the calendar: {e}"))
+}
+
+/// The reset instant on a local date (a time skipped by a DST gap: the instant after
+/// the gap; a time repeated by a fold: its first occurrence).
+fn reset_on(date: jiff::civil::Date, r: &Reset) -> std::result::Result<EventTime, String> {
+    let at = jiff::civil::Time::new(
+        (r.at / 3600) as i8,
+        (r.at / 60 % 60) as i8,
+        (r.at % 60) as i8,
+        0,
+    )
+    .map_err(|e| e.to_string())?;
+    let z =
+        r.tz.zone()
+            .to_ambiguous_zoned(date.to_datetime(at))
+            .compatible()
+            .map_err(|e| e.to_string())?;
+    i64::try_from(z.timestamp().as_nanosecond())
+        .map(EventTime)
+        .map_err(|_| format!("the reset on {date} is outside the supported times"))
+}
+
+/// One event of a bucket: what the totals inside the bucket need.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Point {
+    time: i64,
+    value: Value,
+    digest: u64,
+    id: Option<u128>,
+}
+
+/// One bucket of one key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Bucket {
+    /// Its events, by (time, digest).
+    points: Vec<Point>,
+    sum: SumState,
+    checksum: Checksum,
+    /// The version last emitted (0: never).
+    version: u32,
+    /// Clamped totals: the total after the bucket's last event.
+    end_total: SumState,
+    /// Clamped totals: the `end_total` last emitted.
+    emitted_total: SumState,
+    /// An event came after the watermark passed its end since it was last emitted.
+    late: bool,
+}
+
+/// One key's state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Series {
+    key: Key,
+    /// Buckets inside retention, by bucket index.
+    buckets: BTreeMap<i64, Bucket>,
+    /// Earliest event time seen (a total before it is "no data").
+    earliest: i64,
+    /// Clamped, without a reset: the total at the end of the last bucket dropped from
+    /// `buckets` (the start of every later total).
+    base_total: SumState,
+    /// Buckets dropped from `buckets` whose sums the tree still holds (rebuilt when
+    /// they outnumber the live ones).
+    dropped: u64,
+    /// The bucket sums (rebuilt on restore).
+    #[serde(skip)]
+    tree: Option<SumTree>,
+}
+
+#[derive(Serialize)]
+struct StateRef<'a> {
+    spec: u64,
+    watermark: &'a WatermarkTracker,
+    now: ProcessingTime,
+    series: &'a [Series],
+    /// Without a reset: each series' sum of the buckets dropped before the tree was
+    /// last rebuilt, in series order.
+    bases: Vec<SumState>,
+    finished: bool,
+}
+
+#[derive(Deserialize)]
+struct StateOwned {
+    spec: u64,
+    watermark: WatermarkTracker,
+    now: ProcessingTime,
+    series: Vec<Series>,
+    bases: Vec<SumState>,
+    finished: bool,
+}
+
+/// A running total over one stream (its only input).
+#[derive(Debug)]
+pub struct RunningTotal {
+    spec: RunningSpec,
+    inputs: [Source; 1],
+    columns: Arc<[Arc<str>]>,
+    watermark: WatermarkTracker,
+    now: ProcessingTime,
+    series: Vec<Series>,
+    index: HashMap<Key, u32>,
+    /// Buckets not emitted yet, by (end, series, bucket index).
+    pending: BTreeSet<(i64, u32, i64)>,
+    /// Emitted buckets a clamped recompute changed (scratch).
+    dirty: BTreeSet<(u32, i64)>,
+    /// Without a reset: per series, the sum of the buckets the tree was rebuilt without.
+    bases: Vec<SumState>,
+    /// The watermark at the last retention sweep.
+    swept_at: i64,
+    finished: bool,
+    /// Bucket index of the earliest representable bucket, and the tree's width.
+    min_bucket: i64,
+    bits: u32,
+}
+
+impl RunningTotal {
+    /// A new running total reading `stream`, or one restored from `snapshot` (taken
+    /// with the same spec).
+    pub fn new(spec: RunningSpec, stream: &str, snapshot: Option<&[u8]>) -> Result<RunningTotal> {
+        spec.validate()?;
+        let b = spec.bucket.0;
+        let min_bucket = i64::MIN.div_euclid(b);
+        let span = (i64::MAX.div_euclid(b) as i128 - min_bucket as i128) as u128;
+        let bits = 128 - span.leading_zeros();
+        let mut rt = RunningTotal {
+            columns: spec.columns(),
+            inputs: [Source::Stream(Arc::from(stream))],
+            watermark: WatermarkTracker::new(spec.out_of_orderness, spec.idle_timeout),
+            now: ProcessingTime(i64::MIN),
+            series: Vec::new(),
+            index: HashMap::new(),
+            pending: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            bases: Vec::new(),
+            swept_at: i64::MIN,
+            finished: false,
+            min_bucket,
+            bits,
+            spec,
+        };
+        if let Some(bytes) = snapshot {
+            rt.restore(bytes)?;
+        }
+        Ok(rt)
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &RunningSpec {
+        &self.spec
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let s: StateOwned = crate::snapshot::decode(
+            bytes,
+            RUNNING_MAGIC,
+            RUNNING_FORMAT,
+            "running-total snapshot",
+        )?;
+        if s.spec != self.spec.fingerprint()? {
+            return Err(Error::Snapshot(format!(
+                "the snapshot of running total `{}` was taken with another definition",
+                self.spec.name
+            )));
+        }
+        if s.bases.len() != s.series.len() {
+            return Err(Error::Snapshot(
+                "running-total snapshot: bases do not match series".into(),
+            ));
+        }
+        self.watermark = s.watermark;
+        self.now = s.now;
+        self.finished = s.finished;
+        self.bases = s.bases;
+        self.series = s.series;
+        for (k, series) in self.series.iter_mut().enumerate() {
+            let k = k as u32;
+            self.index.insert(series.key.clone(), k);
+            for (&bi, b) in &series.buckets {
+                if b.version == 0 {
+                    self.pending
+                        .insert((bucket_end(bi, self.spec.bucket.0), k, bi));
+                }
+            }
+        }
+        for k in 0..self.series.len() {
+            self.rebuild_tree(k);
+        }
+        self.swept_at = self.watermark.current().0.0;
+        Ok(())
+    }
+
+    fn pos(&self, bi: i64) -> u64 {
+        (bi as i128 - self.min_bucket as i128) as u64
+    }
+
+    /// Rebuilds series `k`'s tree from its live buckets (and its base, without a reset).
+    fn rebuild_tree(&mut self, k: usize) {
+        let mut tree = SumTree::new(self.bits);
+        if self.spec.reset.is_none() {
+            tree.add(0, &self.bases[k]);
+        }
+        for (&bi, b) in &self.series[k].buckets {
+            tree.add(self.pos(bi), &b.sum);
+        }
+        self.series[k].tree = Some(tree);
+        self.series[k].dropped = 0;
+    }
+
+    fn series_index(&mut self, key: &Key, t: i64) -> usize {
+        if let Some(&k) = self.index.get(key) {
+            let s = &mut self.series[k as usize];
+            s.earliest = s.earliest.min(t);
+            return k as usize;
+        }
+        let k = self.series.len();
+        self.series.push(Series {
+            key: key.clone(),
+            buckets: BTreeMap::new(),
+            earliest: t,
+            base_total: SumState::default(),
+            dropped: 0,
+            tree: Some(SumTree::new(self.bits)),
+        });
+        self.bases.push(SumState::default());
+        self.index.insert(key.clone(), k as u32);
+        k
+    }
+
+    /// The value an event adds, or why it has none.
+    fn value_of(&self, e: &Event) -> std::result::Result<Value, String> {
+        let Some(expr) = &self.spec.value else {
+            return Ok(Value::I64(1));
+        };
+        match expr.eval(e) {
+            Some(v @ (Value::I64(_) | Value::F64(_))) => Ok(v),
+            Some(v) => Err(format!(
+                "the value `{}` of running total `{}` is a {} here, not a number",
+                expr.source(),
+                self.spec.name,
+                v.type_name()
+            )),
+            None => Err(format!(
+                "the value `{}` of running total `{}` is null for this event (a field it reads is missing)",
+                expr.source(),
+                self.spec.name
+            )),
+        }
+    }
+
+    /// The total of `key` at event time `at`: the sum of its values at or before `at`
+    /// since the last reset (clamped when the spec says so); `Ok(None)` when the key
+    /// has no event at or before `at`. `at` before the retention horizon (the
+    /// watermark minus `retention`) is an error: its events are no longer in memory.
+    pub fn value_at(&self, key: &Key, at: EventTime) -> std::result::Result<Option<Value>, String> {
+        let Some(&k) = self.index.get(key) else {
+            return Ok(None);
+        };
+        let s = &self.series[k as usize];
+        if s.earliest > at.0 {
+            return Ok(None);
+        }
+        let horizon = self.horizon();
+        if at.0 < horizon {
+            return Err(format!(
+                "{at} is before the retention horizon {} of running total `{}`",
+                EventTime(horizon),
+                self.spec.name
+            ));
+        }
+        let b = self.spec.bucket.0;
+        let bi = at.0.div_euclid(b);
+        let reset = self.spec.reset_at_or_before(at)?;
+        let in_bucket = s.buckets.get(&bi).map_or(&[][..], |b| &b.points[..]);
+        let total = if self.spec.clamp {
+            let mut x = self.start_total(s, bi, reset);
+            apply_clamped(&mut x, in_bucket.iter().take_while(|p| p.time <= at.0));
+            x
+        } else {
+            let from = reset.map_or(0, |r| self.pos(r.0.div_euclid(b)));
+            let tree = s.tree.as_ref().ok_or("running total: tree missing")?;
+            let mut x = tree.range(from, self.pos(bi).saturating_sub(1));
+            if self.pos(bi) == 0 {
+                x = SumState::default();
+            }
+            for p in in_bucket.iter().take_while(|p| p.time <= at.0) {
+                x.add(&p.value);
+            }
+            x
+        };
+        Ok(Some(total_value(&total)))
+    }
+
+    /// Clamped: the total before bucket `bi` (the end total of the last bucket before
+    /// it in the same reset period, else zero).
+    fn start_total(&self, s: &Series, bi: i64, reset: Option<EventTime>) -> SumState {
+        let b = self.spec.bucket.0;
+        let first = reset.map(|r| r.0.div_euclid(b));
+        match s.buckets.range(..bi).next_back() {
+            Some((&prev, pb)) if first.is_none_or(|f| prev >= f) => pb.end_total,
+            Some(_) => SumState::default(),
+            None if first.is_none() => s.base_total,
+            None => SumState::default(),
+        }
+    }
+
+    fn horizon(&self) -> i64 {
+        self.watermark.current().0.minus(self.spec.retention).0
+    }
+
+    /// Clamped: recomputes series `k`'s end totals from bucket `from` on, marking the
+    /// emitted buckets whose total changed; stops once the totals meet the old ones
+    /// again after the last changed bucket.
+    fn recompute_clamped(
+        &mut self,
+        k: usize,
+        from: i64,
+        last_changed: i64,
+    ) -> std::result::Result<(), String> {
+        let b = self.spec.bucket.0;
+        let start = EventTime(from.saturating_mul(b));
+        let reset = self.spec.reset_at_or_before(start)?;
+        let mut x = self.start_total(&self.series[k], from, reset);
+        let mut next_reset = self.spec.reset_after(start)?;
+        let spec = &self.spec;
+        let s = &mut self.series[k];
+        for (&bi, bucket) in s.buckets.range_mut(from..) {
+            let bstart = EventTime(bi.saturating_mul(b));
+            if let Some(r) = next_reset
+                && bstart >= r
+            {
+                x = SumState::default();
+                next_reset = spec.reset_after(bstart)?;
+            }
+            apply_clamped(&mut x, bucket.points.iter());
+            let unchanged = x == bucket.end_total;
+            bucket.end_total = x;
+            if bucket.version > 0 && x != bucket.emitted_total {
+                self.dirty.insert((k as u32, bi));
+            }
+            if unchanged && bi > last_changed {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn emission(&self, k: usize, bi: i64, kind: EmissionKind) -> Option<Emission> {
+        let s = &self.series[k];
+        let bucket = s.buckets.get(&bi)?;
+        let mut values = vec![bucket.sum.sum_value()];
+        if self.spec.clamp {
+            values.push(Some(total_value(&bucket.end_total)));
+        }
+        let b = self.spec.bucket.0;
+        Some(Emission {
+            pipeline: self.spec.name.clone(),
+            key: s.key.clone(),
+            window: Window {
+                start: EventTime(bi.saturating_mul(b)),
+                end: EventTime(bucket_end(bi, b)),
+            },
+            version: Version(bucket.version),
+            kind,
+            columns: self.columns.clone(),
+            values,
+            count: bucket.checksum.count,
+            checksum: bucket.checksum,
+            emitted_at: self.now,
+            watermark: self.watermark.current(),
+            states: None,
+        })
+    }
+
+    /// Emits the buckets the watermark has passed (`on_time`, or `late` when a late
+    /// event made the bucket), then drops what retention no longer needs.
+    fn fire(&mut self, out: &mut Vec<Emission>) {
+        let wm = self.watermark.current().0.0;
+        while let Some(&(end, k, bi)) = self.pending.first() {
+            if end > wm {
+                break;
+            }
+            self.pending.pop_first();
+            let late = self.series[k as usize]
+                .buckets
+                .get(&bi)
+                .is_some_and(|b| b.late);
+            let kind = if late {
+                EmissionKind::Late
+            } else {
+                EmissionKind::OnTime
+            };
+            self.emit(k as usize, bi, kind, out);
+        }
+        self.sweep();
+    }
+
+    fn emit(&mut self, k: usize, bi: i64, kind: EmissionKind, out: &mut Vec<Emission>) {
+        let Some(bucket) = self.series[k].buckets.get_mut(&bi) else {
+            return;
+        };
+        bucket.version += 1;
+        bucket.emitted_total = bucket.end_total;
+        bucket.late = false;
+        if let Some(em) = self.emission(k, bi, kind) {
+            out.push(em);
+        }
+    }
+
+    /// Drops the buckets retention no longer needs (with a reset, only those before
+    /// the period the horizon is in), at most once per bucket of watermark progress.
+    fn sweep(&mut self) {
+        let wm = self.watermark.current().0.0;
+        let b = self.spec.bucket.0;
+        if self.swept_at != i64::MIN && wm.saturating_sub(self.swept_at) < b {
+            return;
+        }
+        self.swept_at = wm;
+        let mut horizon = self.horizon();
+        if self.spec.reset.is_some() {
+            match self.spec.reset_at_or_before(EventTime(horizon)) {
+                Ok(Some(r)) => horizon = horizon.min(r.0),
+                _ => return,
+            }
+        }
+        let last_dropped = horizon.div_euclid(b) - 1; // buckets ending at or before
+        let (min_bucket, reset) = (self.min_bucket, self.spec.reset.is_some());
+        let pos = |bi: i64| (bi as i128 - min_bucket as i128) as u64;
+        for k in 0..self.series.len() {
+            let s = &mut self.series[k];
+            let mut dropped = 0;
+            while let Some((&bi, _)) = s.buckets.first_key_value() {
+                if bi > last_dropped || self.pending.contains(&(bucket_end(bi, b), k as u32, bi)) {
+                    break;
+                }
+                if let Some((_, bucket)) = s.buckets.pop_first() {
+                    s.base_total = bucket.end_total;
+                    dropped += 1;
+                }
+            }
+            s.dropped += dropped;
+            if dropped > 0 && s.dropped as usize > s.buckets.len().max(64) {
+                if !reset {
+                    let first = s.buckets.first_key_value().map(|(&bi, _)| bi);
+                    let tree = s.tree.as_ref();
+                    let base = match (tree, first) {
+                        (Some(t), Some(f)) => t.range(0, pos(f).saturating_sub(1)),
+                        (Some(t), None) => t.range(0, u64::MAX),
+                        _ => SumState::default(),
+                    };
+                    self.bases[k] = base;
+                }
+                self.rebuild_tree(k);
+            }
+        }
+    }
+
+    /// Series and buckets held, and tree nodes (for figures).
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let buckets = self.series.iter().map(|s| s.buckets.len()).sum();
+        let nodes = self
+            .series
+            .iter()
+            .map(|s| s.tree.as_ref().map_or(0, SumTree::nodes))
+            .sum();
+        (self.series.len(), buckets, nodes)
+    }
+}
+
+fn bucket_end(bi: i64, b: i64) -> i64 {
+    bi.saturating_mul(b).saturating_add(b)
+}
+
+/// A total as a value: zero when nothing was added.
+fn total_value(s: &SumState) -> Value {
+    s.sum_value().unwrap_or(Value::I64(0))
+}
+
+/// Applies points in time order to a clamped total: the values of one time together,
+/// then `max(0, ·)`.
+fn apply_clamped<'a>(x: &mut SumState, points: impl Iterator<Item = &'a Point>) {
+    let mut points = points.peekable();
+    while let Some(p) = points.next() {
+        let mut step = SumState::default();
+        step.add(&p.value);
+        while let Some(q) = points.next_if(|q| q.time == p.time) {
+            step.add(&q.value);
+        }
+        x.merge(&step);
+        if x.total() < 0.0 {
+            *x = SumState::default();
+        }
+    }
+}
+
+impl Operator for RunningTotal {
+    fn name(&self) -> &Arc<str> {
+        &self.spec.name
+    }
+    fn kind(&self) -> &'static str {
+        "running_total"
+    }
+    fn inputs(&self) -> &[Source] {
+        &self.inputs
+    }
+    fn watermark(&self) -> Watermark {
+        self.watermark.current()
+    }
+    fn now(&self) -> ProcessingTime {
+        self.now
+    }
+    fn is_finished(&self) -> bool {
+        self.finished
+    }
+    fn advance(&mut self, now: ProcessingTime, out: &mut Vec<Emission>) {
+        self.now = self.now.max(now);
+        if self.watermark.tick(self.now) {
+            self.fire(out);
+        }
+    }
+    fn finish(&mut self, out: &mut Vec<Emission>) {
+        self.watermark.finish();
+        self.finished = true;
+        self.fire(out);
+    }
+
+    fn ingest_events(
+        &mut self,
+        _input: usize,
+        partition: PartitionId,
+        events: &[Event],
+        out: &mut Vec<Emission>,
+        report: &mut StepReport,
+    ) {
+        let b = self.spec.bucket.0;
+        for (index, e) in events.iter().enumerate() {
+            let t = e.time.0;
+            let wm = self.watermark.current().0;
+            let bi = t.div_euclid(b);
+            let (start, end) = (bi.saturating_mul(b), bucket_end(bi, b));
+            let dead = |kind: &'static str, reason: String| DeadEvent {
+                index,
+                kind,
+                reason,
+            };
+            if end == i64::MAX || start == i64::MIN || self.spec.reset_at_or_before(e.time).is_err()
+            {
+                report.dead.push(dead(
+                    "unwindowable",
+                    format!(
+                        "time {} cannot be placed in a bucket of running total `{}`",
+                        e.time, self.spec.name
+                    ),
+                ));
+                continue;
+            }
+            let late = end <= wm.0;
+            if late && start < wm.minus(self.spec.retention).0 {
+                report.dead.push(dead(
+                    "beyond_retention",
+                    format!(
+                        "bucket {} is beyond retention at watermark {}",
+                        Window {
+                            start: EventTime(start),
+                            end: EventTime(end)
+                        },
+                        Watermark(wm)
+                    ),
+                ));
+                if self.watermark.observe(partition, e.time, self.now) {
+                    self.fire(out);
+                }
+                continue;
+            }
+            let value = match self.value_of(e) {
+                Ok(v) => v,
+                Err(reason) => {
+                    report.dead.push(dead("invalid", reason));
+                    if self.watermark.observe(partition, e.time, self.now) {
+                        self.fire(out);
+                    }
+                    continue;
+                }
+            };
+            let k = self.series_index(&e.key, t);
+            let id = e.id.as_ref().map(|id| id.fingerprint());
+            let digest = e.digest();
+            let pos = self.pos(bi);
+            let clamp = self.spec.clamp;
+            let s = &mut self.series[k];
+            let bucket = s.buckets.entry(bi).or_default();
+            if id.is_some() && bucket.points.iter().any(|p| p.id == id) {
+                if self.watermark.observe(partition, e.time, self.now) {
+                    self.fire(out);
+                }
+                continue; // a duplicate: counted once
+            }
+            let at = bucket
+                .points
+                .partition_point(|p| (p.time, p.digest) <= (t, digest));
+            let mut one = SumState::default();
+            one.add(&value);
+            bucket.points.insert(
+                at,
+                Point {
+                    time: t,
+                    value,
+                    digest,
+                    id,
+                },
+            );
+            bucket.sum.merge(&one);
+            bucket.checksum.add(digest);
+            bucket.late |= late;
+            let emitted = bucket.version > 0;
+            if !emitted {
+                self.pending.insert((end, k as u32, bi));
+            }
+            if let Some(tree) = s.tree.as_mut() {
+                tree.add(pos, &one);
+            }
+            // Each event's emissions at once (as event-by-event ingest would make them,
+            // so a replay in other batches makes the same versions): its bucket if it
+            // was emitted, and with a clamp every emitted bucket whose total moved.
+            if clamp && let Err(reason) = self.recompute_clamped(k, bi, bi) {
+                debug_assert!(
+                    false,
+                    "times outside the calendar are dead letters: {reason}"
+                );
+            }
+            if emitted {
+                self.dirty.insert((k as u32, bi));
+            }
+            for (k, bi) in std::mem::take(&mut self.dirty) {
+                self.emit(k as usize, bi, EmissionKind::Late, out);
+            }
+            if late {
+                report.corrected += 1;
+            }
+            // A late event's new bucket is due at once (the watermark passed its end).
+            if self.watermark.observe(partition, e.time, self.now) || (late && !emitted) {
+                self.fire(out);
+            }
+        }
+    }
+
+    fn ingest_results(
+        &mut self,
+        _input: usize,
+        _results: &[Emission],
+        _watermark: Watermark,
+        _out: &mut Vec<Emission>,
+        _report: &mut StepReport,
+    ) -> Result<()> {
+        Err(Error::Internal(format!(
+            "running total `{}` reads a stream, not results",
+            self.spec.name
+        )))
+    }
+
+    fn recompute(
+        &mut self,
+        _key: &Key,
+        _window: Window,
+        _prior: Option<Prior>,
+        _data: ColdData<'_>,
+    ) -> Result<Option<Emission>> {
+        Err(Error::Internal(format!(
+            "running total `{}` keeps every event inside retention in memory: it never asks for a recompute",
+            self.spec.name
+        )))
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>> {
+        crate::snapshot::encode(
+            RUNNING_MAGIC,
+            RUNNING_FORMAT,
+            &StateRef {
+                spec: self.spec.fingerprint()?,
+                watermark: &self.watermark,
+                now: self.now,
+                series: &self.series,
+                bases: self.bases.clone(),
+                finished: self.finished,
+            },
+        )
+    }
+
+    fn retention_horizon(&self, _input: usize) -> Option<EventTime> {
+        Some(EventTime(self.horizon()))
+    }
+
+    fn keep_states(&mut self) {}
+
+    fn gauges(&self) -> Vec<(&'static str, f64)> {
+        let (series, buckets, _) = self.sizes();
+        vec![
+            ("reckon_running_total_series", series as f64),
+            ("reckon_running_total_buckets", buckets as f64),
+        ]
+    }
+}
