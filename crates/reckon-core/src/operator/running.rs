@@ -924,3 +924,253 @@ impl Operator for RunningTotal {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> EventTime {
+        let ts: jiff::Timestamp = s.parse().unwrap();
+        EventTime(i64::try_from(ts.as_nanosecond()).unwrap())
+    }
+
+    fn spec(at: u32, tz: &str) -> RunningSpec {
+        let mut s = RunningSpec::new("t", Span::minutes(1));
+        s.reset = Some(Reset {
+            at,
+            tz: Tz::get(tz).unwrap(),
+        });
+        s.validate().unwrap();
+        s
+    }
+
+    #[test]
+    fn resets_follow_the_local_clock_across_dst() {
+        // Europe/Amsterdam, 02:00 local. 2022-03-27: 02:00 does not exist (clocks go
+        // from 02:00 CET to 03:00 CEST at 01:00 UTC): the reset is the first instant
+        // after the gap, 01:00 UTC. 2022-10-30: 02:00 happens twice: the first, CEST,
+        // is 00:00 UTC.
+        let s = spec(2 * 3600, "Europe/Amsterdam");
+        let cases = [
+            (
+                "2022-03-26T12:00:00Z",
+                "2022-03-26T01:00:00Z",
+                "2022-03-27T01:00:00Z",
+            ),
+            (
+                "2022-03-27T00:59:59Z",
+                "2022-03-26T01:00:00Z",
+                "2022-03-27T01:00:00Z",
+            ),
+            (
+                "2022-03-27T01:00:00Z",
+                "2022-03-27T01:00:00Z",
+                "2022-03-28T00:00:00Z",
+            ),
+            (
+                "2022-10-29T23:59:59Z",
+                "2022-10-29T00:00:00Z",
+                "2022-10-30T00:00:00Z",
+            ),
+            (
+                "2022-10-30T00:30:00Z",
+                "2022-10-30T00:00:00Z",
+                "2022-10-31T01:00:00Z",
+            ),
+            (
+                "2022-10-30T01:30:00Z",
+                "2022-10-30T00:00:00Z",
+                "2022-10-31T01:00:00Z",
+            ),
+        ];
+        for (t, before, after) in cases {
+            assert_eq!(
+                s.reset_at_or_before(utc(t)).unwrap(),
+                Some(utc(before)),
+                "{t}"
+            );
+            assert_eq!(s.reset_after(utc(t)).unwrap(), Some(utc(after)), "{t}");
+        }
+        // The periods are 23 h and 25 h long across the changes.
+        let spring = utc("2022-03-28T00:00:00Z").0 - utc("2022-03-27T01:00:00Z").0;
+        assert_eq!(spring, 23 * 3600 * 1_000_000_000);
+        let fall = utc("2022-10-31T01:00:00Z").0 - utc("2022-10-30T00:00:00Z").0;
+        assert_eq!(fall, 25 * 3600 * 1_000_000_000);
+        // New York at 04:00 is outside its 02:00 changes: 08:00 UTC in summer time.
+        let ny = spec(4 * 3600, "America/New_York");
+        assert_eq!(
+            ny.reset_at_or_before(utc("2022-03-13T09:00:00Z")).unwrap(),
+            Some(utc("2022-03-13T08:00:00Z"))
+        );
+        assert_eq!(
+            ny.reset_at_or_before(utc("2022-03-13T07:59:00Z")).unwrap(),
+            Some(utc("2022-03-12T09:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let msg = |f: &dyn Fn(&mut RunningSpec)| {
+            let mut s = RunningSpec::new("occ", Span::minutes(1));
+            f(&mut s);
+            s.validate().unwrap_err().to_string()
+        };
+        assert!(
+            msg(&|s| s.bucket = Span(0)).contains("running total `occ`: bucket must be positive")
+        );
+        let tz = Tz::get("UTC").unwrap();
+        let with_reset = |at: u32, bucket: Span| {
+            let tz = tz.clone();
+            move |s: &mut RunningSpec| {
+                s.bucket = bucket;
+                s.reset = Some(Reset { at, tz: tz.clone() });
+            }
+        };
+        assert!(msg(&with_reset(0, Span::minutes(7))).contains("bucket must divide 15 minutes"));
+        assert!(
+            msg(&with_reset(90, Span::minutes(1)))
+                .contains("reset.at must be a multiple of the bucket")
+        );
+        assert!(
+            msg(&|s| {
+                s.reset = Some(Reset {
+                    at: 0,
+                    tz: tz.clone(),
+                });
+                s.retention = Span::hours(24);
+            })
+            .contains("retention must be at least 25h")
+        );
+        assert!(
+            msg(&|s| s.value = Some(Expr::parse("name = 'x'").unwrap()))
+                .contains("is not a number")
+        );
+    }
+
+    fn ev(key: &str, secs: i64, d: i64) -> Event {
+        Event {
+            stream: "doors".into(),
+            key: Key::parse(key).unwrap(),
+            time: EventTime::from_secs(secs),
+            id: None,
+            fields: vec![("d".into(), Value::I64(d))],
+        }
+    }
+
+    #[test]
+    fn a_late_event_is_one_new_version_of_one_bucket() {
+        let mut s = RunningSpec::new("occ", Span::minutes(1));
+        s.value = Some(Expr::parse("d").unwrap());
+        let mut rt = RunningTotal::new(s, "doors", None).unwrap();
+        let (mut out, mut report) = (Vec::new(), StepReport::default());
+        // 10,000 minutes of one crossing each, then the watermark is past them all.
+        let events: Vec<Event> = (0..10_000).map(|m| ev("space=a", m * 60, 1)).collect();
+        rt.ingest_events(0, PartitionId(0), &events, &mut out, &mut report);
+        rt.ingest_events(
+            0,
+            PartitionId(0),
+            &[ev("space=a", 10_001 * 60, 1)],
+            &mut out,
+            &mut report,
+        );
+        assert_eq!(out.len(), 10_000);
+        assert!(out.iter().all(|e| e.kind == EmissionKind::OnTime));
+        let key = Key::parse("space=a").unwrap();
+        assert_eq!(
+            rt.value_at(&key, EventTime::from_secs(5_000 * 60)).unwrap(),
+            Some(Value::I64(5_001))
+        );
+        out.clear();
+        // A late -1 at minute 10: one emission, its bucket's v2; every later total moves.
+        rt.ingest_events(
+            0,
+            PartitionId(0),
+            &[ev("space=a", 10 * 60 + 5, -1)],
+            &mut out,
+            &mut report,
+        );
+        assert_eq!(out.len(), 1);
+        let e = &out[0];
+        assert_eq!(
+            (e.kind, e.version, e.window.start),
+            (EmissionKind::Late, Version(2), EventTime::from_secs(600))
+        );
+        assert_eq!(e.values, vec![Some(Value::I64(0))]);
+        assert_eq!(report.corrected, 1);
+        assert_eq!(
+            rt.value_at(&key, EventTime::from_secs(10 * 60 + 4))
+                .unwrap(),
+            Some(Value::I64(11))
+        );
+        assert_eq!(
+            rt.value_at(&key, EventTime::from_secs(10 * 60 + 5))
+                .unwrap(),
+            Some(Value::I64(10))
+        );
+        assert_eq!(
+            rt.value_at(&key, EventTime::from_secs(5_000 * 60)).unwrap(),
+            Some(Value::I64(5_000))
+        );
+        assert_eq!(rt.value_at(&key, EventTime::from_secs(-1)).unwrap(), None);
+        assert_eq!(
+            rt.value_at(&Key::parse("space=b").unwrap(), EventTime::from_secs(0))
+                .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_clamped_total_never_goes_below_zero_and_a_late_event_moves_later_totals() {
+        let mut s = RunningSpec::new("occ", Span::minutes(1));
+        s.value = Some(Expr::parse("d").unwrap());
+        s.clamp = true;
+        let mut rt = RunningTotal::new(s, "doors", None).unwrap();
+        let (mut out, mut report) = (Vec::new(), StepReport::default());
+        // +1 at 0 s, -1 at 60 s, -1 at 120 s (clamped: 0, not -1), +1 at 180 s.
+        let events = [
+            ev("k=1", 0, 1),
+            ev("k=1", 60, -1),
+            ev("k=1", 120, -1),
+            ev("k=1", 180, 1),
+            ev("k=1", 600, 0),
+        ];
+        rt.ingest_events(0, PartitionId(0), &events, &mut out, &mut report);
+        let totals: Vec<_> = out.iter().map(|e| e.values[1].clone()).collect();
+        assert_eq!(
+            totals,
+            [
+                Some(Value::I64(1)),
+                Some(Value::I64(0)),
+                Some(Value::I64(0)),
+                Some(Value::I64(1))
+            ]
+        );
+        out.clear();
+        // A late +2 at 30 s: totals 3, 2, 1, 2 — every later bucket changes, once.
+        rt.ingest_events(
+            0,
+            PartitionId(0),
+            &[ev("k=1", 30, 2)],
+            &mut out,
+            &mut report,
+        );
+        let totals: Vec<_> = out
+            .iter()
+            .map(|e| (e.window.start.0 / 1_000_000_000, e.values[1].clone()))
+            .collect();
+        assert_eq!(
+            totals,
+            [
+                (0, Some(Value::I64(3))),
+                (60, Some(Value::I64(2))),
+                (120, Some(Value::I64(1))),
+                (180, Some(Value::I64(2)))
+            ]
+        );
+        let key = Key::parse("k=1").unwrap();
+        assert_eq!(
+            rt.value_at(&key, EventTime::from_secs(150)).unwrap(),
+            Some(Value::I64(1))
+        );
+    }
+}
