@@ -180,4 +180,15 @@ pub trait Operator: Send + fmt::Debug {
     fn gauges(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
+    /// The value of series `key` at event time `at`, for kinds whose results have one
+    /// at every instant (a running total's total); `None` for the others. Inside:
+    /// `Ok(None)` when the series has no data at or before `at`, and an error (for
+    /// people) when `at` is no longer answerable (before the retention horizon).
+    fn value_at(
+        &self,
+        _key: &Key,
+        _at: EventTime,
+    ) -> Option<std::result::Result<Option<crate::event::Value>, String>> {
+        None
+    }
 }

@@ -26,7 +26,9 @@
 
 use crate::error::{Error, Result};
 use reckon_core::Expr;
-use reckon_core::operator::{IdFields, ReconcileOperator, Rollup, RollupSpec, WindowOperator};
+use reckon_core::operator::{
+    IdFields, ReconcileOperator, Rollup, RollupSpec, RunningTotal, WindowOperator,
+};
 use reckon_core::{
     AggKind, AggregateSpec, CalendarUnit, Operator, PipelineSpec, Source, Span, WindowSpec,
 };
@@ -51,6 +53,9 @@ pub struct Config {
     /// Reconciliations: is every audited id in the event stream (`docs/reconcile.md`)?
     #[serde(default, rename = "reconcile")]
     pub reconciles: Vec<ReconcileConfig>,
+    /// Running totals per key, with as-of values (`docs/running-totals.md`).
+    #[serde(default, rename = "running_total")]
+    pub running_totals: Vec<RunningTotalConfig>,
     /// The HTTP server (`reckon serve`).
     #[serde(default)]
     pub server: ServerConfig,
@@ -626,6 +631,116 @@ impl ReconcileConfig {
     }
 }
 
+/// `reset = { at = "04:00", time_zone = "Europe/Amsterdam" }`: a daily reset at a local
+/// time of day.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfig {
+    /// `HH:MM` (or `HH:MM:SS`), local time.
+    pub at: String,
+    /// The IANA zone whose clock it follows (default UTC).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+/// `[[running_total]]`: per key, the cumulative sum of `value` in event-time order
+/// (seed 003's occupancy), with as-of values at any event time (`docs/running-totals.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunningTotalConfig {
+    /// Its name (its buckets are stored and queried under it, like a pipeline's).
+    pub name: String,
+    /// The stream it reads.
+    pub stream: String,
+    /// Width of the buckets it stores as versioned windows (e.g. `"1m"`).
+    pub bucket: Duration,
+    /// What each event adds: a field or an expression (`docs/expressions.md`), e.g.
+    /// `"direction"` or `"entries - exits"`; without it each event counts 1.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// A daily reset at a local time.
+    #[serde(default)]
+    pub reset: Option<ResetConfig>,
+    /// `true`: never below zero (occupancy).
+    #[serde(default)]
+    pub clamp: bool,
+    /// Bounded out-of-orderness of the watermark (default 0s).
+    #[serde(default)]
+    pub out_of_orderness: Option<Duration>,
+    /// How long events are kept (in memory and in the raw log) behind the watermark,
+    /// and late events accepted (default 7d).
+    #[serde(default)]
+    pub retention: Option<Duration>,
+    /// Silence after which a partition stops holding the watermark (default: never).
+    #[serde(default)]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl RunningTotalConfig {
+    /// The engine's spec; errors name the running total and the setting.
+    pub fn spec(&self) -> Result<reckon_core::operator::RunningSpec> {
+        let bad = |m: String| Error::Config(format!("running_total `{}`: {m}", self.name));
+        let mut spec = reckon_core::operator::RunningSpec::new(&self.name, self.bucket.0);
+        if let Some(src) = &self.value {
+            spec.value =
+                Some(Expr::parse(src).map_err(|e| bad(format!("value: {e}\n{}", e.render(src))))?);
+        }
+        if let Some(r) = &self.reset {
+            let at = parse_time_of_day(&r.at).map_err(|m| bad(format!("reset.at: {m}")))?;
+            let zone = r.time_zone.as_deref().unwrap_or("UTC");
+            let tz = reckon_core::window::Tz::get(zone)
+                .map_err(|e| bad(format!("reset.time_zone: {e}")))?;
+            spec.reset = Some(reckon_core::operator::Reset { at, tz });
+        }
+        spec.clamp = self.clamp;
+        if let Some(d) = self.out_of_orderness {
+            spec.out_of_orderness = d.0;
+        }
+        if let Some(d) = self.retention {
+            spec.retention = d.0;
+        }
+        match self.idle_timeout {
+            Some(z) if z.0.0 <= 0 => {
+                return Err(bad(
+                    "idle_timeout must be positive (leave it out for never)".into(),
+                ));
+            }
+            Some(z) => spec.idle_timeout = Some(z.0),
+            None => {}
+        }
+        spec.validate().map_err(|e| match e {
+            reckon_core::Error::InvalidSpec(m) => Error::Config(m),
+            other => Error::Config(other.to_string()),
+        })?;
+        Ok(spec)
+    }
+}
+
+/// `"04:00"` or `"04:00:30"` as seconds after midnight.
+fn parse_time_of_day(s: &str) -> std::result::Result<u32, String> {
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    let field = |i: usize, max: u32| -> std::result::Result<u32, String> {
+        match parts.get(i) {
+            None => Ok(0),
+            Some(p) if p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                let n: u32 = p.parse().map_err(|_| format!("`{s}` is not HH:MM"))?;
+                if n > max {
+                    Err(format!(
+                        "`{s}` is not a time of day (HH:MM, 00:00 to 23:59)"
+                    ))
+                } else {
+                    Ok(n)
+                }
+            }
+            Some(_) => Err(format!("`{s}` is not a time of day (HH:MM or HH:MM:SS)")),
+        }
+    };
+    if !(2..=3).contains(&parts.len()) {
+        return Err(format!("`{s}` is not a time of day (HH:MM or HH:MM:SS)"));
+    }
+    Ok(field(0, 23)? * 3600 + field(1, 59)? * 60 + field(2, 59)?)
+}
+
 /// A duration written as `"90s"`, `"1h30m"`, `"7d"` (units ns, us, ms, s, m, h, d, w).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Duration(pub Span);
@@ -836,6 +951,24 @@ impl Config {
             }
             r.spec()?;
         }
+        for (i, r) in self.running_totals.iter().enumerate() {
+            if self.pipelines.iter().any(|p| p.name == r.name)
+                || self.reconciles.iter().any(|q| q.name == r.name)
+                || self.running_totals[..i].iter().any(|q| q.name == r.name)
+            {
+                return Err(Error::Config(format!(
+                    "running_total `{}`: the name is already used by another pipeline, reconcile or running_total",
+                    r.name
+                )));
+            }
+            if self.stream(&r.stream).is_none() {
+                return Err(Error::Config(format!(
+                    "running_total `{}` reads stream `{}`, which no [[stream]] defines",
+                    r.name, r.stream
+                )));
+            }
+            r.spec()?;
+        }
         // The dataflow: every input exists and there is no cycle; rollups nest.
         let ordered = self.operators()?;
         for op in &ordered {
@@ -892,6 +1025,12 @@ impl Config {
             .iter()
             .map(|p| p.name.as_str())
             .chain(self.reconciles.iter().map(|r| r.name.as_str()))
+            .chain(self.running_totals.iter().map(|r| r.name.as_str()))
+    }
+
+    /// A running total by name.
+    pub fn running_total(&self, name: &str) -> Option<&RunningTotalConfig> {
+        self.running_totals.iter().find(|r| r.name == name)
     }
 
     /// A reconciliation by name.
@@ -909,6 +1048,7 @@ impl Config {
         self.pipeline(name)
             .map(OperatorConfig::of_pipeline)
             .or_else(|| self.reconcile(name).map(OperatorConfig::Reconcile))
+            .or_else(|| self.running_total(name).map(OperatorConfig::Running))
     }
 
     /// Every operator, in topological order (an operator after every operator it reads;
@@ -920,6 +1060,7 @@ impl Config {
             .iter()
             .map(OperatorConfig::of_pipeline)
             .chain(self.reconciles.iter().map(OperatorConfig::Reconcile))
+            .chain(self.running_totals.iter().map(OperatorConfig::Running))
             .collect();
         // Depth-first, in configuration order: 0 = not seen, 1 = on the path, 2 = done.
         let mut mark = vec![0u8; all.len()];
@@ -1033,6 +1174,7 @@ impl Config {
             OperatorConfig::Window(p) => p.stream.as_deref(),
             OperatorConfig::Rollup(p) => self.base_of(p).and_then(|b| b.stream.as_deref()),
             OperatorConfig::Reconcile(r) => Some(r.audit.stream.as_str()),
+            OperatorConfig::Running(r) => Some(r.stream.as_str()),
         }
     }
 }
@@ -1048,6 +1190,8 @@ pub enum OperatorConfig<'a> {
     Rollup(&'a PipelineConfig),
     /// `[[reconcile]]`: an event stream against an audit stream.
     Reconcile(&'a ReconcileConfig),
+    /// `[[running_total]]`: cumulative sums per key.
+    Running(&'a RunningTotalConfig),
 }
 
 /// A detail of an operator for people (`GET /v1/pipelines`, `reckon serve`'s log).
@@ -1073,6 +1217,7 @@ impl<'a> OperatorConfig<'a> {
         match self {
             OperatorConfig::Window(p) | OperatorConfig::Rollup(p) => &p.name,
             OperatorConfig::Reconcile(r) => &r.name,
+            OperatorConfig::Running(r) => &r.name,
         }
     }
 
@@ -1082,6 +1227,7 @@ impl<'a> OperatorConfig<'a> {
             OperatorConfig::Window(_) => "window",
             OperatorConfig::Rollup(_) => "rollup",
             OperatorConfig::Reconcile(_) => "reconcile",
+            OperatorConfig::Running(_) => "running_total",
         }
     }
 
@@ -1102,6 +1248,7 @@ impl<'a> OperatorConfig<'a> {
                 Source::Stream(Arc::from(r.events.stream.as_str())),
                 Source::Stream(Arc::from(r.audit.stream.as_str())),
             ],
+            OperatorConfig::Running(r) => vec![Source::Stream(Arc::from(r.stream.as_str()))],
         }
     }
 
@@ -1120,6 +1267,10 @@ impl<'a> OperatorConfig<'a> {
                 ("period", Detail::Span(r.period.0)),
                 ("missing_after", Detail::Span(r.missing_after.0)),
                 ("horizon", Detail::Span(r.horizon.0)),
+            ],
+            OperatorConfig::Running(r) => vec![
+                ("stream", Detail::Name(r.stream.clone())),
+                ("bucket", Detail::Span(r.bucket.0)),
             ],
         }
     }
@@ -1154,6 +1305,9 @@ impl<'a> OperatorConfig<'a> {
                     snapshot,
                     secret,
                 )?)
+            }
+            OperatorConfig::Running(r) => {
+                Box::new(RunningTotal::new(r.spec()?, &r.stream, snapshot)?)
             }
         })
     }

@@ -56,7 +56,8 @@ pub struct StreamRepair {
     pub restated: u64,
     /// Windows removed: only quarantined events had made them.
     pub removed: u64,
-    /// Reconciliations reading the stream that were left as they were.
+    /// Reconciliations and running totals reading the stream that were left as they
+    /// were (they are not rebuilt from the kept events).
     pub reconciles_not_rebuilt: Vec<String>,
 }
 
@@ -96,6 +97,13 @@ pub fn repair(config: &Config, store: &Store, now: ProcessingTime) -> Result<Rep
                 .iter()
                 .filter(|r| r.events.stream == stream.name || r.audit.stream == stream.name)
                 .map(|r| r.name.clone())
+                .chain(
+                    config
+                        .running_totals
+                        .iter()
+                        .filter(|r| r.stream == stream.name)
+                        .map(|r| r.name.clone()),
+                )
                 .collect(),
             ..StreamRepair::default()
         };

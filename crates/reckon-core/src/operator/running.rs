@@ -916,6 +916,14 @@ impl Operator for RunningTotal {
 
     fn keep_states(&mut self) {}
 
+    fn value_at(
+        &self,
+        key: &Key,
+        at: EventTime,
+    ) -> Option<std::result::Result<Option<Value>, String>> {
+        Some(RunningTotal::value_at(self, key, at))
+    }
+
     fn gauges(&self) -> Vec<(&'static str, f64)> {
         let (series, buckets, _) = self.sizes();
         vec![
