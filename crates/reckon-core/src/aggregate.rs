@@ -236,8 +236,9 @@ impl SumState {
         }
         self.huge = t;
     }
+    /// Adds a number (other values are ignored).
     #[inline]
-    pub(crate) fn add(&mut self, v: &Value) {
+    pub fn add(&mut self, v: &Value) {
         match *v {
             Value::I64(i) => {
                 self.int += i128::from(i);
@@ -267,7 +268,8 @@ impl SumState {
         let fixed = (hi as f64) * 2f64.powi(-32) + (lo as f64) * 2f64.powi(-95);
         (self.int as f64) + fixed + (self.huge + self.huge_compensation)
     }
-    pub(crate) fn sum_value(&self) -> Option<Value> {
+    /// The sum: an integer while every input was one, `None` with no input.
+    pub fn sum_value(&self) -> Option<Value> {
         if self.n() == 0 {
             return None;
         }

@@ -23,6 +23,7 @@ mod ingest;
 pub mod metrics;
 mod notify;
 mod query;
+mod total;
 mod wire;
 pub mod writer;
 
@@ -433,6 +434,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pipelines/{pipeline}/windows", get(query::windows))
         .route("/v1/pipelines/{pipeline}/history", get(query::history))
         .route("/v1/pipelines/{pipeline}/changes", get(feed::changes))
+        .route("/v1/pipelines/{pipeline}/total", get(total::total))
         .route("/v1/webhooks", get(query::webhooks))
         .route("/v1/webhooks/{name}/deliveries", get(query::deliveries))
         .route("/metrics", get(query::metrics))

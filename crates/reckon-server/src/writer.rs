@@ -36,6 +36,8 @@ enum Job {
     Ingest(IngestJob),
     /// Commit a sink's delivery record with the next commit and answer once durable.
     Record(Delivery, DeliveryReply),
+    /// Read the engines' state (an as-of value) between commits.
+    Read(ReadJob),
     /// Stop after what was queued before.
     Stop,
 }
@@ -46,6 +48,9 @@ struct IngestJob {
     received: Instant,
     reply: oneshot::Sender<Result<IngestReport, SubmitError>>,
 }
+
+/// A read of the runtime, run on the writer thread between two commits.
+type ReadJob = Box<dyn FnOnce(&Runtime) + Send>;
 
 /// Where a delivery's answer goes.
 type DeliveryReply = oneshot::Sender<Result<(), SubmitError>>;
@@ -130,6 +135,39 @@ impl WriterHandle {
             Ok(r) => r,
             Err(_) => Err(stopped(self)),
         }
+    }
+
+    /// Runs `f` on the writer thread with the runtime, between two commits (after the
+    /// requests queued before it), and returns its answer: what the engines hold in
+    /// memory, such as a running total's value at an event time. Refused with
+    /// `Overloaded` when the queue is full.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Runtime) -> T + Send + 'static,
+    ) -> Result<T, SubmitError> {
+        if let Some(f) = self.failure() {
+            return Err(SubmitError::Stopped(f));
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Read(Box::new(move |rt: &Runtime| {
+            let _ = reply.send(f(rt));
+        }));
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(SubmitError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(SubmitError::Stopped(
+                    self.failure()
+                        .unwrap_or_else(|| "the writer has stopped".into()),
+                ));
+            }
+        }
+        answer.await.map_err(|_| {
+            SubmitError::Stopped(
+                self.failure()
+                    .unwrap_or_else(|| "the writer has stopped".into()),
+            )
+        })
     }
 
     /// Stops the writer once the requests queued before are done (blocks until queued;
@@ -270,6 +308,10 @@ impl Writer {
                     group.push(job);
                 }
                 Ok(Job::Record(d, reply)) => records.push((d, reply)),
+                Ok(Job::Read(f)) => {
+                    f(&self.runtime);
+                    continue;
+                }
                 Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {
                     self.tick();
@@ -278,6 +320,7 @@ impl Writer {
                 }
             }
             let mut stop = false;
+            let mut reads: Vec<ReadJob> = Vec::new();
             while events < MAX_GROUP_EVENTS {
                 match rx.try_recv() {
                     Ok(Job::Ingest(job)) => {
@@ -285,6 +328,11 @@ impl Writer {
                         group.push(job);
                     }
                     Ok(Job::Record(d, reply)) => records.push((d, reply)),
+                    // A read waits for the requests queued before it, then runs.
+                    Ok(Job::Read(f)) => {
+                        reads.push(f);
+                        break;
+                    }
                     Ok(Job::Stop) => {
                         stop = true;
                         break;
@@ -296,6 +344,9 @@ impl Writer {
             let staged = self.stage(records);
             self.commit(group);
             self.answer(staged);
+            for f in reads {
+                f(&self.runtime);
+            }
             if stop {
                 return;
             }

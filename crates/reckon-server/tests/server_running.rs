@@ -1,0 +1,198 @@
+//! A running total over HTTP (seed 003): door crossings posted as NDJSON, the total of
+//! a space now and at past times, a late crossing that corrects every later total as
+//! one bucket version on the change feed, and the total as it was known before it.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failure
+
+mod common;
+
+use reckon_core::ProcessingTime;
+use reckon_server::AppOptions;
+use reckon_server::clock::Clock;
+use serde_json::Value as Json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// A clock the test sets.
+#[derive(Debug)]
+struct SetClock(AtomicI64);
+
+impl SetClock {
+    fn set(&self, t: ProcessingTime) {
+        self.0.store(t.0, Ordering::SeqCst);
+    }
+}
+
+impl Clock for SetClock {
+    fn now(&self) -> ProcessingTime {
+        ProcessingTime(self.0.load(Ordering::SeqCst))
+    }
+}
+
+const EXTRA: &str = r#"
+[[stream]]
+name = "crossings"
+key_fields = ["space"]
+time_format = "rfc3339"
+max_future = "off"
+[[running_total]]
+name = "occupancy"
+stream = "crossings"
+bucket = "1m"
+value = "direction"
+reset = { at = "04:00", time_zone = "Europe/Amsterdam" }
+clamp = true
+"#;
+
+async fn get(c: &reqwest::Client, url: String) -> (u16, Json) {
+    let r = c.get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    // The server's clock: 2022-06-13 12:00 UTC, standing still.
+    let start = 1_655_121_600_000_000_000;
+    let clock = Arc::new(SetClock(AtomicI64::new(start)));
+    let server = common::serve(
+        common::config(dir.path(), EXTRA),
+        AppOptions {
+            clock: clock.clone(),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let c = reqwest::Client::new();
+    let post = |body: &'static str| {
+        let (c, url) = (c.clone(), server.url("/v1/streams/crossings/events"));
+        async move {
+            let r = c.post(url).body(body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Json>().await.unwrap()
+        }
+    };
+    // Three in, one out, in the lobby, between 10:00 and 10:03; the watermark passes
+    // those minutes with an event at 11:00 in another space.
+    post(concat!(
+        r#"{"space":"lobby","time":"2022-06-13T10:00:05Z","direction":1}"#,
+        "\n",
+        r#"{"space":"lobby","time":"2022-06-13T10:00:40Z","direction":1}"#,
+        "\n",
+        r#"{"space":"lobby","time":"2022-06-13T10:01:10Z","direction":1}"#,
+        "\n",
+        r#"{"space":"lobby","time":"2022-06-13T10:03:00Z","direction":-1}"#,
+        "\n",
+        r#"{"space":"hall","time":"2022-06-13T11:00:00Z","direction":1}"#,
+        "\n",
+    ))
+    .await;
+    let total = |q: &str| {
+        let (c, url) = (
+            c.clone(),
+            server.url(&format!("/v1/pipelines/occupancy/total?{q}")),
+        );
+        async move { get(&c, url).await }
+    };
+    let (s, now) = total("key=space=lobby").await;
+    assert_eq!(s, 200, "{now}");
+    assert_eq!(now["value"], 2, "{now}");
+    assert_eq!(now["at"], "2022-06-13T12:00:00Z");
+    let (_, past) = total("key=space=lobby&at=2022-06-13T10:00:59Z").await;
+    assert_eq!(past["value"], 2, "{past}");
+    let (_, before) = total("key=space=lobby&at=2022-06-13T09:59:00Z").await;
+    assert_eq!(before["value"], Json::Null, "no data yet: {before}");
+    let (_, nobody) = total("key=space=nobody").await;
+    assert_eq!(nobody["value"], Json::Null);
+
+    // As the results said at 12:00: buckets 10:00 (2) and 10:01 (3) and 10:03 (2).
+    let known = "known_at=2022-06-13T12:00:00Z";
+    let (_, k) = total(&format!("key=space=lobby&at=2022-06-13T10:02:00Z&{known}")).await;
+    assert_eq!(
+        (k["value"].clone(), k["resolution"].clone()),
+        (Json::from(3), Json::from("bucket")),
+        "{k}"
+    );
+
+    // At 12:30 a late "out" at 10:00:50 arrives: from 10:00:50 on every total is one less.
+    clock.set(ProcessingTime(start + 1_800_000_000_000));
+    let mut feed_since = server.state.store().last_change();
+    let r = post(concat!(
+        r#"{"space":"lobby","time":"2022-06-13T10:00:50Z","direction":-1}"#,
+        "\n"
+    ))
+    .await;
+    assert_eq!(r["late"], 1, "{r}");
+    let (_, now) = total("key=space=lobby").await;
+    assert_eq!(now["value"], 1, "{now}");
+    let (_, past) = total("key=space=lobby&at=2022-06-13T10:00:45Z").await;
+    assert_eq!(
+        past["value"], 2,
+        "before the late crossing: unchanged: {past}"
+    );
+    let (_, past) = total("key=space=lobby&at=2022-06-13T10:00:55Z").await;
+    assert_eq!(past["value"], 1, "{past}");
+    // One change per bucket whose clamped total moved, each a new version.
+    let (_, page) = get(
+        &c,
+        server.url(&format!(
+            "/v1/pipelines/occupancy/changes?since={feed_since}"
+        )),
+    )
+    .await;
+    let changes = page["changes"].as_array().unwrap();
+    let starts: Vec<&str> = changes
+        .iter()
+        .map(|e| e["window"]["start"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            "2022-06-13T10:00:00Z",
+            "2022-06-13T10:01:00Z",
+            "2022-06-13T10:03:00Z"
+        ],
+        "{page}"
+    );
+    assert!(
+        changes
+            .iter()
+            .all(|e| e["version"] == 2 && e["kind"] == "late"),
+        "{page}"
+    );
+    assert_eq!(
+        changes[0]["values"],
+        serde_json::json!({"delta": 1, "total": 1})
+    );
+    feed_since = page["next"].as_u64().unwrap();
+    assert!(feed_since > 0);
+
+    // As known at 12:00 (before the late crossing) and at 12:30 (after it).
+    let (_, k) = total(&format!("key=space=lobby&at=2022-06-13T10:02:00Z&{known}")).await;
+    assert_eq!(k["value"], 3, "{k}");
+    let (_, k) =
+        total("key=space=lobby&at=2022-06-13T10:02:00Z&known_at=2022-06-13T12:30:00Z").await;
+    assert_eq!(k["value"], 2, "{k}");
+
+    // Errors say what is wrong.
+    let (s, e) = total("at=2022-06-13T10:00:00Z").await;
+    assert_eq!(s, 400);
+    assert!(
+        e["error"].as_str().unwrap().contains("`key` is required"),
+        "{e}"
+    );
+    let (s, e) = get(&c, server.url("/v1/pipelines/mean_1h/total?key=i=1")).await;
+    assert_eq!(s, 400);
+    assert!(
+        e["error"].as_str().unwrap().contains("not a running_total"),
+        "{e}"
+    );
+    let (s, _) = get(&c, server.url("/v1/pipelines/nope/total?key=i=1")).await;
+    assert_eq!(s, 404);
+    let (s, e) = total("key=space=lobby&at=yesterday").await;
+    assert_eq!(s, 400);
+    assert!(e["error"].as_str().unwrap().contains("`at`"), "{e}");
+    server.shutdown().await;
+}
