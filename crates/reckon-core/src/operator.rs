@@ -26,7 +26,7 @@ mod window;
 
 pub use reconcile::{IdFields, ReconcileOperator};
 pub use rollup::{ROLLUP_FORMAT, ROLLUP_MAGIC, Rollup, RollupSpec};
-pub use running::{RUNNING_FORMAT, RUNNING_MAGIC, Reset, RunningSpec, RunningTotal};
+pub use running::{Live, RUNNING_FORMAT, RUNNING_MAGIC, Reset, RunningSpec, RunningTotal};
 pub use window::{WindowOperator, dead_letter_kind};
 
 use crate::emission::Emission;
@@ -180,6 +180,9 @@ pub trait Operator: Send + fmt::Debug {
     fn gauges(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
+    /// The operator itself, for queries of one kind (a running total's real-time
+    /// counter): `op.as_any().downcast_ref::<RunningTotal>()`.
+    fn as_any(&self) -> &dyn std::any::Any;
     /// The value of series `key` at event time `at`, for kinds whose results have one
     /// at every instant (a running total's total); `None` for the others. Inside:
     /// `Ok(None)` when the series has no data at or before `at`, and an error (for

@@ -315,6 +315,14 @@ fn check(c: Case) {
     }
     assert_eq!(run.accepted.len(), single.accepted.len());
 
+    // The real-time counters (arrival order) survive crashes: the replay is in the
+    // same order.
+    for key in ["space=a", "space=b", "space=c"] {
+        let key = Key::parse(key).unwrap();
+        let now = ProcessingTime(now);
+        assert_eq!(run.op.live(&key, now), single.op.live(&key, now), "{key}");
+    }
+
     // Every total at any time, before the end (the horizon is behind the watermark).
     let o = oracle(&c);
     let events = &single.accepted;

@@ -16,6 +16,7 @@ use crate::writer::SubmitError;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use reckon_core::aggregate::SumState;
+use reckon_core::operator::RunningTotal;
 use reckon_core::{EventTime, Key, ProcessingTime, Value};
 use serde::Deserialize;
 use serde_json::json;
@@ -65,12 +66,22 @@ pub(crate) async fn total(
         .as_deref()
         .map(|v| parse_time_param("known_at", v).map(ProcessingTime))
         .transpose()?;
+    let now = state.clock().now();
+    let asked_now = q.at.is_none();
+    let mut live = None;
     let value = match known_at {
         None => {
             let (p, k) = (pipeline.clone(), key.clone());
-            let answer = state
+            let (answer, l) = state
                 .writer()
-                .read(move |rt| rt.operator(&p).and_then(|o| o.value_at(&k, at)))
+                .read(move |rt| {
+                    let op = rt.operator(&p);
+                    let live = op
+                        .filter(|_| asked_now)
+                        .and_then(|o| o.as_any().downcast_ref::<RunningTotal>())
+                        .and_then(|r| r.live(&k, now));
+                    (op.and_then(|o| o.value_at(&k, at)), live)
+                })
                 .await
                 .map_err(|e| match e {
                     SubmitError::Overloaded => ApiError::unavailable(
@@ -81,6 +92,7 @@ pub(crate) async fn total(
                         ApiError::unavailable(why, 5)
                     }
                 })?;
+            live = l;
             match answer {
                 Some(Ok(v)) => v,
                 Some(Err(why)) => return Err(ApiError::bad_request(why)),
@@ -104,15 +116,42 @@ pub(crate) async fn total(
                 .map_err(|e| ApiError::internal(format!("query task failed: {e}")))??
         }
     };
-    Ok(axum::Json(json!({
+    let mut body = json!({
         "pipeline": pipeline,
         "key": key.as_str(),
         "at": rfc3339(at.0),
         "known_at": known_at.map(|t| rfc3339(t.0)),
         "resolution": if known_at.is_some() { "bucket" } else { "event" },
         "value": value.as_ref().map(value_json),
-    }))
-    .into_response())
+    });
+    // Now (no `at`): the real-time counter beside the reconciled value.
+    if let Some(l) = live {
+        let difference = match (&l.reconciled, &l.real_time) {
+            (Some(r), live) => {
+                let mut d = SumState::default();
+                d.add(r);
+                d.add(&negate(live));
+                d.sum_value()
+            }
+            (None, _) => None,
+        };
+        body["real_time"] = value_json(&l.real_time);
+        body["difference"] = difference
+            .as_ref()
+            .map_or(serde_json::Value::Null, value_json);
+        body["corrected_at"] = l
+            .corrected_at
+            .map_or(serde_json::Value::Null, |t| rfc3339(t.0).into());
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+fn negate(v: &Value) -> Value {
+    match v {
+        Value::I64(i) => i.checked_neg().map_or(Value::F64(-(*i as f64)), Value::I64),
+        Value::F64(x) => Value::F64(-x),
+        other => other.clone(),
+    }
 }
 
 /// The total at `at` as the stored buckets said at `known`: the buckets of the reset

@@ -99,6 +99,11 @@ async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
     let (s, now) = total("key=space=lobby").await;
     assert_eq!(s, 200, "{now}");
     assert_eq!(now["value"], 2, "{now}");
+    assert_eq!(
+        (now["real_time"].clone(), now["corrected_at"].clone()),
+        (Json::from(2), Json::Null),
+        "{now}"
+    );
     assert_eq!(now["at"], "2022-06-13T12:00:00Z");
     let (_, past) = total("key=space=lobby&at=2022-06-13T10:00:59Z").await;
     assert_eq!(past["value"], 2, "{past}");
@@ -127,6 +132,13 @@ async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
     assert_eq!(r["late"], 1, "{r}");
     let (_, now) = total("key=space=lobby").await;
     assert_eq!(now["value"], 1, "{now}");
+    // Live, the late "out" came after 3 in and 1 out: 1 as well (no clamp was hit).
+    assert_eq!(
+        (now["real_time"].clone(), now["difference"].clone()),
+        (Json::from(1), Json::from(0)),
+        "{now}"
+    );
+    assert_eq!(now["corrected_at"], "2022-06-13T12:30:00Z");
     let (_, past) = total("key=space=lobby&at=2022-06-13T10:00:45Z").await;
     assert_eq!(
         past["value"], 2,
@@ -175,6 +187,29 @@ async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
     let (_, k) =
         total("key=space=lobby&at=2022-06-13T10:02:00Z&known_at=2022-06-13T12:30:00Z").await;
     assert_eq!(k["value"], 2, "{k}");
+
+    // The café: an "out" arrives first, its "in" (earlier in event time) after it.
+    // Live, the out hit the clamp and the in counted: 1. Reconciled, in then out: 0.
+    post(concat!(
+        r#"{"space":"cafe","time":"2022-06-13T10:30:00Z","direction":-1}"#,
+        "\n"
+    ))
+    .await;
+    post(concat!(
+        r#"{"space":"cafe","time":"2022-06-13T10:20:00Z","direction":1}"#,
+        "\n"
+    ))
+    .await;
+    let (_, cafe) = total("key=space=cafe").await;
+    assert_eq!(
+        (
+            cafe["value"].clone(),
+            cafe["real_time"].clone(),
+            cafe["difference"].clone()
+        ),
+        (Json::from(0), Json::from(1), Json::from(-1)),
+        "{cafe}"
+    );
 
     // Errors say what is wrong.
     let (s, e) = total("at=2022-06-13T10:00:00Z").await;

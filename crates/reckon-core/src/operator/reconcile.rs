@@ -152,6 +152,9 @@ impl ReconcileOperator {
 }
 
 impl Operator for ReconcileOperator {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
     fn name(&self) -> &Arc<str> {
         &self.engine.spec().name
     }

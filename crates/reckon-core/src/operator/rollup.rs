@@ -496,6 +496,9 @@ impl Rollup {
 }
 
 impl Operator for Rollup {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
     fn name(&self) -> &Arc<str> {
         &self.spec.name
     }

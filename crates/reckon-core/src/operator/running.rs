@@ -290,6 +290,26 @@ struct Series {
     /// The bucket sums (rebuilt on restore).
     #[serde(skip)]
     tree: Option<SumTree>,
+    /// The real-time counter: every accepted event added in arrival order (clamped
+    /// like the total), reset when processing time passes a reset instant.
+    live: SumState,
+    /// The reset instant (processing time read as event time) `live` counts from.
+    live_since: Option<i64>,
+    /// Processing time of the last late event of the series (a correction).
+    corrected_at: Option<ProcessingTime>,
+}
+
+/// A series' real-time counter next to its reconciled total ([`RunningTotal::live`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Live {
+    /// What was shown live: every event added as it arrived, in arrival order (and
+    /// reset by the clock), as a counter fed by the stream would show it.
+    pub real_time: Value,
+    /// The total at event time `now` over every event received so far, in event-time
+    /// order (late ones where they belong).
+    pub reconciled: Option<Value>,
+    /// When the last late event of the series corrected its totals.
+    pub corrected_at: Option<ProcessingTime>,
 }
 
 #[derive(Serialize)]
@@ -301,6 +321,7 @@ struct StateRef<'a> {
     /// Without a reset: each series' sum of the buckets dropped before the tree was
     /// last rebuilt, in series order.
     bases: Vec<SumState>,
+    dropped_before: i64,
     finished: bool,
 }
 
@@ -311,6 +332,7 @@ struct StateOwned {
     now: ProcessingTime,
     series: Vec<Series>,
     bases: Vec<SumState>,
+    dropped_before: i64,
     finished: bool,
 }
 
@@ -328,10 +350,12 @@ pub struct RunningTotal {
     pending: BTreeSet<(i64, u32, i64)>,
     /// Emitted buckets a clamped recompute changed (scratch).
     dirty: BTreeSet<(u32, i64)>,
-    /// Without a reset: per series, the sum of the buckets the tree was rebuilt without.
+    /// Without a reset: per series, the sum of every bucket dropped by retention (the
+    /// tree holds it at position 0 once rebuilt; until then, at the buckets' own).
     bases: Vec<SumState>,
-    /// The watermark at the last retention sweep.
-    swept_at: i64,
+    /// Buckets before this index were dropped (retention): never accepted again, even
+    /// when the watermark goes back down (a partition that joins behind).
+    dropped_before: i64,
     finished: bool,
     /// Bucket index of the earliest representable bucket, and the tree's width.
     min_bucket: i64,
@@ -357,7 +381,7 @@ impl RunningTotal {
             pending: BTreeSet::new(),
             dirty: BTreeSet::new(),
             bases: Vec::new(),
-            swept_at: i64::MIN,
+            dropped_before: i64::MIN,
             finished: false,
             min_bucket,
             bits,
@@ -395,6 +419,7 @@ impl RunningTotal {
         self.watermark = s.watermark;
         self.now = s.now;
         self.finished = s.finished;
+        self.dropped_before = s.dropped_before;
         self.bases = s.bases;
         self.series = s.series;
         for (k, series) in self.series.iter_mut().enumerate() {
@@ -410,7 +435,6 @@ impl RunningTotal {
         for k in 0..self.series.len() {
             self.rebuild_tree(k);
         }
-        self.swept_at = self.watermark.current().0.0;
         Ok(())
     }
 
@@ -445,6 +469,9 @@ impl RunningTotal {
             base_total: SumState::default(),
             dropped: 0,
             tree: Some(SumTree::new(self.bits)),
+            live: SumState::default(),
+            live_since: None,
+            corrected_at: None,
         });
         self.bases.push(SumState::default());
         self.index.insert(key.clone(), k as u32);
@@ -515,6 +542,29 @@ impl RunningTotal {
         Ok(Some(total_value(&total)))
     }
 
+    /// The real-time counter of `key` next to its reconciled total at event time `now`
+    /// (processing time read as event time): `None` for a key never seen.
+    pub fn live(&self, key: &Key, now: ProcessingTime) -> Option<Live> {
+        let &k = self.index.get(key)?;
+        let s = &self.series[k as usize];
+        let period = self
+            .spec
+            .reset_at_or_before(EventTime(now.0))
+            .ok()
+            .flatten()
+            .map(|r| r.0);
+        let real_time = if period == s.live_since {
+            total_value(&s.live)
+        } else {
+            Value::I64(0) // the clock passed a reset since the last event
+        };
+        Some(Live {
+            real_time,
+            reconciled: self.value_at(key, EventTime(now.0)).ok().flatten(),
+            corrected_at: s.corrected_at,
+        })
+    }
+
     /// Clamped: the total before bucket `bi` (the end total of the last bucket before
     /// it in the same reset period, else zero).
     fn start_total(&self, s: &Series, bi: i64, reset: Option<EventTime>) -> SumState {
@@ -528,8 +578,11 @@ impl RunningTotal {
         }
     }
 
+    /// Times before this are no longer answerable: the watermark minus retention, or
+    /// the start of the first bucket not dropped, whichever is later.
     fn horizon(&self) -> i64 {
-        self.watermark.current().0.minus(self.spec.retention).0
+        let by_watermark = self.watermark.current().0.minus(self.spec.retention).0;
+        by_watermark.max(self.dropped_before.saturating_mul(self.spec.bucket.0))
     }
 
     /// Clamped: recomputes series `k`'s end totals from bucket `from` on, marking the
@@ -632,15 +685,15 @@ impl RunningTotal {
     }
 
     /// Drops the buckets retention no longer needs (with a reset, only those before
-    /// the period the horizon is in), at most once per bucket of watermark progress.
+    /// the period the horizon is in) once the horizon passes a bucket's end. It depends
+    /// on the watermark's history only (not on when snapshots were taken), so a replay
+    /// drops, and dead-letters, exactly what the first run did.
     fn sweep(&mut self) {
-        let wm = self.watermark.current().0.0;
         let b = self.spec.bucket.0;
-        if self.swept_at != i64::MIN && wm.saturating_sub(self.swept_at) < b {
-            return;
+        let mut horizon = self.watermark.current().0.minus(self.spec.retention).0;
+        if horizon.div_euclid(b) - 1 < self.dropped_before {
+            return; // not past another bucket yet (or the watermark went back)
         }
-        self.swept_at = wm;
-        let mut horizon = self.horizon();
         if self.spec.reset.is_some() {
             match self.spec.reset_at_or_before(EventTime(horizon)) {
                 Ok(Some(r)) => horizon = horizon.min(r.0),
@@ -648,8 +701,11 @@ impl RunningTotal {
             }
         }
         let last_dropped = horizon.div_euclid(b) - 1; // buckets ending at or before
-        let (min_bucket, reset) = (self.min_bucket, self.spec.reset.is_some());
-        let pos = |bi: i64| (bi as i128 - min_bucket as i128) as u64;
+        if last_dropped < self.dropped_before {
+            return; // the watermark went back: nothing more to drop
+        }
+        self.dropped_before = last_dropped + 1;
+        let reset = self.spec.reset.is_some();
         for k in 0..self.series.len() {
             let s = &mut self.series[k];
             let mut dropped = 0;
@@ -659,21 +715,15 @@ impl RunningTotal {
                 }
                 if let Some((_, bucket)) = s.buckets.pop_first() {
                     s.base_total = bucket.end_total;
+                    if !reset {
+                        // Kept with the state (the tree is rebuilt from it on restore).
+                        self.bases[k].merge(&bucket.sum);
+                    }
                     dropped += 1;
                 }
             }
             s.dropped += dropped;
             if dropped > 0 && s.dropped as usize > s.buckets.len().max(64) {
-                if !reset {
-                    let first = s.buckets.first_key_value().map(|(&bi, _)| bi);
-                    let tree = s.tree.as_ref();
-                    let base = match (tree, first) {
-                        (Some(t), Some(f)) => t.range(0, pos(f).saturating_sub(1)),
-                        (Some(t), None) => t.range(0, u64::MAX),
-                        _ => SumState::default(),
-                    };
-                    self.bases[k] = base;
-                }
                 self.rebuild_tree(k);
             }
         }
@@ -718,6 +768,9 @@ fn apply_clamped<'a>(x: &mut SumState, points: impl Iterator<Item = &'a Point>) 
 }
 
 impl Operator for RunningTotal {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
     fn name(&self) -> &Arc<str> {
         &self.spec.name
     }
@@ -779,7 +832,7 @@ impl Operator for RunningTotal {
                 continue;
             }
             let late = end <= wm.0;
-            if late && start < wm.minus(self.spec.retention).0 {
+            if (late && start < wm.minus(self.spec.retention).0) || bi < self.dropped_before {
                 report.dead.push(dead(
                     "beyond_retention",
                     format!(
@@ -811,6 +864,13 @@ impl Operator for RunningTotal {
             let digest = e.digest();
             let pos = self.pos(bi);
             let clamp = self.spec.clamp;
+            let period = self
+                .spec
+                .reset_at_or_before(EventTime(self.now.0))
+                .ok()
+                .flatten()
+                .map(|r| r.0);
+            let now = self.now;
             let s = &mut self.series[k];
             let bucket = s.buckets.entry(bi).or_default();
             if id.is_some() && bucket.points.iter().any(|p| p.id == id) {
@@ -824,6 +884,17 @@ impl Operator for RunningTotal {
                 .partition_point(|p| (p.time, p.digest) <= (t, digest));
             let mut one = SumState::default();
             one.add(&value);
+            if s.live_since != period {
+                s.live = SumState::default();
+                s.live_since = period;
+            }
+            s.live.merge(&one);
+            if clamp && s.live.total() < 0.0 {
+                s.live = SumState::default();
+            }
+            if late {
+                s.corrected_at = Some(now);
+            }
             bucket.points.insert(
                 at,
                 Point {
@@ -905,6 +976,7 @@ impl Operator for RunningTotal {
                 now: self.now,
                 series: &self.series,
                 bases: self.bases.clone(),
+                dropped_before: self.dropped_before,
                 finished: self.finished,
             },
         )
@@ -1125,6 +1197,71 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn the_real_time_counter_follows_arrivals_and_the_clock() {
+        // Daily reset at 04:00 UTC; events at 03:50 and 04:10 on day 1.
+        let mut s = RunningSpec::new("occ", Span::minutes(1));
+        s.value = Some(Expr::parse("d").unwrap());
+        s.reset = Some(Reset {
+            at: 4 * 3600,
+            tz: Tz::get("UTC").unwrap(),
+        });
+        let mut rt = RunningTotal::new(s, "doors", None).unwrap();
+        let (mut out, mut report) = (Vec::new(), StepReport::default());
+        let day = 86_400;
+        let at = |secs: i64| ProcessingTime::from_secs(day + secs);
+        let key = Key::parse("k=1").unwrap();
+        rt.advance(at(3 * 3600 + 50 * 60), &mut out);
+        rt.ingest_events(
+            0,
+            PartitionId(0),
+            &[ev("k=1", day + 3 * 3600 + 50 * 60, 5)],
+            &mut out,
+            &mut report,
+        );
+        let live = rt.live(&key, at(3 * 3600 + 55 * 60)).unwrap();
+        assert_eq!(
+            (live.real_time, live.reconciled),
+            (Value::I64(5), Some(Value::I64(5)))
+        );
+        // The clock passes 04:00: the live counter starts again at zero.
+        let live = rt.live(&key, at(4 * 3600 + 5 * 60)).unwrap();
+        assert_eq!(
+            (live.real_time, live.reconciled),
+            (Value::I64(0), Some(Value::I64(0)))
+        );
+        rt.advance(at(4 * 3600 + 10 * 60), &mut out);
+        rt.ingest_events(
+            0,
+            PartitionId(0),
+            &[ev("k=1", day + 4 * 3600 + 10 * 60, 2)],
+            &mut out,
+            &mut report,
+        );
+        // A late +3 from 03:55 arrives after the reset: live counts it today, the
+        // reconciled total puts it in yesterday's period.
+        rt.advance(at(4 * 3600 + 20 * 60), &mut out);
+        rt.ingest_events(
+            0,
+            PartitionId(0),
+            &[ev("k=1", day + 3 * 3600 + 55 * 60, 3)],
+            &mut out,
+            &mut report,
+        );
+        let live = rt.live(&key, at(4 * 3600 + 20 * 60)).unwrap();
+        assert_eq!(
+            (live.real_time, live.reconciled),
+            (Value::I64(5), Some(Value::I64(2)))
+        );
+        assert_eq!(live.corrected_at, Some(at(4 * 3600 + 20 * 60)));
+        assert_eq!(
+            rt.value_at(&key, EventTime::from_secs(day + 3 * 3600 + 59 * 60))
+                .unwrap(),
+            Some(Value::I64(8))
+        );
+        assert!(rt.live(&Key::parse("k=2").unwrap(), at(0)).is_none());
     }
 
     #[test]

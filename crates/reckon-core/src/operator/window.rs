@@ -50,6 +50,9 @@ pub fn dead_letter_kind(r: &DeadLetterReason) -> &'static str {
 }
 
 impl Operator for WindowOperator {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
     fn name(&self) -> &Arc<str> {
         &self.engine.spec().name
     }
