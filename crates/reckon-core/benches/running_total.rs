@@ -71,14 +71,24 @@ fn bench(c: &mut Criterion) {
         );
         let (mut out, mut report) = (Vec::new(), StepReport::default());
         let mut i = 0i64;
-        let name = if clamp { "late_event_1m_later_buckets_clamped" } else { "late_event_1m_later_buckets" };
+        let name = if clamp {
+            "late_event_1m_later_buckets_clamped"
+        } else {
+            "late_event_1m_later_buckets"
+        };
         g.bench_function(name, |b| {
             b.iter(|| {
                 // +1 then -1 alternately at the start: the totals return to where they were.
                 i += 1;
                 let d = if i % 2 == 0 { 1 } else { -1 };
                 let e = ev(&key, 60 + (i % 600), d);
-                rt.ingest_events(0, PartitionId(0), std::slice::from_ref(&e), &mut out, &mut report);
+                rt.ingest_events(
+                    0,
+                    PartitionId(0),
+                    std::slice::from_ref(&e),
+                    &mut out,
+                    &mut report,
+                );
                 black_box(out.len());
                 out.clear();
             })
@@ -87,7 +97,9 @@ fn bench(c: &mut Criterion) {
             let mut x: u64 = 1;
             g.bench_function("value_at", |b| {
                 b.iter(|| {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     let t = EventTime::from_secs((x >> 33) as i64 % N);
                     black_box(rt.value_at(&key, t).expect("inside retention"))
                 })

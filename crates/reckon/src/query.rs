@@ -1,6 +1,6 @@
 //! `reckon query`: asks a running server (`reckon serve`, `reckon demo`) over HTTP.
 //!
-//! Windows, a window's history, dead letters and the change feed, printed as the
+//! Windows, a window's history, a running total, dead letters and the change feed, printed as the
 //! server sends them: JSON (pretty), CSV with `--csv`, or with `changes --follow` one
 //! JSON object per line as corrections arrive (server-sent events, resumable with
 //! `--since`). Window queries come a page at a time (`--limit`, `--cursor`); `--all`
@@ -116,6 +116,21 @@ enum What {
         #[arg(long)]
         follow: bool,
     },
+    /// A running total's value of one key: now (with the real-time counter beside the
+    /// reconciled total), at an event time, or as known at a processing time.
+    Total {
+        /// The running total.
+        pipeline: String,
+        /// The series key, e.g. `space=lobby`.
+        #[arg(long)]
+        key: String,
+        /// At this event time (RFC 3339; default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// As the stored results said at this processing time (RFC 3339).
+        #[arg(long)]
+        known_at: Option<String>,
+    },
     /// The newest dead letters of a stream.
     DeadLetters {
         /// The stream.
@@ -205,6 +220,23 @@ async fn query(args: &QueryArgs, out: &mut Out) -> Result<ExitCode> {
                 query_string(&[("key", Some(key)), ("start", Some(start))])
             ),
             *csv,
+        ),
+        What::Total {
+            pipeline,
+            key,
+            at,
+            known_at,
+        } => (
+            format!(
+                "/v1/pipelines/{}/total{}",
+                enc(pipeline),
+                query_string(&[
+                    ("key", Some(key)),
+                    ("at", at.as_deref()),
+                    ("known_at", known_at.as_deref()),
+                ])
+            ),
+            false,
         ),
         What::DeadLetters { stream } => {
             (format!("/v1/streams/{}/dead_letters", enc(stream)), false)
