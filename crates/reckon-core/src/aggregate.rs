@@ -249,13 +249,36 @@ impl SumState {
         }
     }
     pub(crate) fn merge(&mut self, o: &SumState) {
-        self.int += o.int;
+        self.int = self.int.wrapping_add(o.int);
         self.hi = self.hi.wrapping_add(o.hi);
         self.lo = self.lo.wrapping_add(o.lo);
         self.add_huge(o.huge);
         self.huge_compensation += o.huge_compensation;
-        self.n_int += o.n_int;
-        self.n_float += o.n_float;
+        // Wrapping: a state made by `remove` alone counts -1 (a running total's move).
+        self.n_int = self.n_int.wrapping_add(o.n_int);
+        self.n_float = self.n_float.wrapping_add(o.n_float);
+    }
+    /// Takes back a number [`SumState::add`] added: exact (the fixed-point parts of
+    /// `-x` are those of `x` negated), so adding and removing the same values in any
+    /// order leaves the state it started from (but for floats of 2^94 or more).
+    pub(crate) fn remove(&mut self, v: &Value) {
+        match *v {
+            Value::I64(i) => {
+                self.int = self.int.wrapping_sub(i128::from(i));
+                self.n_int = self.n_int.wrapping_sub(1);
+            }
+            Value::F64(x) => {
+                match split_fixed(x) {
+                    Some((hi, lo)) => {
+                        self.hi = self.hi.wrapping_sub(hi);
+                        self.lo = self.lo.wrapping_sub(lo);
+                    }
+                    None => self.add_huge(-x),
+                }
+                self.n_float = self.n_float.wrapping_sub(1);
+            }
+            _ => {}
+        }
     }
     fn n(&self) -> u64 {
         self.n_int + self.n_float

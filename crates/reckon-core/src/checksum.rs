@@ -29,6 +29,13 @@ impl Checksum {
         self.hash = self.hash.wrapping_add(digest);
     }
 
+    /// Takes back one event [`Checksum::add`] added (it moved to another window).
+    #[inline]
+    pub fn remove(&mut self, digest: u64) {
+        self.count = self.count.saturating_sub(1);
+        self.hash = self.hash.wrapping_sub(digest);
+    }
+
     /// Combines the checksums of two disjoint sets of events.
     pub fn merge(&mut self, other: &Checksum) {
         self.count += other.count;

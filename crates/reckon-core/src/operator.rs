@@ -26,7 +26,7 @@ mod window;
 
 pub use reconcile::{IdFields, ReconcileOperator};
 pub use rollup::{ROLLUP_FORMAT, ROLLUP_MAGIC, Rollup, RollupSpec};
-pub use running::{Live, RUNNING_FORMAT, RUNNING_MAGIC, Reset, RunningSpec, RunningTotal};
+pub use running::{Live, Mapping, RUNNING_FORMAT, RUNNING_MAGIC, Reset, RunningSpec, RunningTotal};
 pub use window::{WindowOperator, dead_letter_kind};
 
 use crate::emission::Emission;

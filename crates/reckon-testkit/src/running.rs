@@ -45,6 +45,9 @@ pub struct RunningOracle {
     value: ValueFn,
     reset: Option<(Time, TimeZone)>,
     clamp: bool,
+    /// Mapping rows (their key is the events' key, their time the start of their
+    /// validity) and the row fields that make the totals' key.
+    mapping: Option<(Vec<Event>, Vec<String>)>,
 }
 
 /// One bucket: its count, the wrapping sum of its events' digests, its sum, and (with a
@@ -94,7 +97,56 @@ impl RunningOracle {
             value,
             reset: None,
             clamp: false,
+            mapping: None,
         }
+    }
+
+    /// Maps each event by the row of `rows` with its key that is valid at its time (the
+    /// latest row at or before it; rows at the same time: the one with the largest
+    /// digest): the total's key is the row's `key_fields`, and the value reads the
+    /// event's fields, then the row's. Events without a row are in no total.
+    pub fn mapping(mut self, rows: &[Event], key_fields: &[&str]) -> RunningOracle {
+        self.mapping = Some((
+            rows.to_vec(),
+            key_fields.iter().map(|f| f.to_string()).collect(),
+        ));
+        self
+    }
+
+    /// The event as its row maps it (itself without a mapping); `None` without a row.
+    fn mapped(&self, e: &Event) -> Option<Event> {
+        let Some((rows, key_fields)) = &self.mapping else {
+            return Some(e.clone());
+        };
+        let mut best: Option<&Event> = None;
+        for r in rows {
+            if r.key == e.key
+                && r.time <= e.time
+                && best.is_none_or(|b| (r.time, r.digest()) > (b.time, b.digest()))
+            {
+                best = Some(r);
+            }
+        }
+        let row = best?;
+        let tags: Vec<(String, String)> = key_fields
+            .iter()
+            .map(|f| {
+                let v = match row.field(f) {
+                    Some(Value::Str(s)) => s.to_string(),
+                    Some(v) => v.to_string(),
+                    None => panic!("the oracle's rows have every key field"),
+                };
+                (f.clone(), v)
+            })
+            .collect();
+        let mut m = e.clone();
+        m.key = Key::from_tags(tags).expect("a key");
+        for (name, v) in &row.fields {
+            if m.field(name).is_none() {
+                m.fields.push((name.clone(), v.clone()));
+            }
+        }
+        Some(m)
     }
 
     /// Resets every day at local time `at` in `tz`.
@@ -127,8 +179,10 @@ impl RunningOracle {
         }
     }
 
-    /// The distinct events (an id seen before, for the same key, is a duplicate).
-    fn distinct<'a>(&self, events: &'a [Event]) -> Vec<&'a Event> {
+    /// The distinct events (an id seen before, for the same key, is a duplicate), as
+    /// their rows map them, with a value; each with the digest of the event as it was
+    /// sent (what its window's checksum counts).
+    fn distinct(&self, events: &[Event]) -> Vec<(Event, u64)> {
         let mut seen = HashSet::new();
         events
             .iter()
@@ -136,28 +190,31 @@ impl RunningOracle {
                 Some(id) => seen.insert((e.key.clone(), id.0.clone())),
                 None => true,
             })
-            .filter(|e| (self.value)(e).is_some())
+            .filter_map(|e| Some((self.mapped(e)?, e.digest())))
+            .filter(|(e, _)| (self.value)(e).is_some())
             .collect()
     }
 
     /// Every bucket with an event, by (key, bucket start).
     pub fn buckets(&self, events: &[Event]) -> BTreeMap<(Key, EventTime), OracleBucket> {
-        let mut by: BTreeMap<(Key, i64), Vec<&Event>> = BTreeMap::new();
-        for e in self.distinct(events) {
+        let mut by: BTreeMap<(Key, i64), Vec<(Event, u64)>> = BTreeMap::new();
+        for (e, digest) in self.distinct(events) {
             let start = e.time.0.div_euclid(self.bucket) * self.bucket;
-            by.entry((e.key.clone(), start)).or_default().push(e);
+            by.entry((e.key.clone(), start))
+                .or_default()
+                .push((e, digest));
         }
         by.into_iter()
             .map(|((key, start), evs)| {
                 let mut sum = Sum::default();
                 let mut hash = 0u64;
-                for e in &evs {
+                for (e, digest) in &evs {
                     sum.add(&(self.value)(e).expect("filtered above"));
-                    hash = hash.wrapping_add(e.digest());
+                    hash = hash.wrapping_add(*digest);
                 }
                 let last = evs
                     .iter()
-                    .map(|e| e.time)
+                    .map(|(e, _)| e.time)
                     .max()
                     .expect("a bucket has events");
                 let total = self.clamp.then(|| {
@@ -177,9 +234,10 @@ impl RunningOracle {
 
     /// The total of `key` at `at`: `None` when the key has no event at or before it.
     pub fn total_at(&self, events: &[Event], key: &Key, at: EventTime) -> Option<Value> {
-        let mut evs: Vec<&Event> = self
+        let mut evs: Vec<Event> = self
             .distinct(events)
             .into_iter()
+            .map(|(e, _)| e)
             .filter(|e| &e.key == key && e.time <= at)
             .collect();
         if evs.is_empty() {
@@ -201,7 +259,7 @@ impl RunningOracle {
         while i < evs.len() {
             let t = evs[i].time;
             while i < evs.len() && evs[i].time == t {
-                x.add(&(self.value)(evs[i]).expect("filtered above"));
+                x.add(&(self.value)(&evs[i]).expect("filtered above"));
                 i += 1;
             }
             let negative = match x.value() {

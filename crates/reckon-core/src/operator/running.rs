@@ -31,7 +31,7 @@
 
 mod tree;
 
-use super::{ColdData, DeadEvent, Operator, Source, StepReport};
+use super::{ColdData, DeadEvent, Operator, StepReport};
 use crate::aggregate::SumState;
 use crate::checksum::Checksum;
 use crate::emission::{Emission, EmissionKind, Version};
@@ -83,6 +83,23 @@ pub struct RunningSpec {
     pub idle_timeout: Option<Span>,
     /// How long events are kept behind the watermark (and late events accepted).
     pub retention: Span,
+    /// Time-valid mapping of the events' keys to the keys totals are kept by, if any.
+    pub mapping: Option<Mapping>,
+}
+
+/// A time-valid mapping (seed 003's `dpu_location`): rows of a second stream, keyed like
+/// the events (a sensor), each valid from its event time until the next row of the same
+/// key. An event takes the row valid at its time: its total's key is made of the row's
+/// `key_fields`, and `value` reads the event's fields and the row's (the event's win
+/// where both have one). A row that arrives for a time in the past moves exactly the
+/// events it now covers, from the totals of the key they had to those of the key they
+/// have now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mapping {
+    /// The stream of mapping rows (input 1).
+    pub stream: Arc<str>,
+    /// The row fields (or tags) that make a total's key, e.g. `["space"]`.
+    pub key_fields: Vec<String>,
 }
 
 /// The 15 minutes every time zone's offset is a multiple of (today's zones): a bucket
@@ -102,6 +119,7 @@ impl RunningSpec {
             out_of_orderness: Span(0),
             idle_timeout: None,
             retention: Span::days(7),
+            mapping: None,
         }
     }
 
@@ -124,6 +142,11 @@ impl RunningSpec {
                 "retention ({}) must be at least one bucket ({})",
                 self.retention, self.bucket
             ));
+        }
+        if let Some(m) = &self.mapping
+            && (m.key_fields.is_empty() || m.key_fields.iter().any(String::is_empty))
+        {
+            return bad("mapping.key_fields must name at least one field".into());
         }
         if let Some(v) = &self.value
             && !matches!(v.ty(), Type::Num | Type::Unknown)
@@ -207,6 +230,7 @@ impl RunningSpec {
             out_of_orderness: i64,
             idle_timeout: Option<i64>,
             retention: i64,
+            mapping: Option<(&'a str, &'a [String])>,
         }
         crate::snapshot::spec_fingerprint(&Canon {
             name: &self.name,
@@ -217,6 +241,10 @@ impl RunningSpec {
             out_of_orderness: self.out_of_orderness.0,
             idle_timeout: self.idle_timeout.map(|s| s.0),
             retention: self.retention.0,
+            mapping: self
+                .mapping
+                .as_ref()
+                .map(|m| (&*m.stream, &m.key_fields[..])),
         })
     }
 }
@@ -279,8 +307,9 @@ struct Series {
     key: Key,
     /// Buckets inside retention, by bucket index.
     buckets: BTreeMap<i64, Bucket>,
-    /// Earliest event time seen (a total before it is "no data").
-    earliest: i64,
+    /// A bucket with events was dropped by retention (so every total after the
+    /// horizon has data before it).
+    had_dropped: bool,
     /// Clamped, without a reset: the total at the end of the last bucket dropped from
     /// `buckets` (the start of every later total).
     base_total: SumState,
@@ -312,6 +341,32 @@ pub struct Live {
     pub corrected_at: Option<ProcessingTime>,
 }
 
+/// A mapped event as the running total holds it: the source event, and where it is
+/// counted now (series and the value it added), if a row maps it and its value is a
+/// number.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Source {
+    event: Event,
+    counted: Option<(u32, Value)>,
+}
+
+/// One mapping row: the key it maps to and its fields.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Row {
+    target: Key,
+    fields: Vec<(crate::event::FieldName, Value)>,
+}
+
+/// With a mapping: the source events (inside retention) and the rows, per source key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Mapped {
+    sources: BTreeMap<Key, BTreeMap<(i64, u64), Source>>,
+    rows: BTreeMap<Key, BTreeMap<(i64, u64), Row>>,
+    /// Events moved by mapping rows that came for past times, and the series touched.
+    moved: u64,
+    touched: u64,
+}
+
 #[derive(Serialize)]
 struct StateRef<'a> {
     spec: u64,
@@ -323,6 +378,7 @@ struct StateRef<'a> {
     bases: Vec<SumState>,
     dropped_before: i64,
     finished: bool,
+    mapped: &'a Mapped,
 }
 
 #[derive(Deserialize)]
@@ -334,13 +390,15 @@ struct StateOwned {
     bases: Vec<SumState>,
     dropped_before: i64,
     finished: bool,
+    mapped: Mapped,
 }
 
-/// A running total over one stream (its only input).
+/// A running total over one stream (input 0), and with a mapping its rows' stream
+/// (input 1).
 #[derive(Debug)]
 pub struct RunningTotal {
     spec: RunningSpec,
-    inputs: [Source; 1],
+    inputs: Vec<super::Source>,
     columns: Arc<[Arc<str>]>,
     watermark: WatermarkTracker,
     now: ProcessingTime,
@@ -348,8 +406,10 @@ pub struct RunningTotal {
     index: HashMap<Key, u32>,
     /// Buckets not emitted yet, by (end, series, bucket index).
     pending: BTreeSet<(i64, u32, i64)>,
-    /// Emitted buckets a clamped recompute changed (scratch).
+    /// Emitted buckets to emit again (scratch).
     dirty: BTreeSet<(u32, i64)>,
+    /// Clamped: per series, the first and last bucket changed (scratch).
+    clamp_changed: BTreeMap<u32, (i64, i64)>,
     /// Without a reset: per series, the sum of every bucket dropped by retention (the
     /// tree holds it at position 0 once rebuilt; until then, at the buckets' own).
     bases: Vec<SumState>,
@@ -357,6 +417,8 @@ pub struct RunningTotal {
     /// when the watermark goes back down (a partition that joins behind).
     dropped_before: i64,
     finished: bool,
+    /// The mapping's sources and rows (empty without a mapping).
+    mapped: Mapped,
     /// Bucket index of the earliest representable bucket, and the tree's width.
     min_bucket: i64,
     bits: u32,
@@ -373,15 +435,20 @@ impl RunningTotal {
         let bits = 128 - span.leading_zeros();
         let mut rt = RunningTotal {
             columns: spec.columns(),
-            inputs: [Source::Stream(Arc::from(stream))],
+            inputs: std::iter::once(Arc::from(stream))
+                .chain(spec.mapping.as_ref().map(|m| m.stream.clone()))
+                .map(super::Source::Stream)
+                .collect(),
             watermark: WatermarkTracker::new(spec.out_of_orderness, spec.idle_timeout),
             now: ProcessingTime(i64::MIN),
             series: Vec::new(),
             index: HashMap::new(),
             pending: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            clamp_changed: BTreeMap::new(),
             bases: Vec::new(),
             dropped_before: i64::MIN,
+            mapped: Mapped::default(),
             finished: false,
             min_bucket,
             bits,
@@ -420,6 +487,7 @@ impl RunningTotal {
         self.now = s.now;
         self.finished = s.finished;
         self.dropped_before = s.dropped_before;
+        self.mapped = s.mapped;
         self.bases = s.bases;
         self.series = s.series;
         for (k, series) in self.series.iter_mut().enumerate() {
@@ -455,17 +523,15 @@ impl RunningTotal {
         self.series[k].dropped = 0;
     }
 
-    fn series_index(&mut self, key: &Key, t: i64) -> usize {
+    fn series_index(&mut self, key: &Key) -> usize {
         if let Some(&k) = self.index.get(key) {
-            let s = &mut self.series[k as usize];
-            s.earliest = s.earliest.min(t);
             return k as usize;
         }
         let k = self.series.len();
         self.series.push(Series {
             key: key.clone(),
             buckets: BTreeMap::new(),
-            earliest: t,
+            had_dropped: false,
             base_total: SumState::default(),
             dropped: 0,
             tree: Some(SumTree::new(self.bits)),
@@ -508,7 +574,13 @@ impl RunningTotal {
             return Ok(None);
         };
         let s = &self.series[k as usize];
-        if s.earliest > at.0 {
+        let has_data = s.had_dropped
+            || s.buckets
+                .values()
+                .find(|b| b.checksum.count > 0)
+                .and_then(|b| b.points.first())
+                .is_some_and(|p| p.time <= at.0);
+        if !has_data {
             return Ok(None);
         }
         let horizon = self.horizon();
@@ -706,6 +778,17 @@ impl RunningTotal {
         }
         self.dropped_before = last_dropped + 1;
         let reset = self.spec.reset.is_some();
+        // A mapping's held events go with their buckets (a row for those times can no
+        // longer move them).
+        let first_kept = self.dropped_before.saturating_mul(b);
+        for held in self.mapped.sources.values_mut() {
+            while held
+                .first_key_value()
+                .is_some_and(|((t, _), _)| *t < first_kept)
+            {
+                held.pop_first();
+            }
+        }
         for k in 0..self.series.len() {
             let s = &mut self.series[k];
             let mut dropped = 0;
@@ -715,6 +798,7 @@ impl RunningTotal {
                 }
                 if let Some((_, bucket)) = s.buckets.pop_first() {
                     s.base_total = bucket.end_total;
+                    s.had_dropped |= bucket.checksum.count > 0;
                     if !reset {
                         // Kept with the state (the tree is rebuilt from it on restore).
                         self.bases[k].merge(&bucket.sum);
@@ -727,6 +811,285 @@ impl RunningTotal {
                 self.rebuild_tree(k);
             }
         }
+    }
+
+    /// Observes an event's time on the watermark, and fires what is due when it moved
+    /// (or when `due` says a late bucket is waiting).
+    fn observe(
+        &mut self,
+        partition: PartitionId,
+        t: EventTime,
+        due: bool,
+        out: &mut Vec<Emission>,
+    ) {
+        if self.watermark.observe(partition, t, self.now) || due {
+            self.fire(out);
+        }
+    }
+
+    /// Adds one value to series `k` at time `t`: `None` for a duplicate (its id is in
+    /// the bucket), else whether the bucket had been emitted (then it is marked for a
+    /// new version; else it waits for the watermark).
+    fn add_point(
+        &mut self,
+        k: usize,
+        t: i64,
+        value: Value,
+        digest: u64,
+        id: Option<u128>,
+        late: bool,
+    ) -> Option<bool> {
+        let b = self.spec.bucket.0;
+        let bi = t.div_euclid(b);
+        let pos = self.pos(bi);
+        let s = &mut self.series[k];
+        let bucket = s.buckets.entry(bi).or_default();
+        if id.is_some() && bucket.points.iter().any(|p| p.id == id) {
+            return None;
+        }
+        let at = bucket
+            .points
+            .partition_point(|p| (p.time, p.digest) <= (t, digest));
+        let mut one = SumState::default();
+        one.add(&value);
+        bucket.points.insert(
+            at,
+            Point {
+                time: t,
+                value,
+                digest,
+                id,
+            },
+        );
+        bucket.sum.merge(&one);
+        bucket.checksum.add(digest);
+        bucket.late |= late;
+        let emitted = bucket.version > 0;
+        if let Some(tree) = s.tree.as_mut() {
+            tree.add(pos, &one);
+        }
+        self.changed(k, bi, emitted);
+        Some(emitted)
+    }
+
+    /// Takes a value back out of series `k` (a mapping row moved its event).
+    fn remove_point(&mut self, k: usize, t: i64, digest: u64, value: &Value) {
+        let b = self.spec.bucket.0;
+        let bi = t.div_euclid(b);
+        let pos = self.pos(bi);
+        let s = &mut self.series[k];
+        let Some(bucket) = s.buckets.get_mut(&bi) else {
+            return; // dropped by retention with its events
+        };
+        let Some(i) = bucket
+            .points
+            .iter()
+            .position(|p| p.time == t && p.digest == digest)
+        else {
+            return;
+        };
+        bucket.points.remove(i);
+        bucket.sum.remove(value);
+        bucket.checksum.remove(digest);
+        let mut back = SumState::default();
+        back.remove(value);
+        if let Some(tree) = s.tree.as_mut() {
+            tree.add(pos, &back);
+        }
+        let emitted = bucket.version > 0;
+        self.changed(k, bi, emitted);
+    }
+
+    /// Bucket `bi` of series `k` changed: an emitted bucket gets a new version, and a
+    /// clamped total is recomputed from it.
+    fn changed(&mut self, k: usize, bi: i64, emitted: bool) {
+        if emitted {
+            self.dirty.insert((k as u32, bi));
+        } else {
+            self.pending
+                .insert((bucket_end(bi, self.spec.bucket.0), k as u32, bi));
+        }
+        if self.spec.clamp {
+            let r = self.clamp_changed.entry(k as u32).or_insert((bi, bi));
+            *r = (r.0.min(bi), r.1.max(bi));
+        }
+    }
+
+    /// Emits what the changes since the last call call for: clamped totals recomputed,
+    /// then every changed emitted bucket once, as `kind`.
+    fn settle(&mut self, kind: EmissionKind, out: &mut Vec<Emission>) {
+        for (k, (from, to)) in std::mem::take(&mut self.clamp_changed) {
+            if let Err(reason) = self.recompute_clamped(k as usize, from, to) {
+                debug_assert!(
+                    false,
+                    "times outside the calendar are dead letters: {reason}"
+                );
+            }
+        }
+        for (k, bi) in std::mem::take(&mut self.dirty) {
+            self.emit(k as usize, bi, kind, out);
+        }
+    }
+
+    /// The real-time counter: an arriving event, in arrival order.
+    fn count_live(&mut self, k: usize, value: &Value, late: bool) {
+        let period = self
+            .spec
+            .reset_at_or_before(EventTime(self.now.0))
+            .ok()
+            .flatten()
+            .map(|r| r.0);
+        let (now, clamp) = (self.now, self.spec.clamp);
+        let s = &mut self.series[k];
+        if s.live_since != period {
+            s.live = SumState::default();
+            s.live_since = period;
+        }
+        s.live.add(value);
+        if clamp && s.live.total() < 0.0 {
+            s.live = SumState::default();
+        }
+        if late {
+            s.corrected_at = Some(now);
+        }
+    }
+
+    /// The mapped view of `e` under the row valid at its time: the row's key, the
+    /// event's fields and then the row's; `None` without such a row (or without a
+    /// mapping).
+    fn resolve(&self, e: &Event) -> Option<Event> {
+        let rows = self.mapped.rows.get(&e.key)?;
+        let (_, row) = rows.range(..=(e.time.0, u64::MAX)).next_back()?;
+        let mut m = e.clone();
+        m.key = row.target.clone();
+        for (name, v) in &row.fields {
+            if !m.fields.iter().any(|(n, _)| n == name) {
+                m.fields.push((name.clone(), v.clone()));
+            }
+        }
+        Some(m)
+    }
+
+    /// A mapping row (input 1): stored, then every held event it now covers is moved to
+    /// the key (and value) the row gives it. Errors name what the row lacks.
+    fn ingest_row(
+        &mut self,
+        row: &Event,
+        out: &mut Vec<Emission>,
+    ) -> std::result::Result<(), String> {
+        let Some(m) = &self.spec.mapping else {
+            return Err(format!("running total `{}` has no mapping", self.spec.name));
+        };
+        let mut tags: Vec<(String, String)> = Vec::new();
+        for f in &m.key_fields {
+            let v = match row.field(f) {
+                Some(Value::Str(s)) => s.to_string(),
+                Some(v) => v.to_string(),
+                None => match row.key.tags().into_iter().find(|(k, _)| k == f) {
+                    Some((_, v)) => v,
+                    None => {
+                        return Err(format!(
+                            "the mapping row has no `{f}`, a key field of running total `{}`'s mapping",
+                            self.spec.name
+                        ));
+                    }
+                },
+            };
+            tags.push((f.clone(), v));
+        }
+        let target = Key::from_tags(tags).map_err(|e| format!("the mapping row's key: {e}"))?;
+        let at = (row.time.0, row.digest());
+        let rows = self.mapped.rows.entry(row.key.clone()).or_default();
+        rows.insert(
+            at,
+            Row {
+                target,
+                fields: row.fields.clone(),
+            },
+        );
+        let next = rows
+            .range((std::ops::Bound::Excluded(at), std::ops::Bound::Unbounded))
+            .next()
+            .map(|((t, _), _)| *t);
+        // The events the row now covers: from its time to the next row's.
+        let covered: Vec<(i64, u64)> = self
+            .mapped
+            .sources
+            .get(&row.key)
+            .map(|s| {
+                s.range((row.time.0, 0)..)
+                    .take_while(|((t, _), _)| next.is_none_or(|n| *t < n))
+                    .map(|(k, _)| *k)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut touched = BTreeSet::new();
+        for at in covered {
+            self.remap(&row.key, at, &mut touched);
+        }
+        self.mapped.touched += touched.len() as u64;
+        self.settle(EmissionKind::Recomputed, out);
+        self.fire(out);
+        Ok(())
+    }
+
+    /// Moves one held event to where the rows map it now, if that changed.
+    fn remap(&mut self, src: &Key, at: (i64, u64), touched: &mut BTreeSet<u32>) {
+        let Some(source) = self
+            .mapped
+            .sources
+            .get(src)
+            .and_then(|s| s.get(&at))
+            .cloned()
+        else {
+            return;
+        };
+        let now = self.resolve(&source.event).and_then(|m| {
+            let v = self.value_of(&m).ok()?;
+            Some((m.key, v))
+        });
+        let same = match (&now, &source.counted) {
+            (Some((key, v)), Some((k, old))) => self.index.get(key) == Some(k) && v == old,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        let e = &source.event;
+        if let Some((k, old)) = &source.counted {
+            self.remove_point(*k as usize, e.time.0, at.1, old);
+            touched.insert(*k);
+        }
+        let b = self.spec.bucket.0;
+        let late = bucket_end(e.time.0.div_euclid(b), b) <= self.watermark.current().0.0;
+        let counted = match now {
+            Some((key, v)) => {
+                let k = self.series_index(&key);
+                let id = e.id.as_ref().map(|id| id.fingerprint());
+                self.add_point(k, e.time.0, v.clone(), at.1, id, late)
+                    .map(|_| (k as u32, v))
+            }
+            None => None,
+        };
+        if let Some((k, _)) = &counted {
+            touched.insert(*k);
+        }
+        self.mapped.moved += 1;
+        if let Some(s) = self
+            .mapped
+            .sources
+            .get_mut(src)
+            .and_then(|s| s.get_mut(&at))
+        {
+            s.counted = counted;
+        }
+    }
+
+    /// With a mapping: events moved by rows for past times so far, and the series
+    /// those moves touched (summed per row).
+    pub fn remapped(&self) -> (u64, u64) {
+        (self.mapped.moved, self.mapped.touched)
     }
 
     /// Series and buckets held, and tree nodes (for figures).
@@ -777,7 +1140,7 @@ impl Operator for RunningTotal {
     fn kind(&self) -> &'static str {
         "running_total"
     }
-    fn inputs(&self) -> &[Source] {
+    fn inputs(&self) -> &[super::Source] {
         &self.inputs
     }
     fn watermark(&self) -> Watermark {
@@ -803,12 +1166,24 @@ impl Operator for RunningTotal {
 
     fn ingest_events(
         &mut self,
-        _input: usize,
+        input: usize,
         partition: PartitionId,
         events: &[Event],
         out: &mut Vec<Emission>,
         report: &mut StepReport,
     ) {
+        if input == 1 {
+            for (index, row) in events.iter().enumerate() {
+                if let Err(reason) = self.ingest_row(row, out) {
+                    report.dead.push(DeadEvent {
+                        index,
+                        kind: "invalid",
+                        reason,
+                    });
+                }
+            }
+            return;
+        }
         let b = self.spec.bucket.0;
         for (index, e) in events.iter().enumerate() {
             let t = e.time.0;
@@ -844,98 +1219,72 @@ impl Operator for RunningTotal {
                         Watermark(wm)
                     ),
                 ));
-                if self.watermark.observe(partition, e.time, self.now) {
-                    self.fire(out);
-                }
+                self.observe(partition, e.time, false, out);
                 continue;
             }
-            let value = match self.value_of(e) {
+            // With a mapping: the key and fields of the row valid at the event's time;
+            // without a row yet, the event waits for one (counted nowhere until then).
+            let mapped = match &self.spec.mapping {
+                None => None,
+                Some(_) => match self.resolve(e) {
+                    Some(m) => Some(m),
+                    None => {
+                        let at = (t, e.digest());
+                        self.mapped
+                            .sources
+                            .entry(e.key.clone())
+                            .or_default()
+                            .insert(
+                                at,
+                                Source {
+                                    event: e.clone(),
+                                    counted: None,
+                                },
+                            );
+                        self.observe(partition, e.time, false, out);
+                        continue;
+                    }
+                },
+            };
+            let value = match self.value_of(mapped.as_ref().unwrap_or(e)) {
                 Ok(v) => v,
                 Err(reason) => {
                     report.dead.push(dead("invalid", reason));
-                    if self.watermark.observe(partition, e.time, self.now) {
-                        self.fire(out);
-                    }
+                    self.observe(partition, e.time, false, out);
                     continue;
                 }
             };
-            let k = self.series_index(&e.key, t);
+            let key = mapped.as_ref().map_or(&e.key, |m| &m.key);
+            let k = self.series_index(key);
             let id = e.id.as_ref().map(|id| id.fingerprint());
             let digest = e.digest();
-            let pos = self.pos(bi);
-            let clamp = self.spec.clamp;
-            let period = self
-                .spec
-                .reset_at_or_before(EventTime(self.now.0))
-                .ok()
-                .flatten()
-                .map(|r| r.0);
-            let now = self.now;
-            let s = &mut self.series[k];
-            let bucket = s.buckets.entry(bi).or_default();
-            if id.is_some() && bucket.points.iter().any(|p| p.id == id) {
-                if self.watermark.observe(partition, e.time, self.now) {
-                    self.fire(out);
-                }
+            let Some(emitted) = self.add_point(k, t, value.clone(), digest, id, late) else {
+                self.observe(partition, e.time, false, out);
                 continue; // a duplicate: counted once
+            };
+            if self.spec.mapping.is_some() {
+                self.mapped
+                    .sources
+                    .entry(e.key.clone())
+                    .or_default()
+                    .insert(
+                        (t, digest),
+                        Source {
+                            event: e.clone(),
+                            counted: Some((k as u32, value.clone())),
+                        },
+                    );
             }
-            let at = bucket
-                .points
-                .partition_point(|p| (p.time, p.digest) <= (t, digest));
-            let mut one = SumState::default();
-            one.add(&value);
-            if s.live_since != period {
-                s.live = SumState::default();
-                s.live_since = period;
-            }
-            s.live.merge(&one);
-            if clamp && s.live.total() < 0.0 {
-                s.live = SumState::default();
-            }
-            if late {
-                s.corrected_at = Some(now);
-            }
-            bucket.points.insert(
-                at,
-                Point {
-                    time: t,
-                    value,
-                    digest,
-                    id,
-                },
-            );
-            bucket.sum.merge(&one);
-            bucket.checksum.add(digest);
-            bucket.late |= late;
-            let emitted = bucket.version > 0;
-            if !emitted {
-                self.pending.insert((end, k as u32, bi));
-            }
-            if let Some(tree) = s.tree.as_mut() {
-                tree.add(pos, &one);
-            }
+            self.count_live(k, &value, late);
             // Each event's emissions at once (as event-by-event ingest would make them,
             // so a replay in other batches makes the same versions): its bucket if it
             // was emitted, and with a clamp every emitted bucket whose total moved.
-            if clamp && let Err(reason) = self.recompute_clamped(k, bi, bi) {
-                debug_assert!(
-                    false,
-                    "times outside the calendar are dead letters: {reason}"
-                );
-            }
-            if emitted {
-                self.dirty.insert((k as u32, bi));
-            }
-            for (k, bi) in std::mem::take(&mut self.dirty) {
-                self.emit(k as usize, bi, EmissionKind::Late, out);
-            }
+            self.settle(EmissionKind::Late, out);
             if late {
                 report.corrected += 1;
             }
             // A late event's new bucket is due at once (the watermark passed its end).
-            if self.watermark.observe(partition, e.time, self.now) || (late && !emitted) {
-                self.fire(out);
-            }
+            self.observe(partition, e.time, late && !emitted, out);
         }
     }
 
@@ -978,12 +1327,15 @@ impl Operator for RunningTotal {
                 bases: self.bases.clone(),
                 dropped_before: self.dropped_before,
                 finished: self.finished,
+                mapped: &self.mapped,
             },
         )
     }
 
-    fn retention_horizon(&self, _input: usize) -> Option<EventTime> {
-        Some(EventTime(self.horizon()))
+    fn retention_horizon(&self, input: usize) -> Option<EventTime> {
+        // Mapping rows (input 1) are kept: a row from long ago may still be the one
+        // valid now.
+        (input == 0).then(|| EventTime(self.horizon()))
     }
 
     fn keep_states(&mut self) {}
