@@ -24,6 +24,9 @@ const SEC: i64 = 1_000_000_000;
 /// (02:00 local does not exist), and its 02:00 reset falls in the gap.
 const BASE: i64 = 1_648_252_800 * SEC;
 
+/// A mapping row: (sensor, valid from s, space, plus, arrival s).
+type RowCase = (u8, i64, u8, bool, i64);
+
 #[derive(Clone, Debug)]
 struct Case {
     bucket_min: i64,
@@ -38,7 +41,7 @@ struct Case {
     /// With a mapping: the events' keys are sensors (`dpu=0..3`), and these rows map a
     /// sensor to a space and a sign from a time on: (sensor, valid from s, space,
     /// plus, arrival s). Rows arrive at any time, often for a time long past.
-    rows: Option<Vec<(u8, i64, u8, bool, i64)>>,
+    rows: Option<Vec<RowCase>>,
     batches: Vec<usize>,
     crashes: Vec<usize>,
     checkpoints: Vec<usize>,

@@ -674,6 +674,23 @@ pub struct RunningTotalConfig {
     /// Silence after which a partition stops holding the watermark (default: never).
     #[serde(default)]
     pub idle_timeout: Option<Duration>,
+    /// A time-valid mapping of the events' keys (a sensor) to the totals' keys (a
+    /// space): `{ stream = "dpu_location", key_fields = ["space"] }`.
+    #[serde(default)]
+    pub mapping: Option<MappingConfig>,
+}
+
+/// `mapping = { stream = "dpu_location", key_fields = ["space"] }`: rows of `stream`,
+/// keyed like the events (same `key_fields` on both streams), each valid from its event
+/// time until the next row of the same key; `key_fields` are the row fields that make
+/// the totals' key, and `value` may read the row's other fields (e.g. `sign`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// The stream of mapping rows.
+    pub stream: String,
+    /// The row fields that make a total's key.
+    pub key_fields: Vec<String>,
 }
 
 impl RunningTotalConfig {
@@ -693,6 +710,13 @@ impl RunningTotalConfig {
             spec.reset = Some(reckon_core::operator::Reset { at, tz });
         }
         spec.clamp = self.clamp;
+        spec.mapping = self
+            .mapping
+            .as_ref()
+            .map(|m| reckon_core::operator::Mapping {
+                stream: Arc::from(m.stream.as_str()),
+                key_fields: m.key_fields.clone(),
+            });
         if let Some(d) = self.out_of_orderness {
             spec.out_of_orderness = d.0;
         }
@@ -961,11 +985,31 @@ impl Config {
                     r.name
                 )));
             }
-            if self.stream(&r.stream).is_none() {
+            let Some(events) = self.stream(&r.stream) else {
                 return Err(Error::Config(format!(
                     "running_total `{}` reads stream `{}`, which no [[stream]] defines",
                     r.name, r.stream
                 )));
+            };
+            if let Some(m) = &r.mapping {
+                let Some(rows) = self.stream(&m.stream) else {
+                    return Err(Error::Config(format!(
+                        "running_total `{}`: mapping.stream `{}` is not a [[stream]]",
+                        r.name, m.stream
+                    )));
+                };
+                if m.stream == r.stream {
+                    return Err(Error::Config(format!(
+                        "running_total `{}`: the mapping rows need a stream of their own, not `{}`",
+                        r.name, r.stream
+                    )));
+                }
+                if rows.key_fields != events.key_fields {
+                    return Err(Error::Config(format!(
+                        "running_total `{}`: mapping stream `{}` must be keyed like `{}` (key_fields {:?}, not {:?}): a row maps the events of its key",
+                        r.name, m.stream, r.stream, events.key_fields, rows.key_fields
+                    )));
+                }
             }
             r.spec()?;
         }
@@ -1248,7 +1292,10 @@ impl<'a> OperatorConfig<'a> {
                 Source::Stream(Arc::from(r.events.stream.as_str())),
                 Source::Stream(Arc::from(r.audit.stream.as_str())),
             ],
-            OperatorConfig::Running(r) => vec![Source::Stream(Arc::from(r.stream.as_str()))],
+            OperatorConfig::Running(r) => std::iter::once(r.stream.as_str())
+                .chain(r.mapping.as_ref().map(|m| m.stream.as_str()))
+                .map(|s| Source::Stream(Arc::from(s)))
+                .collect(),
         }
     }
 

@@ -299,6 +299,8 @@ struct Bucket {
     emitted_total: SumState,
     /// An event came after the watermark passed its end since it was last emitted.
     late: bool,
+    /// A mapping row moved an event into it since it was last emitted.
+    moved: bool,
 }
 
 /// One key's state.
@@ -730,14 +732,10 @@ impl RunningTotal {
                 break;
             }
             self.pending.pop_first();
-            let late = self.series[k as usize]
-                .buckets
-                .get(&bi)
-                .is_some_and(|b| b.late);
-            let kind = if late {
-                EmissionKind::Late
-            } else {
-                EmissionKind::OnTime
+            let kind = match self.series[k as usize].buckets.get(&bi) {
+                Some(b) if b.moved => EmissionKind::Recomputed,
+                Some(b) if b.late => EmissionKind::Late,
+                _ => EmissionKind::OnTime,
             };
             self.emit(k as usize, bi, kind, out);
         }
@@ -751,6 +749,7 @@ impl RunningTotal {
         bucket.version += 1;
         bucket.emitted_total = bucket.end_total;
         bucket.late = false;
+        bucket.moved = false;
         if let Some(em) = self.emission(k, bi, kind) {
             out.push(em);
         }
@@ -1067,8 +1066,12 @@ impl RunningTotal {
             Some((key, v)) => {
                 let k = self.series_index(&key);
                 let id = e.id.as_ref().map(|id| id.fingerprint());
-                self.add_point(k, e.time.0, v.clone(), at.1, id, late)
-                    .map(|_| (k as u32, v))
+                let added = self.add_point(k, e.time.0, v.clone(), at.1, id, late);
+                let bi = e.time.0.div_euclid(b);
+                if let Some(bucket) = self.series[k].buckets.get_mut(&bi) {
+                    bucket.moved = true;
+                }
+                added.map(|_| (k as u32, v))
             }
             None => None,
         };
@@ -1614,6 +1617,77 @@ mod tests {
             Some(Value::I64(8))
         );
         assert!(rt.live(&Key::parse("k=2").unwrap(), at(0)).is_none());
+    }
+
+    #[test]
+    fn a_retroactive_mapping_row_moves_exactly_the_events_it_covers() {
+        let mut s = RunningSpec::new("occ", Span::minutes(1));
+        s.value = Some(Expr::parse("d * sign").unwrap());
+        s.mapping = Some(Mapping {
+            stream: Arc::from("dpu_location"),
+            key_fields: vec!["space".into()],
+        });
+        let mut rt = RunningTotal::new(s, "doors", None).unwrap();
+        let (mut out, mut report) = (Vec::new(), StepReport::default());
+        let row = |dpu: &str, secs: i64, space: &str, sign: i64| Event {
+            stream: "dpu_location".into(),
+            key: Key::parse(dpu).unwrap(),
+            time: EventTime::from_secs(secs),
+            id: None,
+            fields: vec![
+                ("space".into(), Value::Str(Arc::from(space))),
+                ("sign".into(), Value::I64(sign)),
+            ],
+        };
+        // DPU 1 on space A from 0; DPU 2 on space C from 0 (facing in: sign -1).
+        let rows = [row("dpu=1", 0, "A", 1), row("dpu=2", 0, "C", -1)];
+        rt.ingest_events(1, PartitionId(0), &rows, &mut out, &mut report);
+        // A crossing every minute for 3 hours on each DPU.
+        let events: Vec<Event> = (0..180)
+            .flat_map(|m| [ev("dpu=1", m * 60, 1), ev("dpu=2", m * 60 + 1, -1)])
+            .collect();
+        rt.ingest_events(0, PartitionId(0), &events, &mut out, &mut report);
+        let (a, b, c) = ["space=A", "space=B", "space=C"]
+            .map(|k| Key::parse(k).unwrap())
+            .into();
+        let at = EventTime::from_secs(3 * 3600);
+        assert_eq!(rt.value_at(&a, at).unwrap(), Some(Value::I64(180)));
+        assert_eq!(rt.value_at(&c, at).unwrap(), Some(Value::I64(180)));
+        out.clear();
+        // DPU 1 was really on space A again from 02:00 (a row that changes nothing:
+        // nothing moves), and on space B from 01:00 (a row for the past, covering up to
+        // the 02:00 row): its 60 crossings of that hour move, nothing else.
+        let rows = [row("dpu=1", 7200, "A", 1), row("dpu=1", 3600, "B", 1)];
+        rt.ingest_events(1, PartitionId(0), &rows, &mut out, &mut report);
+        assert!(report.dead.is_empty(), "{:?}", report.dead);
+        assert_eq!(rt.remapped(), (60, 2), "60 events moved, touching A and B");
+        assert_eq!(rt.value_at(&a, at).unwrap(), Some(Value::I64(120)));
+        assert_eq!(rt.value_at(&b, at).unwrap(), Some(Value::I64(60)));
+        assert_eq!(rt.value_at(&c, at).unwrap(), Some(Value::I64(180)));
+        assert_eq!(rt.value_at(&b, EventTime::from_secs(3599)).unwrap(), None);
+        // The 60 minutes of A lose their crossing (count 0), the 60 of B gain it.
+        assert!(out.iter().all(|e| e.kind == EmissionKind::Recomputed));
+        assert_eq!(
+            out.iter().filter(|e| e.key == a && e.count == 0).count(),
+            60
+        );
+        assert_eq!(
+            out.iter().filter(|e| e.key == b && e.count == 1).count(),
+            60
+        );
+        assert!(out.iter().all(|e| e.key != c));
+        // A row without the key field is refused, naming it.
+        report.dead.clear();
+        let mut bad = row("dpu=3", 0, "A", 1);
+        bad.fields.remove(0);
+        rt.ingest_events(1, PartitionId(0), &[bad], &mut out, &mut report);
+        assert!(
+            report.dead[0]
+                .reason
+                .contains("the mapping row has no `space`"),
+            "{:?}",
+            report.dead
+        );
     }
 
     #[test]
