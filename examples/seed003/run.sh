@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Seed 003 under `reckon serve`: people in spaces from door crossings (+1 in, -1 out),
+# Seed 003 under `reckon serve`: people in spaces from door sensors (DPUs), each
+# crossing +1 or -1 as the DPU sees it, counted for the space its DPU was on at the
+# time (the dpu_location rows, with a sign for DPUs mounted the other way round),
 # clamped at zero. Shows the seed's two queries (the count of a space now, and at a
 # past timestamp: the last value at or before it, null without data), the real-time
-# count next to the reconciled one, then two late crossings: the count at the past
-# timestamp is corrected, the change feed carries the corrected minutes, and the
-# count as it was known before them is still there.
+# count next to the reconciled one, then two late crossings (the count at the past
+# timestamp is corrected, the change feed carries the corrected minutes, the count as
+# it was known before them is still there), and a late mapping change: DPU d3 was
+# really on the lobby's door since 17:03, so its crossings move from the cafe.
 #
 #   examples/seed003/run.sh                 # builds reckon in release mode first
 #   RECKON=/path/to/reckon examples/seed003/run.sh
@@ -27,6 +30,8 @@ url="$(sed -n 's/^reckon listening on //p' serve.log)"
 post() { curl -sS --fail-with-body --data-binary @"$here/$2" "$url/v1/streams/$1/events"; echo; }
 total() { "$RECKON" query --url "$url" total occupancy "$@"; }
 
+echo "== the mapping: which DPU is on which space's door, which way round, from when"
+post dpu_location dpu_location.ndjson
 echo "== crossings as the DPUs sent them (out of order in the cafe, one retry in the lobby)"
 post crossings crossings.ndjson
 echo "== the lobby now (real time and reconciled agree)"
@@ -47,6 +52,14 @@ echo "== the change feed since: the new minutes, and every later minute whose to
 "$RECKON" query --url "$url" changes occupancy --since "$since"
 echo "== the lobby at 17:24:25 as the results said before the late crossings (per-minute resolution)"
 total --key space=lobby --at 2018-02-24T17:24:25.493Z --known-at "$before"
+echo "== a late mapping change: d3 was on the lobby's side door from 17:03 (facing in: sign -1)"
+since="$(curl -sS "$url/v1/pipelines/occupancy/changes?limit=1" | sed -n 's/.*"last_change":\([0-9]*\).*/\1/p')"
+post dpu_location moved.ndjson
+echo "== the lobby at 17:24:25.493 and the cafe now: d3's crossings counted where it really was"
+total --key space=lobby --at 2018-02-24T17:24:25.493Z
+total --key space=cafe
+echo "== the change feed since (recomputed): the minutes d3's crossings left (cafe) and joined (lobby), and the later minutes whose clamped totals moved"
+"$RECKON" query --url "$url" changes occupancy --since "$since"
 kill -TERM "$pid"
 wait "$pid"
 pid=""

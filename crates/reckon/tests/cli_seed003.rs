@@ -1,7 +1,8 @@
 //! The README's seed 003 example (`examples/seed003/run.sh`) runs as written against the
 //! real binary and prints the counts the README describes: the seed's two queries, the
 //! café's real-time count next to its reconciled one, and the lobby's count at 17:24:25
-//! corrected by two late crossings while `--known-at` still answers what was known.
+//! corrected by two late crossings while `--known-at` still answers what was known, then
+//! a late mapping change that moves a sensor's crossings from the cafe to the lobby.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
@@ -84,6 +85,39 @@ fn the_seed003_example_runs_as_the_readme_shows() {
             ("17:20".into(), 3)
         ],
         "{stdout}"
+    );
+    // The late mapping change: d3's crossings (17:04 in, 17:30 out) move to the lobby.
+    assert_eq!(
+        answer(&stdout, "== the lobby at 17:24:25.493 and the cafe now", 0)["value"],
+        1,
+        "{stdout}"
+    );
+    assert_eq!(
+        answer(&stdout, "== the lobby at 17:24:25.493 and the cafe now", 1)["value"],
+        1,
+        "{stdout}"
+    );
+    let moved = answer(&stdout, "== the change feed since (recomputed)", 0);
+    let changes = moved["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().all(|c| c["kind"] == "recomputed"),
+        "{stdout}"
+    );
+    let at = |key: &str, minute: &str| {
+        changes
+            .iter()
+            .find(|c| c["key"] == key && c["window"]["start"].as_str().unwrap()[11..16] == *minute)
+            .unwrap_or_else(|| panic!("no change of {key} at {minute}:\n{stdout}"))
+    };
+    assert_eq!(
+        at("space=cafe", "17:04")["count"],
+        0,
+        "the cafe's 17:04 is emptied"
+    );
+    assert_eq!(
+        at("space=lobby", "17:04")["values"]["delta"],
+        1,
+        "the lobby's 17:04 gains it"
     );
     let known = answer(&stdout, "== the lobby at 17:24:25 as the results said", 0);
     assert_eq!(
