@@ -9,6 +9,8 @@
 //!   total and, for contrast, a clamped one (not linear: it recomputes later buckets
 //!   until the totals meet the old ones).
 //! - `value_at`: the total at a random event time in the 10⁶ seconds.
+//! - `mapping_row_moves_10k_events`: a mapping row for a past time that moves one
+//!   sensor's 10⁴ crossings to another space (and the next moves them back).
 //! - `ingest_on_time`: 10⁵ events in order into a fresh running total (events/s).
 //!
 //! Run: `cargo bench -p reckon-core --bench running_total` (figures in docs/BENCHMARKS.md).
@@ -107,6 +109,74 @@ fn bench(c: &mut Criterion) {
             let (series, buckets, nodes) = rt.sizes();
             println!("one key: {series} series, {buckets} buckets, {nodes} tree nodes");
         }
+    }
+    // A mapping correction: 4 sensors with a crossing a second each for 10^5 s on
+    // space A; a row for the past moves one sensor's 10^4 crossings of a window to B
+    // (and the next row moves them back, so every iteration moves 10^4).
+    {
+        let mut spec = RunningSpec::new("occupancy", Span::secs(60));
+        spec.value = Some(Expr::parse("d * sign").expect("expr"));
+        spec.retention = Span::days(30);
+        spec.mapping = Some(reckon_core::operator::Mapping {
+            stream: "dpu_location".into(),
+            key_fields: vec!["space".into()],
+        });
+        let mut rt = RunningTotal::new(spec, "crossings", None).expect("spec");
+        let (mut out, mut report) = (Vec::new(), StepReport::default());
+        let row = |dpu: u32, secs: i64, space: &str| Event {
+            stream: "dpu_location".into(),
+            key: Key::parse(&format!("dpu={dpu}")).expect("key"),
+            time: EventTime::from_secs(secs),
+            id: None,
+            fields: vec![
+                ("space".into(), Value::Str(space.into())),
+                ("sign".into(), Value::I64(1)),
+            ],
+        };
+        let rows: Vec<Event> = (0..4).map(|d| row(d, 0, "A")).collect();
+        rt.ingest_events(1, PartitionId(0), &rows, &mut out, &mut report);
+        for d in 0..4u32 {
+            let key = Key::parse(&format!("dpu={d}")).expect("key");
+            let evs: Vec<Event> = (0..100_000).map(|i| ev(&key, i, direction(i))).collect();
+            for chunk in evs.chunks(10_000) {
+                rt.ingest_events(0, PartitionId(0), chunk, &mut out, &mut report);
+                out.clear();
+            }
+        }
+        // The window [20000 s, 30000 s) of sensor 1: closed by the row at 30000 s.
+        rt.ingest_events(
+            1,
+            PartitionId(0),
+            &[row(1, 30_000, "A")],
+            &mut out,
+            &mut report,
+        );
+        let mut flip = false;
+        let mut n = 0;
+        g.throughput(Throughput::Elements(10_000));
+        g.bench_function("mapping_row_moves_10k_events", |b| {
+            b.iter(|| {
+                flip = !flip;
+                n += 1;
+                // Each row a second after the last: it covers [20000 + n, 30000) s,
+                // just under 10^4 crossings, all counted in the other space until now.
+                let r = row(1, 20_000 + n, if flip { "B" } else { "A" });
+                rt.ingest_events(
+                    1,
+                    PartitionId(0),
+                    std::slice::from_ref(&r),
+                    &mut out,
+                    &mut report,
+                );
+                black_box(out.len());
+                out.clear();
+            })
+        });
+        let (moved, touched) = rt.remapped();
+        println!(
+            "mapping: {moved} events moved by {n} rows ({:.0} per row), {touched} series touched",
+            moved as f64 / n.max(1) as f64
+        );
     }
     let key = Key::parse("space=lobby").expect("key");
     let events: Vec<Event> = (0..100_000).map(|i| ev(&key, i, direction(i))).collect();
