@@ -67,6 +67,8 @@ struct Feed {
     page: Option<(crate::follow::Page, usize)>,
     /// Only this series' emissions, when set.
     key: Option<reckon_core::Key>,
+    /// An unclamped running total: each emission also says the range correction it is.
+    ranges: Option<Ranges>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     done: bool,
 }
@@ -97,7 +99,11 @@ impl Feed {
                     if self.key.as_ref().is_some_and(|k| *k != e.key) {
                         continue;
                     }
-                    let data = emission_json(e, Some(*n)).to_string();
+                    let mut json = emission_json(e, Some(*n));
+                    if let Some(r) = &self.ranges {
+                        r.annotate(e, &mut json);
+                    }
+                    let data = json.to_string();
                     return Some(
                         Event::default()
                             .id(n.to_string())
@@ -128,6 +134,47 @@ impl Feed {
                 }
             }
         }
+    }
+}
+
+/// What a running total's change records need to say which range of totals they
+/// move: the store (for the version each replaces) and the spec (for the next reset).
+struct Ranges {
+    store: reckon_store::Store,
+    spec: reckon_core::operator::RunningSpec,
+}
+
+impl Ranges {
+    /// For an unclamped running total (a clamped one moves later totals by different
+    /// amounts: its buckets carry `total` instead).
+    fn of(state: &AppState, pipeline: &str) -> Option<Ranges> {
+        let spec = state.config().running_total(pipeline)?.spec().ok()?;
+        (!spec.clamp).then(|| Ranges {
+            store: state.store().clone(),
+            spec,
+        })
+    }
+
+    /// Adds `"range": {from, until, delta, replaces}` to an emission's JSON (one point
+    /// read of the version it replaced).
+    fn annotate(&self, e: &reckon_core::Emission, json: &mut serde_json::Value) {
+        let previous = match self.store.replaced_by(e) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::warn!(
+                    pipeline = &*e.pipeline,
+                    "cannot read the version a change replaced: {err}"
+                );
+                return;
+            }
+        };
+        let until = self
+            .spec
+            .reset_after(e.window.start)
+            .ok()
+            .flatten()
+            .map(|t| t.0);
+        json["range"] = crate::wire::range_json(e, previous.as_ref(), until);
     }
 }
 
@@ -186,13 +233,20 @@ pub(crate) async fn changes(
         let page = load(&state, &pipeline, since, limit)
             .await
             .map_err(ApiError::internal)?;
+        let ranges = Ranges::of(&state, &pipeline);
         return Ok(axum::Json(json!({
             "pipeline": &*pipeline,
             "changes": page
                 .changes
                 .iter()
                 .filter(|(_, e)| key.as_ref().is_none_or(|k| *k == e.key))
-                .map(|(n, e)| emission_json(e, Some(*n)))
+                .map(|(n, e)| {
+                    let mut json = emission_json(e, Some(*n));
+                    if let Some(r) = &ranges {
+                        r.annotate(e, &mut json);
+                    }
+                    json
+                })
                 .collect::<Vec<_>>(),
             "next": page.scanned_to,
             "last_change": state.store().last_change(),
@@ -202,11 +256,13 @@ pub(crate) async fn changes(
     let cursor = last_event_id
         .or(q.since)
         .unwrap_or_else(|| state.store().last_change());
+    let ranges = Ranges::of(&state, &pipeline);
     let feed = Feed {
         sub: state.follower().subscribe(cursor).only(pipeline),
         shutdown: state.shutdown(),
         _open: Open::new(state),
         page: None,
+        ranges,
         key,
         done: false,
     };

@@ -126,15 +126,10 @@ pub(crate) async fn total(
     });
     // Now (no `at`): the real-time counter beside the reconciled value.
     if let Some(l) = live {
-        let difference = match (&l.reconciled, &l.real_time) {
-            (Some(r), live) => {
-                let mut d = SumState::default();
-                d.add(r);
-                d.add(&negate(live));
-                d.sum_value()
-            }
-            (None, _) => None,
-        };
+        let difference = l
+            .reconciled
+            .as_ref()
+            .and_then(|r| crate::wire::difference(Some(r), Some(&l.real_time)));
         body["real_time"] = value_json(&l.real_time);
         body["difference"] = difference
             .as_ref()
@@ -144,14 +139,6 @@ pub(crate) async fn total(
             .map_or(serde_json::Value::Null, |t| rfc3339(t.0).into());
     }
     Ok(axum::Json(body).into_response())
-}
-
-fn negate(v: &Value) -> Value {
-    match v {
-        Value::I64(i) => i.checked_neg().map_or(Value::F64(-(*i as f64)), Value::I64),
-        Value::F64(x) => Value::F64(-x),
-        other => other.clone(),
-    }
 }
 
 /// The total at `at` as the stored buckets said at `known`: the buckets of the reset

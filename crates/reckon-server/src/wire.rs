@@ -120,3 +120,34 @@ pub fn emissions_csv(rows: &[(Option<u64>, &Emission)]) -> Result<String, String
     let bytes = w.into_inner().map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|e| e.to_string())
 }
+
+/// `new - old` for numbers, exactly (an absent side counts as zero); `None` when both
+/// are absent.
+pub(crate) fn difference(new: Option<&Value>, old: Option<&Value>) -> Option<Value> {
+    let neg = |v: &Value| match v {
+        Value::I64(i) => i.checked_neg().map_or(Value::F64(-(*i as f64)), Value::I64),
+        Value::F64(x) => Value::F64(-x),
+        other => other.clone(),
+    };
+    let mut d = reckon_core::aggregate::SumState::default();
+    if let Some(n) = new {
+        d.add(n);
+    }
+    if let Some(o) = old {
+        d.add(&neg(o));
+    }
+    d.sum_value()
+}
+
+/// A running total's bucket version as the range correction it stands for: "from the
+/// bucket's start on, every total moves by `delta`" (the new bucket sum minus the one
+/// it replaced, `previous`), until the next reset (`until`, `null` without one).
+pub(crate) fn range_json(e: &Emission, previous: Option<&Emission>, until: Option<i64>) -> Json {
+    let delta = difference(e.value("delta"), previous.and_then(|p| p.value("delta")));
+    serde_json::json!({
+        "from": rfc3339(e.window.start.0),
+        "until": until.map(rfc3339),
+        "delta": delta.as_ref().map_or(Json::Null, value_json),
+        "replaces": previous.map(|p| p.version.0),
+    })
+}

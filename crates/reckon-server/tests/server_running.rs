@@ -42,6 +42,12 @@ bucket = "1m"
 value = "direction"
 reset = { at = "04:00", time_zone = "Europe/Amsterdam" }
 clamp = true
+[[running_total]]
+name = "crossings_net"
+stream = "crossings"
+bucket = "1m"
+value = "direction"
+reset = { at = "04:00", time_zone = "Europe/Amsterdam" }
 "#;
 
 async fn get(c: &reqwest::Client, url: String) -> (u16, Json) {
@@ -124,6 +130,7 @@ async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
     // At 12:30 a late "out" at 10:00:50 arrives: from 10:00:50 on every total is one less.
     clock.set(ProcessingTime(start + 1_800_000_000_000));
     let mut feed_since = server.state.store().last_change();
+    let before_late = feed_since;
     let r = post(concat!(
         r#"{"space":"lobby","time":"2022-06-13T10:00:50Z","direction":-1}"#,
         "\n"
@@ -180,6 +187,24 @@ async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
     );
     feed_since = page["next"].as_u64().unwrap();
     assert!(feed_since > 0);
+
+    // Unclamped, the late crossing is one record: its bucket's new version, saying
+    // which range of totals it moves and by how much.
+    let (_, net) = get(
+        &c,
+        server.url(&format!(
+            "/v1/pipelines/crossings_net/changes?since={before_late}"
+        )),
+    )
+    .await;
+    let records = net["changes"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{net}");
+    assert_eq!(
+        records[0]["range"],
+        serde_json::json!({"from": "2022-06-13T10:00:00Z", "until": "2022-06-14T02:00:00Z", "delta": -1, "replaces": 1}),
+        "{net}"
+    );
+    assert_eq!(records[0]["values"]["delta"], 1, "the bucket: +1 +1 -1");
 
     // As known at 12:00 (before the late crossing) and at 12:30 (after it).
     let (_, k) = total(&format!("key=space=lobby&at=2022-06-13T10:02:00Z&{known}")).await;
