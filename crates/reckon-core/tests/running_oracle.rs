@@ -32,6 +32,8 @@ struct Case {
     bucket_min: i64,
     reset: Option<(u32, &'static str)>,
     clamp: bool,
+    /// A gauge (the last reading; then no reset and no clamp).
+    gauge: bool,
     counter: bool,
     floats: bool,
     retention_h: i64,
@@ -66,7 +68,10 @@ fn case() -> impl Strategy<Value = Case> {
         any::<bool>(),
         prop::bool::weighted(0.2),
         prop::bool::weighted(0.3),
-        prop_oneof![3 => Just(24 * 30i64), 1 => Just(26i64)],
+        (
+            prop_oneof![3 => Just(24 * 30i64), 1 => Just(26i64)],
+            prop::bool::weighted(0.2),
+        ),
         1u32..=2,
         prop::collection::vec(event, 1..150),
         prop::collection::vec(1usize..25, 1..40),
@@ -93,7 +98,7 @@ fn case() -> impl Strategy<Value = Case> {
                 clamp,
                 counter,
                 floats,
-                retention_h,
+                (retention_h, gauge),
                 partitions,
                 events,
                 batches,
@@ -102,8 +107,9 @@ fn case() -> impl Strategy<Value = Case> {
                 rows,
             )| Case {
                 bucket_min,
-                reset,
-                clamp,
+                reset: if gauge { None } else { reset },
+                clamp: clamp && !gauge,
+                gauge,
                 counter,
                 // Clamped totals compare exactly on integers only (floats are summed
                 // exactly, but a clamp's comparison with zero on rounded sums is not
@@ -140,6 +146,7 @@ fn spec(c: &Case) -> RunningSpec {
         tz: Tz::get(tz).unwrap(),
     });
     s.clamp = c.clamp;
+    s.gauge = c.gauge;
     s.retention = Span::hours(c.retention_h);
     s.validate().unwrap();
     s
@@ -162,6 +169,9 @@ fn oracle(c: &Case) -> RunningOracle {
     }
     if c.clamp {
         o = o.clamp();
+    }
+    if c.gauge {
+        o = o.gauge();
     }
     o
 }

@@ -664,6 +664,10 @@ pub struct RunningTotalConfig {
     /// `true`: never below zero (occupancy).
     #[serde(default)]
     pub clamp: bool,
+    /// `true`: each event is a reading (a gauge), and the value at a time is the last
+    /// reading at or before it, not a sum (no clamp, no reset).
+    #[serde(default)]
+    pub gauge: bool,
     /// Bounded out-of-orderness of the watermark (default 0s).
     #[serde(default)]
     pub out_of_orderness: Option<Duration>,
@@ -710,6 +714,7 @@ impl RunningTotalConfig {
             spec.reset = Some(reckon_core::operator::Reset { at, tz });
         }
         spec.clamp = self.clamp;
+        spec.gauge = self.gauge;
         spec.mapping = self
             .mapping
             .as_ref()

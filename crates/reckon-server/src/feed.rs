@@ -145,11 +145,12 @@ struct Ranges {
 }
 
 impl Ranges {
-    /// For an unclamped running total (a clamped one moves later totals by different
-    /// amounts: its buckets carry `total` instead).
+    /// For an unclamped running total of sums (a clamped one moves later totals by
+    /// different amounts: its buckets carry `total` instead; a gauge's value is a
+    /// reading, not a sum).
     fn of(state: &AppState, pipeline: &str) -> Option<Ranges> {
         let spec = state.config().running_total(pipeline)?.spec().ok()?;
-        (!spec.clamp).then(|| Ranges {
+        (!spec.clamp && !spec.gauge).then(|| Ranges {
             store: state.store().clone(),
             spec,
         })

@@ -110,10 +110,12 @@ pub(crate) async fn total(
                 .reset_at_or_before(at)
                 .map_err(ApiError::bad_request)?
                 .unwrap_or(EventTime::MIN);
-            let clamp = spec.clamp;
-            tokio::task::spawn_blocking(move || known_total(&store, &p, &k, from, at, known, clamp))
-                .await
-                .map_err(|e| ApiError::internal(format!("query task failed: {e}")))??
+            let (clamp, gauge) = (spec.clamp, spec.gauge);
+            tokio::task::spawn_blocking(move || {
+                known_total(&store, &p, &k, from, at, known, clamp || gauge)
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("query task failed: {e}")))??
         }
     };
     let mut body = json!({
@@ -143,7 +145,9 @@ pub(crate) async fn total(
 
 /// The total at `at` as the stored buckets said at `known`: the buckets of the reset
 /// period (from `from`) that end at or before `at`, each in its version latest at
-/// `known`; `None` when the key had no stored bucket at or before `at` then.
+/// `known`; `None` when the key had no stored bucket at or before `at` then. With
+/// `last` (clamped totals and gauges) the answer is the last bucket's `total` (or
+/// `last` reading) instead of the sum of the deltas.
 fn known_total(
     store: &reckon_store::Store,
     pipeline: &str,
@@ -151,7 +155,7 @@ fn known_total(
     from: EventTime,
     at: EventTime,
     known: ProcessingTime,
-    clamp: bool,
+    last: bool,
 ) -> Result<Option<Value>, ApiError> {
     let to = EventTime(at.0.saturating_add(1));
     let (mut sum, mut last_total, mut any) = (SumState::default(), None, false);
@@ -174,7 +178,7 @@ fn known_total(
             if let Some(d) = e.value("delta") {
                 sum.add(d);
             }
-            last_total = e.value("total").cloned();
+            last_total = e.value("total").or_else(|| e.value("last")).cloned();
         }
         match rows.last() {
             Some(last) if more => after = Some((last.key.clone(), last.window.start)),
@@ -194,7 +198,7 @@ fn known_total(
         )?;
         return Ok((!before.is_empty()).then_some(Value::I64(0)));
     }
-    Ok(Some(if clamp {
+    Ok(Some(if last {
         last_total.unwrap_or(Value::I64(0))
     } else {
         sum.sum_value().unwrap_or(Value::I64(0))

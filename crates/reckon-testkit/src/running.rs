@@ -45,6 +45,7 @@ pub struct RunningOracle {
     value: ValueFn,
     reset: Option<(Time, TimeZone)>,
     clamp: bool,
+    gauge: bool,
     /// Mapping rows (their key is the events' key, their time the start of their
     /// validity) and the row fields that make the totals' key.
     mapping: Option<(Vec<Event>, Vec<String>)>,
@@ -97,6 +98,7 @@ impl RunningOracle {
             value,
             reset: None,
             clamp: false,
+            gauge: false,
             mapping: None,
         }
     }
@@ -161,6 +163,13 @@ impl RunningOracle {
         self
     }
 
+    /// A gauge: the value at `t` is the last reading at or before it (by time, then
+    /// the digest of the event as sent), and a bucket's `delta` is its last reading.
+    pub fn gauge(mut self) -> RunningOracle {
+        self.gauge = true;
+        self
+    }
+
     /// The latest reset at or before `t`, if there is a reset.
     pub fn reset_before(&self, t: EventTime) -> Option<EventTime> {
         let (at, tz) = self.reset.as_ref()?;
@@ -221,10 +230,19 @@ impl RunningOracle {
                     self.total_at(events, &key, last)
                         .expect("the bucket's own events are at or before its last")
                 });
+                // A gauge's bucket: its last reading (by time, then digest as sent).
+                let reading = evs
+                    .iter()
+                    .max_by_key(|(e, d)| (e.time, *d))
+                    .and_then(|(e, _)| (self.value)(e));
                 let b = OracleBucket {
                     count: evs.len() as u64,
                     hash,
-                    delta: sum.value(),
+                    delta: if self.gauge {
+                        reading.expect("a bucket has events")
+                    } else {
+                        sum.value()
+                    },
                     total,
                 };
                 ((key, EventTime(start)), b)
@@ -234,6 +252,14 @@ impl RunningOracle {
 
     /// The total of `key` at `at`: `None` when the key has no event at or before it.
     pub fn total_at(&self, events: &[Event], key: &Key, at: EventTime) -> Option<Value> {
+        if self.gauge {
+            return self
+                .distinct(events)
+                .into_iter()
+                .filter(|(e, _)| &e.key == key && e.time <= at)
+                .max_by_key(|(e, d)| (e.time, *d))
+                .and_then(|(e, _)| (self.value)(&e));
+        }
         let mut evs: Vec<Event> = self
             .distinct(events)
             .into_iter()

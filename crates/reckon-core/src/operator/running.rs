@@ -77,6 +77,9 @@ pub struct RunningSpec {
     pub reset: Option<Reset>,
     /// Never below zero.
     pub clamp: bool,
+    /// A gauge: each event is a reading, and the value at `t` is the last reading at or
+    /// before `t` (by time, then digest), not a sum.
+    pub gauge: bool,
     /// Bounded out-of-orderness of the watermark.
     pub out_of_orderness: Span,
     /// Silence after which a partition stops holding the watermark back.
@@ -116,6 +119,7 @@ impl RunningSpec {
             value: None,
             reset: None,
             clamp: false,
+            gauge: false,
             out_of_orderness: Span(0),
             idle_timeout: None,
             retention: Span::days(7),
@@ -142,6 +146,9 @@ impl RunningSpec {
                 "retention ({}) must be at least one bucket ({})",
                 self.retention, self.bucket
             ));
+        }
+        if self.gauge && (self.clamp || self.reset.is_some()) {
+            return bad("a gauge (the last reading) has no clamp and no reset".into());
         }
         if let Some(m) = &self.mapping
             && (m.key_fields.is_empty() || m.key_fields.iter().any(String::is_empty))
@@ -181,6 +188,9 @@ impl RunningSpec {
 
     /// The value columns of its buckets.
     pub fn columns(&self) -> Arc<[Arc<str>]> {
+        if self.gauge {
+            return vec![Arc::from("last")].into();
+        }
         let mut c: Vec<Arc<str>> = vec![Arc::from("delta")];
         if self.clamp {
             c.push(Arc::from("total"));
@@ -227,6 +237,7 @@ impl RunningSpec {
             value: Option<String>,
             reset: Option<(u32, &'a str)>,
             clamp: bool,
+            gauge: bool,
             out_of_orderness: i64,
             idle_timeout: Option<i64>,
             retention: i64,
@@ -238,6 +249,7 @@ impl RunningSpec {
             value: self.value.as_ref().map(Expr::canonical),
             reset: self.reset.as_ref().map(|r| (r.at, r.tz.name())),
             clamp: self.clamp,
+            gauge: self.gauge,
             out_of_orderness: self.out_of_orderness.0,
             idle_timeout: self.idle_timeout.map(|s| s.0),
             retention: self.retention.0,
@@ -312,6 +324,8 @@ struct Series {
     /// A bucket with events was dropped by retention (so every total after the
     /// horizon has data before it).
     had_dropped: bool,
+    /// A gauge: the last reading of the last bucket dropped by retention.
+    base_last: Option<Value>,
     /// Clamped, without a reset: the total at the end of the last bucket dropped from
     /// `buckets` (the start of every later total).
     base_total: SumState,
@@ -534,6 +548,7 @@ impl RunningTotal {
             key: key.clone(),
             buckets: BTreeMap::new(),
             had_dropped: false,
+            base_last: None,
             base_total: SumState::default(),
             dropped: 0,
             tree: Some(SumTree::new(self.bits)),
@@ -597,6 +612,21 @@ impl RunningTotal {
         let bi = at.0.div_euclid(b);
         let reset = self.spec.reset_at_or_before(at)?;
         let in_bucket = s.buckets.get(&bi).map_or(&[][..], |b| &b.points[..]);
+        if self.spec.gauge {
+            // The last reading at or before `at`: in its bucket, else the newest
+            // earlier bucket with one, else the last one dropped by retention.
+            let here = in_bucket.iter().take_while(|p| p.time <= at.0).last();
+            let before = || {
+                s.buckets
+                    .range(..bi)
+                    .rev()
+                    .find_map(|(_, b)| b.points.last())
+            };
+            return Ok(here
+                .or_else(before)
+                .map(|p| p.value.clone())
+                .or_else(|| s.base_last.clone()));
+        }
         let total = if self.spec.clamp {
             let mut x = self.start_total(s, bi, reset);
             apply_clamped(&mut x, in_bucket.iter().take_while(|p| p.time <= at.0));
@@ -699,7 +729,11 @@ impl RunningTotal {
     fn emission(&self, k: usize, bi: i64, kind: EmissionKind) -> Option<Emission> {
         let s = &self.series[k];
         let bucket = s.buckets.get(&bi)?;
-        let mut values = vec![bucket.sum.sum_value()];
+        let mut values = if self.spec.gauge {
+            vec![bucket.points.last().map(|p| p.value.clone())]
+        } else {
+            vec![bucket.sum.sum_value()]
+        };
         if self.spec.clamp {
             values.push(Some(total_value(&bucket.end_total)));
         }
@@ -798,6 +832,9 @@ impl RunningTotal {
                 if let Some((_, bucket)) = s.buckets.pop_first() {
                     s.base_total = bucket.end_total;
                     s.had_dropped |= bucket.checksum.count > 0;
+                    if let Some(p) = bucket.points.last() {
+                        s.base_last = Some(p.value.clone());
+                    }
                     if !reset {
                         // Kept with the state (the tree is rebuilt from it on restore).
                         self.bases[k].merge(&bucket.sum);
@@ -938,11 +975,14 @@ impl RunningTotal {
             .ok()
             .flatten()
             .map(|r| r.0);
-        let (now, clamp) = (self.now, self.spec.clamp);
+        let (now, clamp, gauge) = (self.now, self.spec.clamp, self.spec.gauge);
         let s = &mut self.series[k];
         if s.live_since != period {
             s.live = SumState::default();
             s.live_since = period;
+        }
+        if gauge {
+            s.live = SumState::default(); // a gauge shows the last reading that arrived
         }
         s.live.add(value);
         if clamp && s.live.total() < 0.0 {
