@@ -256,3 +256,117 @@ async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
     assert!(e["error"].as_str().unwrap().contains("`at`"), "{e}");
     server.shutdown().await;
 }
+
+/// `known_at` answers what the stored results said at that processing time: crossings
+/// (many late) posted in 12 requests, the clock moving between them; afterwards, for
+/// every request's time and many event times, the answer equals the oracle over the
+/// crossings posted by then, over the buckets the watermark had passed by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_at_answers_equal_what_the_results_said_then() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let start = 1_655_121_600_000_000_000i64; // 2022-06-13T12:00:00Z
+    let clock = Arc::new(SetClock(AtomicI64::new(start)));
+    let server = common::serve(
+        common::config(dir.path(), EXTRA),
+        AppOptions {
+            clock: clock.clone(),
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let c = reqwest::Client::new();
+    let base_s = 1_655_110_800i64; // 2022-06-13T09:00:00Z
+    let mut rng = reckon_workload::SplitMix64::new(17);
+    let mut posted: Vec<reckon_core::Event> = Vec::new();
+    let mut checkpoints: Vec<(i64, usize, i64)> = Vec::new(); // (processing time, events, watermark)
+    let mut newest = i64::MIN;
+    for request in 0..12i64 {
+        let now = start + request * 60_000_000_000;
+        clock.set(ProcessingTime(now));
+        let mut body = String::new();
+        for _ in 0..40 {
+            let space = ["lobby", "cafe"][(rng.next_u64() % 2) as usize];
+            // Mostly in order (10 minutes a request), a quarter up to 2 hours late.
+            let late = if rng.next_u64() % 4 == 0 {
+                rng.next_u64() % 7200
+            } else {
+                0
+            } as i64;
+            let t = base_s + request * 600 + (rng.next_u64() % 600) as i64 - late;
+            let d = if rng.next_u64() % 3 == 0 { -1 } else { 1 };
+            let time = jiff::Timestamp::from_second(t).unwrap();
+            body.push_str(&format!(
+                "{{\"space\":\"{space}\",\"time\":\"{time}\",\"direction\":{d}}}\n"
+            ));
+            posted.push(reckon_core::Event {
+                stream: "crossings".into(),
+                key: reckon_core::Key::from_tags([("space", space)]).unwrap(),
+                time: reckon_core::EventTime::from_secs(t),
+                id: None,
+                fields: vec![("direction".into(), reckon_core::Value::I64(d))],
+            });
+            newest = newest.max(t * 1_000_000_000);
+        }
+        let r = c
+            .post(server.url("/v1/streams/crossings/events"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        checkpoints.push((now, posted.len(), newest));
+    }
+    let tz = jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap();
+    let four = jiff::civil::time(4, 0, 0, 0);
+    let value = |e: &reckon_core::Event| e.field("direction").cloned();
+    let mut checked = 0;
+    for &(now, n, watermark) in &checkpoints {
+        let known = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap();
+        for (pipeline, clamp) in [("occupancy", true), ("crossings_net", false)] {
+            let mut oracle =
+                reckon_testkit::running::RunningOracle::new(reckon_core::Span::minutes(1), value)
+                    .reset(four, tz.clone());
+            if clamp {
+                oracle = oracle.clamp();
+            }
+            for space in ["lobby", "cafe"] {
+                let key = reckon_core::Key::from_tags([("space", space)]).unwrap();
+                for k in 0..25i64 {
+                    let at_s = base_s - 7200 + k * 397;
+                    let at_ns = at_s * 1_000_000_000;
+                    // The buckets that end at or before `at` and that the watermark had
+                    // passed (so were stored) by then: up to the last such minute.
+                    let cut =
+                        (at_ns + 1).min(watermark).div_euclid(60_000_000_000) * 60_000_000_000;
+                    let by_then = &posted[..n];
+                    let before_cut: Vec<reckon_core::Event> =
+                        by_then.iter().filter(|e| e.time.0 < cut).cloned().collect();
+                    let want = oracle.total_at(&before_cut, &key, reckon_core::EventTime(cut - 1));
+                    // A total reset since the period's start with no bucket yet: zero
+                    // when there was data before the period, as the stored results say.
+                    let at = jiff::Timestamp::from_second(at_s).unwrap();
+                    let (s, got) = get(
+                        &c,
+                        server.url(&format!(
+                            "/v1/pipelines/{pipeline}/total?key=space={space}&at={at}&known_at={known}"
+                        )),
+                    )
+                    .await;
+                    assert_eq!(s, 200, "{got}");
+                    let want_json = want.as_ref().map_or(Json::Null, |v| match v {
+                        reckon_core::Value::I64(i) => Json::from(*i),
+                        other => panic!("{other:?}"),
+                    });
+                    assert_eq!(
+                        got["value"], want_json,
+                        "{pipeline} {space} at {at} known at {known}: {got}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 12 * 2 * 2 * 25);
+    server.shutdown().await;
+}
