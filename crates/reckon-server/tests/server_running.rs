@@ -288,13 +288,13 @@ async fn known_at_answers_equal_what_the_results_said_then() {
         for _ in 0..40 {
             let space = ["lobby", "cafe"][(rng.next_u64() % 2) as usize];
             // Mostly in order (10 minutes a request), a quarter up to 2 hours late.
-            let late = if rng.next_u64() % 4 == 0 {
+            let late = if rng.next_u64().is_multiple_of(4) {
                 rng.next_u64() % 7200
             } else {
                 0
             } as i64;
             let t = base_s + request * 600 + (rng.next_u64() % 600) as i64 - late;
-            let d = if rng.next_u64() % 3 == 0 { -1 } else { 1 };
+            let d = if rng.next_u64().is_multiple_of(3) { -1 } else { 1 };
             let time = jiff::Timestamp::from_second(t).unwrap();
             body.push_str(&format!(
                 "{{\"space\":\"{space}\",\"time\":\"{time}\",\"direction\":{d}}}\n"
