@@ -294,7 +294,11 @@ async fn known_at_answers_equal_what_the_results_said_then() {
                 0
             } as i64;
             let t = base_s + request * 600 + (rng.next_u64() % 600) as i64 - late;
-            let d = if rng.next_u64().is_multiple_of(3) { -1 } else { 1 };
+            let d = if rng.next_u64().is_multiple_of(3) {
+                -1
+            } else {
+                1
+            };
             let time = jiff::Timestamp::from_second(t).unwrap();
             body.push_str(&format!(
                 "{{\"space\":\"{space}\",\"time\":\"{time}\",\"direction\":{d}}}\n"
