@@ -780,6 +780,11 @@ impl RunningTotal {
         let Some(bucket) = self.series[k].buckets.get_mut(&bi) else {
             return;
         };
+        if bucket.version == 0 && bucket.checksum.count == 0 {
+            // Never emitted and emptied before (a mapping row moved its events away):
+            // nothing to say, nothing to retract.
+            return;
+        }
         bucket.version += 1;
         bucket.emitted_total = bucket.end_total;
         bucket.late = false;
