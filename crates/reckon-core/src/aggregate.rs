@@ -258,6 +258,16 @@ impl SumState {
         self.n_int = self.n_int.wrapping_add(o.n_int);
         self.n_float = self.n_float.wrapping_add(o.n_float);
     }
+    /// The same sum as `o` (and the same kind: integer or not), whatever the counts of
+    /// inputs behind either.
+    pub(crate) fn same_sum(&self, o: &SumState) -> bool {
+        self.int == o.int
+            && self.hi == o.hi
+            && self.lo == o.lo
+            && self.huge.to_bits() == o.huge.to_bits()
+            && self.huge_compensation.to_bits() == o.huge_compensation.to_bits()
+            && (self.n_float == 0) == (o.n_float == 0)
+    }
     /// Takes back a number [`SumState::add`] added: exact (the fixed-point parts of
     /// `-x` are those of `x` negated), so adding and removing the same values in any
     /// order leaves the state it started from (but for floats of 2^94 or more).

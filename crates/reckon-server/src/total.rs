@@ -171,8 +171,10 @@ fn known_total(
             PAGE,
         )?;
         for e in &rows {
-            if e.window.end > to {
-                continue; // the bucket `at` is inside: not complete at `at`
+            if e.window.end > to || e.count == 0 {
+                // The bucket `at` is inside (not complete at `at`), or one a mapping
+                // row emptied (a retraction: it holds nothing).
+                continue;
             }
             any = true;
             if let Some(d) = e.value("delta") {

@@ -714,9 +714,11 @@ impl RunningTotal {
                 next_reset = spec.reset_after(bstart)?;
             }
             apply_clamped(&mut x, bucket.points.iter());
-            let unchanged = x == bucket.end_total;
+            // By the sum, not the counts behind it: a late event the clamp swallowed
+            // leaves later totals as they were.
+            let unchanged = x.same_sum(&bucket.end_total);
             bucket.end_total = x;
-            if bucket.version > 0 && x != bucket.emitted_total {
+            if bucket.version > 0 && !x.same_sum(&bucket.emitted_total) {
                 self.dirty.insert((k as u32, bi));
             }
             if unchanged && bi > last_changed {
@@ -852,6 +854,18 @@ impl RunningTotal {
                 self.rebuild_tree(k);
             }
         }
+    }
+
+    /// The resets around `t` can be computed and start a bucket (a zone's historical
+    /// offset, such as Amsterdam's +00:19:32 before 1937, may put one inside a bucket).
+    fn resets_fit(&self, t: EventTime) -> bool {
+        let b = self.spec.bucket.0;
+        let fits = |r: std::result::Result<Option<EventTime>, String>| match r {
+            Ok(Some(r)) => r.0.rem_euclid(b) == 0,
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        fits(self.spec.reset_at_or_before(t)) && fits(self.spec.reset_after(t))
     }
 
     /// Observes an event's time on the watermark, and fires what is due when it moved
@@ -1113,7 +1127,11 @@ impl RunningTotal {
                 let id = e.id.as_ref().map(|id| id.fingerprint());
                 let added = self.add_point(k, e.time.0, v.clone(), at.1, id, late);
                 let bi = e.time.0.div_euclid(b);
-                if let Some(bucket) = self.series[k].buckets.get_mut(&bi) {
+                // Recomputed: a bucket the watermark had passed that now holds it.
+                if added.is_some()
+                    && late
+                    && let Some(bucket) = self.series[k].buckets.get_mut(&bi)
+                {
                     bucket.moved = true;
                 }
                 added.map(|_| (k as u32, v))
@@ -1243,8 +1261,7 @@ impl Operator for RunningTotal {
                 kind,
                 reason,
             };
-            if end == i64::MAX || start == i64::MIN || self.spec.reset_at_or_before(e.time).is_err()
-            {
+            if end == i64::MAX || start == i64::MIN || !self.resets_fit(e.time) {
                 report.dead.push(dead(
                     "unwindowable",
                     format!(
@@ -1733,6 +1750,33 @@ mod tests {
             "{:?}",
             report.dead
         );
+    }
+
+    #[test]
+    fn a_late_event_the_clamp_swallows_re_emits_only_its_bucket() {
+        // +1 at 00:10, -1 at 00:20 (total 0), then +1 a minute for 99 minutes. A late
+        // -1 at 00:25 is swallowed by the clamp (0 stays 0): later totals do not move,
+        // so only its own bucket gets a new version (found by review: counts behind
+        // equal sums made every later bucket look changed).
+        let mut s = RunningSpec::new("occ", Span::minutes(1));
+        s.value = Some(Expr::parse("d").unwrap());
+        s.clamp = true;
+        let mut rt = RunningTotal::new(s, "doors", None).unwrap();
+        let (mut out, mut report) = (Vec::new(), StepReport::default());
+        let mut events = vec![ev("k=1", 10, 1), ev("k=1", 20, -1)];
+        events.extend((1..100).map(|m| ev("k=1", m * 60, 1)));
+        events.push(ev("k=1", 200 * 60, 0));
+        rt.ingest_events(0, PartitionId(0), &events, &mut out, &mut report);
+        out.clear();
+        rt.ingest_events(
+            0,
+            PartitionId(0),
+            &[ev("k=1", 25, -1)],
+            &mut out,
+            &mut report,
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].window.start, EventTime(0));
     }
 
     #[test]
