@@ -148,6 +148,61 @@ fn drive(cfg: Config, arrivals: &[Arrival], seed: u64) -> Runtime {
     rt
 }
 
+/// Before the end: the total of each space at `n` times `step_s` apart (from an hour
+/// before the workload) equals the oracle's.
+fn totals_equal_the_oracle(
+    rt: &Runtime,
+    oracle: &RunningOracle,
+    events: &[Event],
+    spaces: &[&str],
+    n: i64,
+    step_s: i64,
+) {
+    let op = rt.operator("occupancy").unwrap();
+    for space in spaces {
+        let key = Key::from_tags([("space", *space)]).unwrap();
+        for k in 0..n {
+            let t = EventTime(BASE - 3600 * SEC + k * step_s * SEC);
+            let got = op.value_at(&key, t).unwrap().unwrap();
+            assert_eq!(got, oracle.total_at(events, &key, t), "{key} at {t}");
+        }
+    }
+}
+
+/// After the end: every stored bucket's latest version (buckets a mapping row emptied,
+/// count 0, left out) equals the oracle's bucket, and there is one per oracle bucket.
+fn stored_equal_the_oracle(
+    rt: &mut Runtime,
+    oracle: &RunningOracle,
+    events: &[Event],
+    clamp: bool,
+) -> Vec<reckon_core::Emission> {
+    rt.finish(&mut |_| {}).unwrap();
+    let want = oracle.buckets(events);
+    let stored: Vec<_> = rt
+        .store()
+        .windows("occupancy", None, EventTime::MIN, EventTime::MAX, None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.count > 0)
+        .collect();
+    assert_eq!(
+        stored.len(),
+        want.len(),
+        "one stored bucket per bucket with events"
+    );
+    for e in &stored {
+        let w = &want[&(e.key.clone(), e.window.start)];
+        let at = format!("{} {}", e.key, e.window);
+        assert_eq!((e.count, e.checksum.hash), (w.count, w.hash), "{at}");
+        assert_eq!(e.value("delta"), Some(&w.delta), "{at}");
+        if clamp {
+            assert_eq!(e.value("total"), w.total.as_ref(), "{at}");
+        }
+    }
+    stored
+}
+
 fn check(clamp: bool, seed: u64) {
     let dir = temp_dir(&format!("running-{clamp}-{seed}"));
     let arrivals = workload(3_000, seed);
@@ -160,46 +215,16 @@ fn check(clamp: bool, seed: u64) {
     if clamp {
         oracle = oracle.clamp();
     }
-    // Totals at any time, before the end.
-    let op = rt.operator("occupancy").unwrap();
-    for space in ["s0", "s1", "s2", "s3", "nobody"] {
-        let key = Key::from_tags([("space", space)]).unwrap();
-        for k in 0..400 {
-            let t = EventTime(BASE - 3600 * SEC + k * 331 * SEC);
-            let got = op.value_at(&key, t).unwrap().unwrap();
-            assert_eq!(got, oracle.total_at(&events, &key, t), "{key} at {t}");
-        }
-    }
-    // After the end: every bucket's latest stored version.
-    rt.finish(&mut |_| {}).unwrap();
-    let want = oracle.buckets(&events);
-    let stored = rt
-        .store()
-        .windows("occupancy", None, EventTime::MIN, EventTime::MAX, None)
-        .unwrap();
-    assert_eq!(
-        stored.len(),
-        want.len(),
-        "one stored bucket per bucket with events"
+    totals_equal_the_oracle(
+        &rt,
+        &oracle,
+        &events,
+        &["s0", "s1", "s2", "s3", "nobody"],
+        400,
+        331,
     );
-    let mut corrected = 0;
-    for e in &stored {
-        let w = &want[&(e.key.clone(), e.window.start)];
-        assert_eq!(
-            (e.count, e.checksum.hash),
-            (w.count, w.hash),
-            "{} {}",
-            e.key,
-            e.window
-        );
-        assert_eq!(e.value("delta"), Some(&w.delta), "{} {}", e.key, e.window);
-        if clamp {
-            assert_eq!(e.value("total"), w.total.as_ref(), "{} {}", e.key, e.window);
-        }
-        if e.version.0 > 1 {
-            corrected += 1;
-        }
-    }
+    let stored = stored_equal_the_oracle(&mut rt, &oracle, &events, clamp);
+    let corrected = stored.iter().filter(|e| e.version.0 > 1).count();
     assert!(corrected > 20, "late data corrected buckets ({corrected})");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -273,45 +298,12 @@ fn mapped_sensors_with_retroactive_moves_equal_the_oracle() {
     )
     .clamp()
     .mapping(&rows, &["space"]);
-    let op = rt.operator("occupancy").unwrap();
-    for space in ["s0", "s1", "s3", "s9"] {
-        let key = Key::from_tags([("space", space)]).unwrap();
-        for k in 0..300 {
-            let t = EventTime(BASE - 3600 * SEC + k * 443 * SEC);
-            let got = op.value_at(&key, t).unwrap().unwrap();
-            assert_eq!(got, oracle.total_at(&events, &key, t), "{key} at {t}");
-        }
-    }
-    rt.finish(&mut |_| {}).unwrap();
-    let want = oracle.buckets(&events);
-    let stored: Vec<_> = rt
-        .store()
-        .windows("occupancy", None, EventTime::MIN, EventTime::MAX, None)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.count > 0)
-        .collect();
-    assert_eq!(
-        stored.len(),
-        want.len(),
-        "one stored bucket per bucket with events"
-    );
-    let mut moved = 0;
-    for e in &stored {
-        let w = &want[&(e.key.clone(), e.window.start)];
-        assert_eq!(
-            (e.count, e.checksum.hash),
-            (w.count, w.hash),
-            "{} {}",
-            e.key,
-            e.window
-        );
-        assert_eq!(e.value("delta"), Some(&w.delta), "{} {}", e.key, e.window);
-        assert_eq!(e.value("total"), w.total.as_ref(), "{} {}", e.key, e.window);
-        if e.key.as_str() == "space=s3" {
-            moved += 1;
-        }
-    }
+    totals_equal_the_oracle(&rt, &oracle, &events, &["s0", "s1", "s3", "s9"], 300, 443);
+    let stored = stored_equal_the_oracle(&mut rt, &oracle, &events, true);
+    let moved = stored
+        .iter()
+        .filter(|e| e.key.as_str() == "space=s3")
+        .count();
     assert!(
         moved > 100,
         "DPU 1's crossings after hour 5 are counted in s3 ({moved} buckets)"
