@@ -56,13 +56,14 @@ async fn get(c: &reqwest::Client, url: String) -> (u16, Json) {
     (status, r.json().await.unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
+/// The server's clock at the start: 2022-06-13 12:00 UTC, standing still until set.
+const START: i64 = 1_655_121_600_000_000_000;
+
+/// A server with the running totals above on a fresh store, on a clock the test sets.
+async fn serve() -> (tempfile::TempDir, Arc<SetClock>, common::Running) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    // The server's clock: 2022-06-13 12:00 UTC, standing still.
-    let start = 1_655_121_600_000_000_000;
-    let clock = Arc::new(SetClock(AtomicI64::new(start)));
+    let clock = Arc::new(SetClock(AtomicI64::new(START)));
     let server = common::serve(
         common::config(dir.path(), EXTRA),
         AppOptions {
@@ -71,6 +72,12 @@ async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
         },
     )
     .await;
+    (dir, clock, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
+    let (_dir, clock, server) = serve().await;
     let c = reqwest::Client::new();
     let post = |body: &'static str| {
         let (c, url) = (c.clone(), server.url("/v1/streams/crossings/events"));
@@ -128,7 +135,7 @@ async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
     );
 
     // At 12:30 a late "out" at 10:00:50 arrives: from 10:00:50 on every total is one less.
-    clock.set(ProcessingTime(start + 1_800_000_000_000));
+    clock.set(ProcessingTime(START + 1_800_000_000_000));
     let mut feed_since = server.state.store().last_change();
     let before_late = feed_since;
     let r = post(concat!(
@@ -263,18 +270,7 @@ async fn totals_now_at_a_past_time_after_a_late_crossing_and_as_known_before() {
 /// crossings posted by then, over the buckets the watermark had passed by then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn known_at_answers_equal_what_the_results_said_then() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let start = 1_655_121_600_000_000_000i64; // 2022-06-13T12:00:00Z
-    let clock = Arc::new(SetClock(AtomicI64::new(start)));
-    let server = common::serve(
-        common::config(dir.path(), EXTRA),
-        AppOptions {
-            clock: clock.clone(),
-            ..AppOptions::default()
-        },
-    )
-    .await;
+    let (_dir, clock, server) = serve().await;
     let c = reqwest::Client::new();
     let base_s = 1_655_110_800i64; // 2022-06-13T09:00:00Z
     let mut rng = reckon_workload::SplitMix64::new(17);
@@ -282,7 +278,7 @@ async fn known_at_answers_equal_what_the_results_said_then() {
     let mut checkpoints: Vec<(i64, usize, i64)> = Vec::new(); // (processing time, events, watermark)
     let mut newest = i64::MIN;
     for request in 0..12i64 {
-        let now = start + request * 60_000_000_000;
+        let now = START + request * 60_000_000_000;
         clock.set(ProcessingTime(now));
         let mut body = String::new();
         for _ in 0..40 {
