@@ -60,7 +60,6 @@ pub(crate) async fn total(
         Some(v) => EventTime(parse_time_param("at", v)?),
         None => EventTime(state.clock().now().0),
     };
-    let spec = cfg.spec().map_err(|e| ApiError::internal(e.to_string()))?;
     let known_at = q
         .known_at
         .as_deref()
@@ -104,6 +103,9 @@ pub(crate) async fn total(
             }
         }
         Some(known) => {
+            // The spec (its reset and kind) only for reads from the store; a lookup in
+            // memory does not parse it again.
+            let spec = cfg.spec().map_err(|e| ApiError::internal(e.to_string()))?;
             let store = state.store().clone();
             let (p, k) = (pipeline.clone(), key.clone());
             let from = spec
