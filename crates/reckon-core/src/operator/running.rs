@@ -435,6 +435,8 @@ pub struct RunningTotal {
     finished: bool,
     /// The mapping's sources and rows (empty without a mapping).
     mapped: Mapped,
+    /// The last reset period computed (a cache, see [`RunningTotal::period_at`]).
+    period: Option<(i64, i64)>,
     /// Bucket index of the earliest representable bucket, and the tree's width.
     min_bucket: i64,
     bits: u32,
@@ -465,6 +467,7 @@ impl RunningTotal {
             bases: Vec::new(),
             dropped_before: i64::MIN,
             mapped: Mapped::default(),
+            period: None,
             finished: false,
             min_bucket,
             bits,
@@ -858,14 +861,32 @@ impl RunningTotal {
 
     /// The resets around `t` can be computed and start a bucket (a zone's historical
     /// offset, such as Amsterdam's +00:19:32 before 1937, may put one inside a bucket).
-    fn resets_fit(&self, t: EventTime) -> bool {
+    fn resets_fit(&mut self, t: EventTime) -> bool {
+        self.period_at(t).is_some()
+    }
+
+    /// The reset period `[start, next reset)` that holds `t` (`Some(None)` without a
+    /// reset; `None` when its resets cannot be computed or do not start a bucket).
+    /// Remembers the last one: most events and clocks fall in the same day, and the
+    /// time zone lookups cost more than the rest of an event.
+    fn period_at(&mut self, t: EventTime) -> Option<Option<(i64, i64)>> {
+        if self.spec.reset.is_none() {
+            return Some(None);
+        }
+        if let Some((lo, hi)) = self.period
+            && lo <= t.0
+            && t.0 < hi
+        {
+            return Some(Some((lo, hi)));
+        }
         let b = self.spec.bucket.0;
-        let fits = |r: std::result::Result<Option<EventTime>, String>| match r {
-            Ok(Some(r)) => r.0.rem_euclid(b) == 0,
-            Ok(None) => true,
-            Err(_) => false,
-        };
-        fits(self.spec.reset_at_or_before(t)) && fits(self.spec.reset_after(t))
+        let lo = self.spec.reset_at_or_before(t).ok()??;
+        let hi = self.spec.reset_after(t).ok()??;
+        if lo.0.rem_euclid(b) != 0 || hi.0.rem_euclid(b) != 0 {
+            return None;
+        }
+        self.period = Some((lo.0, hi.0));
+        Some(Some((lo.0, hi.0)))
     }
 
     /// Observes an event's time on the watermark, and fires what is due when it moved
@@ -988,12 +1009,12 @@ impl RunningTotal {
 
     /// The real-time counter: an arriving event, in arrival order.
     fn count_live(&mut self, k: usize, value: &Value, late: bool) {
+        // The clock's period (read as event time); none without a reset, or when the
+        // clock's day cannot be placed.
         let period = self
-            .spec
-            .reset_at_or_before(EventTime(self.now.0))
-            .ok()
+            .period_at(EventTime(self.now.0))
             .flatten()
-            .map(|r| r.0);
+            .map(|(start, _)| start);
         let (now, clamp, gauge) = (self.now, self.spec.clamp, self.spec.gauge);
         let s = &mut self.series[k];
         if s.live_since != period {
