@@ -121,6 +121,7 @@ fn ms(n: i64) -> ConfigDuration {
 fn config(url: &str, format: WebhookFormat) -> WebhookConfig {
     WebhookConfig {
         name: "ops".into(),
+        tenant: None,
         url: url.into(),
         pipelines: vec![],
         format,

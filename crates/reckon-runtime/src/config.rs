@@ -165,6 +165,11 @@ pub enum WebhookFormat {
 pub struct WebhookConfig {
     /// Name of this webhook (in metrics and the delivery log).
     pub name: String,
+    /// The tenant owning it (`reckon tenant create`): its name is then local to the
+    /// tenant, stored as `tenant/name`, and its references name the tenant's objects.
+    /// Default: none (the operator's, seen only without tenants or with an admin token).
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// URL to POST to.
     pub url: String,
     /// Pipelines whose emissions are sent (default: all).
@@ -369,6 +374,11 @@ pub enum EventFormat {
 pub struct StreamConfig {
     /// The stream's name (InfluxDB's measurement or bucket, a topic...).
     pub name: String,
+    /// The tenant owning it (`reckon tenant create`): its name is then local to the
+    /// tenant, stored as `tenant/name`, and its references name the tenant's objects.
+    /// Default: none (the operator's, seen only without tenants or with an admin token).
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// Fields whose values form the series key (tags). Other fields are values.
     #[serde(default)]
     pub key_fields: Vec<String>,
@@ -524,6 +534,11 @@ pub struct AggregateConfig {
 pub struct PipelineConfig {
     /// The pipeline's name (part of every window's identity).
     pub name: String,
+    /// The tenant owning it (`reckon tenant create`): its name is then local to the
+    /// tenant, stored as `tenant/name`, and its references name the tenant's objects.
+    /// Default: none (the operator's, seen only without tenants or with an admin token).
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// The stream it reads (a window pipeline).
     #[serde(default)]
     pub stream: Option<String>,
@@ -591,6 +606,11 @@ pub struct ReconcileConfig {
     /// The reconciliation's name (its outputs are stored and queried under it, like a
     /// pipeline's).
     pub name: String,
+    /// The tenant owning it (`reckon tenant create`): its name is then local to the
+    /// tenant, stored as `tenant/name`, and its references name the tenant's objects.
+    /// Default: none (the operator's, seen only without tenants or with an admin token).
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// The event stream.
     pub events: ReconcileSide,
     /// The audit stream; the fields of an audit record (but its id) are the context of
@@ -650,6 +670,11 @@ pub struct ResetConfig {
 pub struct RunningTotalConfig {
     /// Its name (its buckets are stored and queried under it, like a pipeline's).
     pub name: String,
+    /// The tenant owning it (`reckon tenant create`): its name is then local to the
+    /// tenant, stored as `tenant/name`, and its references name the tenant's objects.
+    /// Default: none (the operator's, seen only without tenants or with an admin token).
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// The stream it reads.
     pub stream: String,
     /// Width of the buckets it stores as versioned windows (e.g. `"1m"`).
@@ -783,6 +808,24 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+/// Checks a tenant's name: 1 to 63 of `a-z`, `0-9`, `_` and `-`, starting with a
+/// letter or digit (it prefixes stored names and appears in URLs and metrics).
+pub fn check_tenant_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && !name.starts_with(['_', '-']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "tenant `{name}` is not a valid name: use 1 to 63 of a-z, 0-9, `_` and `-`, starting with a letter or digit"
+        ))
+    }
+}
+
 /// Parses `"1h30m"`-style durations; the error says what was expected.
 pub fn parse_duration(s: &str) -> std::result::Result<Span, String> {
     let text = s.trim();
@@ -841,6 +884,7 @@ impl Config {
     /// setting.
     pub fn from_toml(text: &str) -> Result<Config> {
         let mut config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        config.qualify_tenants()?;
         for s in &mut config.streams {
             let Some(zone) = &s.time_zone else {
                 continue;
@@ -870,6 +914,66 @@ impl Config {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
             other => other,
         })
+    }
+
+    /// Gives every tenant-owned object its stored name, `tenant/name`, and points its
+    /// references at the same tenant's objects (a tenant cannot name another's).
+    fn qualify_tenants(&mut self) -> Result<()> {
+        fn qualify(what: &str, tenant: &Option<String>, names: &mut [&mut String]) -> Result<()> {
+            let Some(t) = tenant else {
+                return Ok(());
+            };
+            check_tenant_name(t).map_err(|e| Error::Config(format!("{what}: {e}")))?;
+            for n in names.iter_mut() {
+                if n.contains('/') {
+                    return Err(Error::Config(format!(
+                        "{what} of tenant `{t}`: `{n}` cannot contain `/` (names are local to the tenant)"
+                    )));
+                }
+                **n = format!("{t}/{n}");
+            }
+            Ok(())
+        }
+        for s in &mut self.streams {
+            let what = format!("stream `{}`", s.name);
+            qualify(&what, &s.tenant, &mut [&mut s.name])?;
+        }
+        for p in &mut self.pipelines {
+            let what = format!("pipeline `{}`", p.name);
+            let mut names = vec![&mut p.name];
+            names.extend(p.stream.as_mut());
+            names.extend(p.input.as_mut());
+            qualify(&what, &p.tenant, &mut names)?;
+        }
+        for r in &mut self.reconciles {
+            let what = format!("reconcile `{}`", r.name);
+            qualify(
+                &what,
+                &r.tenant,
+                &mut [&mut r.name, &mut r.events.stream, &mut r.audit.stream],
+            )?;
+        }
+        for r in &mut self.running_totals {
+            let what = format!("running_total `{}`", r.name);
+            let mut names = vec![&mut r.name, &mut r.stream];
+            names.extend(r.mapping.as_mut().map(|m| &mut m.stream));
+            qualify(&what, &r.tenant, &mut names)?;
+        }
+        for w in &mut self.webhooks {
+            let what = format!("webhook `{}`", w.name);
+            let mut names = vec![&mut w.name];
+            names.extend(w.pipelines.iter_mut());
+            qualify(&what, &w.tenant, &mut names)?;
+        }
+        Ok(())
+    }
+
+    /// The tenant owning a stored name (`tenant/name`), and the name local to it.
+    pub fn split_tenant(name: &str) -> (Option<&str>, &str) {
+        match name.split_once('/') {
+            Some((t, n)) => (Some(t), n),
+            None => (None, name),
+        }
     }
 
     fn check(&self) -> Result<()> {
@@ -1929,6 +2033,58 @@ mod tests {
         assert!(
             config_err(&cycle)
                 .contains("derived fields `a_excess`, `b_twice` read each other in a cycle")
+        );
+    }
+
+    #[test]
+    fn tenant_objects_get_stored_names_and_reference_only_their_tenant() {
+        let two = |tenant_b: &str, stream_b: &str| {
+            format!(
+                r#"
+                [store]
+                path = "/tmp/x"
+                [[stream]]
+                name = "alarms"
+                tenant = "acme"
+                [[stream]]
+                name = "alarms"
+                tenant = "{tenant_b}"
+                [[pipeline]]
+                name = "rate"
+                tenant = "acme"
+                stream = "alarms"
+                window = {{ type = "tumbling", size = "5m" }}
+                aggregates = [{{ fn = "count" }}]
+                [[pipeline]]
+                name = "rate"
+                tenant = "{tenant_b}"
+                stream = "{stream_b}"
+                window = {{ type = "tumbling", size = "5m" }}
+                aggregates = [{{ fn = "count" }}]
+                [[webhook]]
+                name = "ops"
+                tenant = "acme"
+                url = "http://127.0.0.1:1/"
+                pipelines = ["rate"]
+                "#
+            )
+        };
+        let c = Config::from_toml(&two("globex", "alarms")).unwrap();
+        let names: Vec<&str> = c.output_names().collect();
+        assert_eq!(names, ["acme/rate", "globex/rate"]);
+        assert_eq!(c.pipelines[1].stream.as_deref(), Some("globex/alarms"));
+        assert_eq!(c.webhooks[0].name, "acme/ops");
+        assert_eq!(c.webhooks[0].pipelines, ["acme/rate"]);
+        assert_eq!(Config::split_tenant("acme/rate"), (Some("acme"), "rate"));
+        assert_eq!(Config::split_tenant("rate"), (None, "rate"));
+        // The same names twice in one tenant are refused as before.
+        assert!(
+            config_err(&two("acme", "alarms")).contains("stream `acme/alarms` is defined twice")
+        );
+        // A name cannot reach into another tenant, nor can a tenant name be odd.
+        assert!(config_err(&two("globex", "acme/alarms")).contains("cannot contain `/`"));
+        assert!(
+            config_err(&two("Globex", "alarms")).contains("tenant `Globex` is not a valid name")
         );
     }
 }

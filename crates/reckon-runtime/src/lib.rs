@@ -13,7 +13,7 @@ pub mod runtime;
 pub use config::{
     Config, Detail, EventFormat, FutureLimit, OperatorConfig, PipelineConfig, ReconcileConfig,
     ReconcileSide, ServerConfig, StreamConfig, TimeFormat, WebhookConfig, WebhookFormat,
-    WebhookNotify,
+    WebhookNotify, check_tenant_name,
 };
 pub use error::{Error, Result};
 pub use repair::{RepairReport, StreamRepair, repair};

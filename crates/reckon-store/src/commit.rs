@@ -187,6 +187,7 @@ fn commit_group(
     // Sink cursors and delivery rows (`None`: pruned), the last write of a key winning.
     let mut sink_states: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut delivery_rows: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    let mut catalog_rows: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
 
     for req in group {
         let b = &req.batch;
@@ -322,6 +323,9 @@ fn commit_group(
             keys::put_u64(&mut v, d.id);
             sink_states.insert(name, v);
         }
+        for (k, v) in &b.catalog {
+            catalog_rows.insert(k.clone(), v.clone());
+        }
         answers.push(Committed {
             first_seq,
             last_seq: seq,
@@ -340,6 +344,12 @@ fn commit_group(
         match v {
             Some(v) => wb.insert(&ks.deliveries, k, v),
             None => wb.remove(&ks.deliveries, k),
+        }
+    }
+    for (k, v) in catalog_rows {
+        match v {
+            Some(v) => wb.insert(&ks.catalog, k, v),
+            None => wb.remove(&ks.catalog, k),
         }
     }
 

@@ -88,6 +88,10 @@ pub struct CommitBatch {
     /// the delivery, pruning the sink's deliveries beyond [`DELIVERIES_KEPT`]. Several
     /// for one sink in a group are applied in order (the last cursor wins).
     pub deliveries: Vec<Delivery>,
+    /// Definitions (tenants, tokens, pipelines created by API): `(key, Some(value))`
+    /// puts, `(key, None)` removes, in the `catalog` keyspace; the caller owns the
+    /// encoding. Applied in order (the last write of a key in a group wins).
+    pub catalog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Retention, `(stream, before)`: the stream's raw events with event time
     /// `< before` are deleted, with their ids (unless a newer event with the id is
     /// kept). The committer deletes at most [`RETENTION_ROWS_PER_COMMIT`] rows per
@@ -111,6 +115,7 @@ impl CommitBatch {
             && self.dead_letters.is_empty()
             && self.checkpoints.is_empty()
             && self.deliveries.is_empty()
+            && self.catalog.is_empty()
             && self.retention.is_empty()
     }
 }

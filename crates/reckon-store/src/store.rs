@@ -53,6 +53,7 @@ pub(crate) struct Keyspaces {
     pub(crate) changes: Keyspace,
     pub(crate) sinks: Keyspace,
     pub(crate) deliveries: Keyspace,
+    pub(crate) catalog: Keyspace,
 }
 
 /// Memtable size of the big keyspaces; bounds how much journal fjall replays on open.
@@ -86,6 +87,7 @@ impl Keyspaces {
             changes: db.keyspace("changes", scanned)?,
             sinks: db.keyspace("sinks", KeyspaceCreateOptions::default)?,
             deliveries: db.keyspace("deliveries", scanned)?,
+            catalog: db.keyspace("catalog", KeyspaceCreateOptions::default)?,
         })
     }
 }
@@ -964,6 +966,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Every catalog entry whose key starts with `prefix`, in key order (see
+    /// [`CommitBatch::catalog`]).
+    pub fn catalog(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for kv in self.shared().ks.catalog.prefix(prefix) {
+            let (k, v) = kv.into_inner()?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     // ---------------------------------------------------------------- checkpoints, dead letters
 
     /// The pipeline's checkpoint, if it has one.
@@ -1291,6 +1304,7 @@ impl Store {
             ("changes", ks.changes.disk_space()),
             ("sinks", ks.sinks.disk_space()),
             ("deliveries", ks.deliveries.disk_space()),
+            ("catalog", ks.catalog.disk_space()),
             ("fjall_journal", shared.db.journal_disk_space()?),
         ])
     }
@@ -1311,6 +1325,7 @@ impl Store {
             &ks.changes,
             &ks.sinks,
             &ks.deliveries,
+            &ks.catalog,
         ] {
             k.rotate_memtable_and_wait()?;
             k.major_compact()?;

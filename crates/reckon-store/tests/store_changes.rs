@@ -123,6 +123,36 @@ fn a_sink_cursor_and_its_deliveries_survive_a_reopen() {
 }
 
 #[test]
+fn catalog_entries_are_put_and_removed_atomically_and_survive_a_reopen() {
+    let dir = tempdir();
+    let store = Store::open(dir.path()).unwrap();
+    let put = |k: &str, v: &str| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()));
+    store
+        .commit(CommitBatch {
+            catalog: vec![
+                put("tenant/acme", "1"),
+                put("token/a", "2"),
+                put("token/b", "3"),
+            ],
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    store
+        .commit(CommitBatch {
+            catalog: vec![(b"token/a".to_vec(), None), put("token/b", "4")],
+            ..CommitBatch::default()
+        })
+        .unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.catalog(b"token/").unwrap(),
+        vec![(b"token/b".to_vec(), b"4".to_vec())]
+    );
+    assert_eq!(store.catalog(b"").unwrap().len(), 2);
+}
+
+#[test]
 fn a_filtered_read_reports_how_far_it_looked_so_readers_skip_other_pipelines() {
     let dir = tempdir();
     let store = Store::open(dir.path()).unwrap();
