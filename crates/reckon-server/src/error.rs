@@ -19,6 +19,9 @@ pub enum Error {
     /// A webhook could not be set up.
     #[error("{0}")]
     Webhook(String),
+    /// A stored tenant or token cannot be read.
+    #[error("the store's catalog: {0}")]
+    Catalog(String),
     /// Binding or serving the socket failed.
     #[error("{what}: {source}")]
     Io {
@@ -88,6 +91,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message });
         let mut r = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"reckon\""),
+            );
+        }
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {

@@ -21,6 +21,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::wire::emission_json;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -182,17 +183,14 @@ impl Ranges {
 /// `GET /v1/pipelines/{p}/changes?since=&limit=`.
 pub(crate) async fn changes(
     State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
     Path(pipeline): Path<String>,
     headers: HeaderMap,
     q: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let key = q.key.as_deref().map(crate::query::parse_key).transpose()?;
-    if !state.config().output_names().any(|p| p == pipeline) {
-        return Err(ApiError::not_found(format!(
-            "unknown pipeline `{pipeline}`"
-        )));
-    }
+    let (local, pipeline) = (pipeline.clone(), state.resolve_pipeline(&who, &pipeline)?);
     let last_event_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(
@@ -223,7 +221,7 @@ pub(crate) async fn changes(
         && n > last
     {
         return Err(ApiError::bad_request(format!(
-            "{what}={n} is past the last change {last} of pipeline `{pipeline}` (was the store \
+            "{what}={n} is past the last change {last} of pipeline `{local}` (was the store \
              replaced?); resume from since={last}, or since=0 for the whole history"
         )));
     }
@@ -236,7 +234,7 @@ pub(crate) async fn changes(
             .map_err(ApiError::internal)?;
         let ranges = Ranges::of(&state, &pipeline);
         return Ok(axum::Json(json!({
-            "pipeline": &*pipeline,
+            "pipeline": local,
             "changes": page
                 .changes
                 .iter()

@@ -9,6 +9,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::writer::SubmitError;
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -196,26 +197,10 @@ async fn submit(
     Ok(report)
 }
 
-fn unknown_stream(state: &AppState, name: &str) -> ApiError {
-    let known: Vec<&str> = state
-        .config()
-        .streams
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
-    ApiError::not_found(format!(
-        "unknown stream `{name}` (configured streams: {})",
-        if known.is_empty() {
-            "none".to_string()
-        } else {
-            known.join(", ")
-        }
-    ))
-}
-
 /// `POST /v1/streams/{stream}/events`.
 pub(crate) async fn post_events(
     State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
     Path(stream): Path<String>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
     headers: axum::http::HeaderMap,
@@ -223,8 +208,7 @@ pub(crate) async fn post_events(
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let cfg = state
-        .stream(&stream)
-        .ok_or_else(|| unknown_stream(&state, &stream))?
+        .resolve_stream(&who, &stream, crate::auth::Access::Write)?
         .clone();
     let bytes = read_body(&state, body).await?;
     let csv = headers
@@ -319,6 +303,7 @@ fn influx_error(status: StatusCode, code: &str, message: String) -> Response {
 /// 204 when every line was stored, as InfluxDB does.
 pub(crate) async fn influx_write(
     State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
     query: Result<Query<InfluxQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Response {
@@ -333,15 +318,16 @@ pub(crate) async fn influx_write(
             "missing the `bucket` query parameter (the bucket is the reckon stream)".into(),
         );
     };
-    let Some(cfg) = state.stream(&bucket).cloned() else {
-        return influx_error(
-            StatusCode::NOT_FOUND,
-            "not found",
-            format!(
-                "bucket \"{bucket}\" not found: {}",
-                unknown_stream(&state, &bucket).message
-            ),
-        );
+    let cfg = match state.resolve_stream(&who, &bucket, crate::auth::Access::Write) {
+        Ok(cfg) => cfg.clone(),
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            return influx_error(
+                e.status,
+                "not found",
+                format!("bucket \"{bucket}\" not found: {}", e.message),
+            );
+        }
+        Err(e) => return influx_error(e.status, "forbidden", e.message),
     };
     let precision = match Precision::parse(q.precision.as_deref().unwrap_or("ns")) {
         Ok(p) => p,

@@ -15,6 +15,7 @@
 //! `tower::ServiceExt::oneshot`); [`App::serve`] serves it on a listener until
 //! [`App::shutdown_signal`] fires. The HTTP API is documented in `docs/http.md`.
 
+pub mod auth;
 pub mod clock;
 pub mod error;
 mod feed;
@@ -77,6 +78,7 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    auth: auth::Auth,
     json: Mutex<HashMap<String, Vec<JsonDecoder>>>,
     lines: Mutex<HashMap<String, Vec<LineProtocolDecoder>>>,
 }
@@ -114,8 +116,36 @@ impl AppState {
     pub fn clock(&self) -> &dyn Clock {
         &*self.inner.clock
     }
-    fn stream(&self, name: &str) -> Option<&StreamConfig> {
-        self.inner.config.stream(name)
+    /// The tenants and tokens.
+    pub fn auth(&self) -> &auth::Auth {
+        &self.inner.auth
+    }
+    /// The stream `who` calls `local`, if it may `access` it (else 404 or 403).
+    fn resolve_stream(
+        &self,
+        who: &auth::Principal,
+        local: &str,
+        access: auth::Access,
+    ) -> std::result::Result<&StreamConfig, ApiError> {
+        let streams = self.inner.config.streams.iter().map(|s| s.name.as_str());
+        let stored = who.resolve("stream", local, streams, access)?;
+        self.inner
+            .config
+            .stream(&stored)
+            .ok_or_else(|| ApiError::not_found(format!("unknown stream `{local}`")))
+    }
+    /// The stored name of the pipeline `who` calls `local`, if it may read it.
+    fn resolve_pipeline(
+        &self,
+        who: &auth::Principal,
+        local: &str,
+    ) -> std::result::Result<String, ApiError> {
+        who.resolve(
+            "pipeline",
+            local,
+            self.inner.config.output_names(),
+            auth::Access::Read,
+        )
     }
     /// Runs `f` with a JSON decoder of `stream` (decoders are pooled so that their
     /// interned keys and names are shared across requests).
@@ -168,6 +198,7 @@ impl App {
     pub fn open(config: Config, options: AppOptions) -> Result<App> {
         let runtime = Runtime::open(&config, options.runtime.clone())?;
         let store = runtime.store().clone();
+        let auth = auth::Auth::load(&store)?;
         let metrics = Arc::new(Metrics::default());
         let (writer, progress, thread) = writer::spawn(
             runtime,
@@ -197,6 +228,7 @@ impl App {
                 shutdown: shutdown_rx,
                 metrics,
                 clock: options.clock,
+                auth,
                 json: Mutex::new(HashMap::new()),
                 lines: Mutex::new(HashMap::new()),
             }),
@@ -244,7 +276,7 @@ impl App {
                 a = listener.accept() => a,
                 _ = stopped(&mut stop) => break,
             };
-            let (io, _peer) = match accepted {
+            let (io, peer) = match accepted {
                 Ok(c) => c,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
@@ -254,7 +286,16 @@ impl App {
                     continue;
                 }
             };
-            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let service = hyper_util::service::TowerToHyperService::new(
+                tower::ServiceBuilder::new()
+                    .map_request(
+                        move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(auth::Peer(peer));
+                            req
+                        },
+                    )
+                    .service(router.clone()),
+            );
             let mut conn_stop = self.state.shutdown();
             let connection = connection.clone();
             tokio::spawn(async move {
@@ -438,11 +479,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks", get(query::webhooks))
         .route("/v1/webhooks/{name}/deliveries", get(query::deliveries))
         .route("/metrics", get(query::metrics))
+        .route("/v1/tenants", get(auth::tenants).post(auth::create_tenant))
+        .route("/v1/tokens", get(auth::tokens).post(auth::create_token))
+        .route("/v1/tokens/{id}", axum::routing::delete(auth::revoke_token))
         .route("/healthz", get(query::healthz))
         .route("/health", get(query::influx_health))
         .route("/ping", get(query::influx_ping).head(query::influx_ping))
         .fallback(query::not_found)
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             body_deadline,

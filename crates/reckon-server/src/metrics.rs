@@ -186,6 +186,40 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.render_with(|l| Some(l.clone()))
+    }
+
+    /// The series of `tenant` only, named as the tenant names its objects: a series is
+    /// shown when it names the tenant's pipelines, streams or webhooks (`tenant/name`,
+    /// shown as `name`) or the tenant itself (a `tenant` label), and names nothing
+    /// else. Server-wide series (commit counts, latencies of every request) are not.
+    pub fn render_tenant(&self, tenant: &str) -> String {
+        self.render_with(|l| {
+            let mut mine = false;
+            let mut out = Labels::with_capacity(l.len());
+            for (k, v) in l {
+                match *k {
+                    "pipeline" | "stream" | "webhook" => {
+                        let local = v.strip_prefix(tenant)?.strip_prefix('/')?;
+                        mine = true;
+                        out.push((k, local.to_string()));
+                    }
+                    "tenant" => {
+                        if v != tenant {
+                            return None;
+                        }
+                        mine = true;
+                        out.push((k, v.clone()));
+                    }
+                    _ => out.push((k, v.clone())),
+                }
+            }
+            mine.then_some(out)
+        })
+    }
+
+    /// The exposition of the series whose labels `shown` keeps (and maps).
+    fn render_with(&self, shown: impl Fn(&Labels) -> Option<Labels>) -> String {
         let r = self.registry();
         let mut out = String::new();
         for (name, kind, help) in FAMILIES {
@@ -195,18 +229,21 @@ impl Metrics {
                 if n != name {
                     break;
                 }
+                let Some(l) = &shown(l) else { continue };
                 let _ = writeln!(out, "{name}{} {v}", fmt_labels(l, None));
             }
             for ((n, l), v) in r.gauges.range((*name, Vec::new())..) {
                 if n != name {
                     break;
                 }
+                let Some(l) = &shown(l) else { continue };
                 let _ = writeln!(out, "{name}{} {}", fmt_labels(l, None), fmt_f64(*v));
             }
             for ((n, l), h) in r.histograms.range((*name, Vec::new())..) {
                 if n != name {
                     break;
                 }
+                let Some(l) = &shown(l) else { continue };
                 for (c, b) in h.counts.iter().zip(BUCKETS) {
                     let le = fmt_f64(*b);
                     let _ = writeln!(out, "{name}_bucket{} {c}", fmt_labels(l, Some(&le)));

@@ -25,7 +25,10 @@ use std::time::Instant;
 pub(crate) fn start(state: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
     for w in &state.config().webhooks {
-        let sender = WebhookSender::new(w).map_err(|e| Error::Webhook(e.to_string()))?;
+        // Messages name the webhook as its tenant does.
+        let mut shown = w.clone();
+        shown.name = crate::auth::local_name(&w.name).to_string();
+        let sender = WebhookSender::new(&shown).map_err(|e| Error::Webhook(e.to_string()))?;
         tasks.push(tokio::spawn(run(state.clone(), w.clone(), sender)));
     }
     Ok(tasks)
@@ -38,8 +41,27 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
+async fn run(state: AppState, mut cfg: WebhookConfig, sender: WebhookSender) {
     let name = cfg.name.clone();
+    // A tenant's webhook hears of its tenant's pipelines only (all of them when it names
+    // none), and its messages name them as the tenant does.
+    let tenant = cfg.tenant.clone();
+    if let Some(t) = &tenant
+        && cfg.pipelines.is_empty()
+    {
+        let prefix = format!("{t}/");
+        cfg.pipelines = state
+            .config()
+            .output_names()
+            .filter(|p| p.starts_with(&prefix))
+            .map(String::from)
+            .collect();
+        if cfg.pipelines.is_empty() {
+            tracing::info!(webhook = %name, "tenant `{t}` has no pipelines: the webhook idles");
+            return;
+        }
+    }
+    let shown = crate::auth::local_name(&name).to_string();
     // The stream each result comes from (a reconciliation's: its audit stream).
     let config = state.config();
     let streams: HashMap<String, Arc<str>> = config
@@ -72,6 +94,7 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
         {
             // Looking up replaced versions is a blocking store read: it runs off the
             // async workers, and only for changes this webhook wants.
+            let tenant = tenant.clone();
             let (st, snd, filter, strm, pg) = (
                 state.clone(),
                 sender.clone(),
@@ -105,6 +128,9 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
                     };
                     if snd.wants(&c) {
                         c.previous = st.store().replaced_by(&c.emission)?;
+                        if tenant.is_some() {
+                            local_names(&mut c);
+                        }
                         wanted.push(c);
                     }
                 }
@@ -154,7 +180,7 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
             );
             let record = json!({
                 "id": id,
-                "webhook": name,
+                "webhook": shown,
                 "first_change": batch.first_change,
                 "last_change": batch.last_change,
                 "windows": batch.corrections.len(),
@@ -202,5 +228,16 @@ async fn run(state: AppState, cfg: WebhookConfig, sender: WebhookSender) {
         if failed {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
+    }
+}
+
+/// Names a tenant's correction as the tenant does (its pipeline and stream without the
+/// `tenant/` prefix).
+fn local_names(c: &mut Correction) {
+    let local = |n: &Arc<str>| Arc::from(crate::auth::local_name(n));
+    c.stream = local(&c.stream);
+    c.emission.pipeline = local(&c.emission.pipeline);
+    if let Some(p) = &mut c.previous {
+        p.pipeline = local(&p.pipeline);
     }
 }

@@ -5,6 +5,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::wire::{emission_json, emissions_csv, rfc3339, value_json};
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -194,21 +195,6 @@ fn next_link(uri: &axum::http::Uri, next: &str) -> Option<axum::http::HeaderValu
     .ok()
 }
 
-fn check_pipeline(state: &AppState, name: &str) -> Result<(), ApiError> {
-    if state.config().output_names().any(|p| p == name) {
-        return Ok(());
-    }
-    let known: Vec<&str> = state.config().output_names().collect();
-    Err(ApiError::not_found(format!(
-        "unknown pipeline `{name}` (configured pipelines: {})",
-        if known.is_empty() {
-            "none".into()
-        } else {
-            known.join(", ")
-        }
-    )))
-}
-
 /// Parameters of `GET /v1/pipelines/{p}/windows`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,13 +215,14 @@ pub(crate) struct WindowsQuery {
 /// at the end.
 pub(crate) async fn windows(
     State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
     Path(pipeline): Path<String>,
     headers: HeaderMap,
     uri: axum::http::Uri,
     q: QueryResult<WindowsQuery>,
 ) -> Result<Response, ApiError> {
     let q = params(q)?;
-    check_pipeline(&state, &pipeline)?;
+    let (local, pipeline) = (pipeline.clone(), state.resolve_pipeline(&who, &pipeline)?);
     let key = q.key.as_deref().map(parse_key).transpose()?;
     let from = match &q.from {
         Some(v) => EventTime(parse_time_param("from", v)?),
@@ -301,7 +288,7 @@ pub(crate) async fn windows(
         return Ok(resp);
     }
     Ok(axum::Json(json!({
-        "pipeline": pipeline,
+        "pipeline": local,
         "as_of": q.as_of,
         "limit": limit,
         "truncated": next.is_some(),
@@ -326,12 +313,13 @@ pub(crate) struct HistoryQuery {
 /// (JSON) or `X-Reckon-Next-Cursor` (CSV) resumes.
 pub(crate) async fn history(
     State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
     Path(pipeline): Path<String>,
     headers: HeaderMap,
     q: QueryResult<HistoryQuery>,
 ) -> Result<Response, ApiError> {
     let q = params(q)?;
-    check_pipeline(&state, &pipeline)?;
+    let (local, pipeline) = (pipeline.clone(), state.resolve_pipeline(&who, &pipeline)?);
     let key = parse_key(q.key.as_deref().unwrap_or_default())?;
     let start = q.start.as_deref().ok_or_else(|| {
         ApiError::bad_request("`start` is required: the window's start time (RFC 3339)")
@@ -373,7 +361,7 @@ pub(crate) async fn history(
         return Ok(resp);
     }
     Ok(axum::Json(json!({
-        "pipeline": pipeline,
+        "pipeline": local,
         "key": key.as_str(),
         "start": rfc3339(start.0),
         "versions": versions.iter().map(|e| emission_json(e, None)).collect::<Vec<_>>(),
@@ -384,7 +372,10 @@ pub(crate) async fn history(
 
 /// `GET /v1/pipelines`: the pipelines and reconciliations, their streams and
 /// watermarks.
-pub(crate) async fn pipelines(State(state): State<AppState>) -> Response {
+pub(crate) async fn pipelines(
+    State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
+) -> Response {
     let watermark = |name: &str| {
         state
             .metrics()
@@ -396,13 +387,20 @@ pub(crate) async fn pipelines(State(state): State<AppState>) -> Response {
         .operators()
         .unwrap_or_default()
         .iter()
+        .filter(|op| {
+            who.local(op.name())
+                .is_some_and(|l| who.may(crate::auth::Access::Read, l))
+        })
         .map(|op| {
             let mut o = serde_json::Map::new();
-            o.insert("name".into(), json!(op.name()));
+            o.insert(
+                "name".into(),
+                json!(who.local(op.name()).unwrap_or_default()),
+            );
             o.insert("kind".into(), json!(op.kind()));
             for (name, detail) in op.details() {
                 let v = match detail {
-                    reckon_runtime::Detail::Name(n) => json!(n),
+                    reckon_runtime::Detail::Name(n) => json!(who.local(&n).unwrap_or_default()),
                     reckon_runtime::Detail::Span(s) => json!(span_secs(s)),
                 };
                 o.insert(name.into(), v);
@@ -440,13 +438,15 @@ pub(crate) struct DeadLettersQuery {
 /// cursor of the page of older ones, absent when there are none.
 pub(crate) async fn dead_letters(
     State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
     Path(stream): Path<String>,
     q: QueryResult<DeadLettersQuery>,
 ) -> Result<Response, ApiError> {
     let q = params(q)?;
-    if state.stream(&stream).is_none() {
-        return Err(ApiError::not_found(format!("unknown stream `{stream}`")));
-    }
+    let stored = state
+        .resolve_stream(&who, &stream, crate::auth::Access::Read)?
+        .name
+        .clone();
     let limit = effective_limit(&state, Some(q.limit.unwrap_or(1_000)))?;
     // The cursor is the number of the oldest dead letter of the previous page.
     let before = q
@@ -463,7 +463,7 @@ pub(crate) async fn dead_letters(
         })
         .transpose()?;
     let store = state.store().clone();
-    let s = stream.clone();
+    let s = stored;
     let (page, more, total) = tokio::task::spawn_blocking(move || {
         let (page, more) = store.dead_letters_page(&s, before, limit)?;
         Ok::<_, reckon_store::Error>((page, more, store.dead_letter_count(&s)?))
@@ -484,7 +484,7 @@ pub(crate) async fn dead_letters(
                 .map(|(n, v)| (n.to_string(), value_json(v)))
                 .collect();
             json!({
-                "pipeline": &*d.pipeline,
+                "pipeline": crate::auth::local_name(&d.pipeline),
                 "kind": d.kind,
                 "reason": d.reason,
                 "at": rfc3339(d.at.0),
@@ -507,14 +507,24 @@ pub(crate) async fn dead_letters(
 }
 
 /// `GET /v1/webhooks`: each webhook and its position in the change feed.
-pub(crate) async fn webhooks(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn webhooks(
+    State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
+) -> Result<Response, ApiError> {
     let mut list = Vec::new();
     for w in &state.config().webhooks {
+        let Some(local) = who
+            .local(&w.name)
+            .filter(|l| who.may(crate::auth::Access::Read, l))
+        else {
+            continue;
+        };
         let s = state.store().sink_state(&w.name)?;
+        let pipelines: Vec<&str> = w.pipelines.iter().filter_map(|p| who.local(p)).collect();
         list.push(json!({
-            "name": w.name,
+            "name": local,
             "url": w.url,
-            "pipelines": w.pipelines,
+            "pipelines": pipelines,
             "cursor": s.cursor,
             "last_delivery": s.last_delivery,
             "delivered": state.metrics().counter("reckon_webhook_deliveries_total", &[("webhook", &w.name), ("outcome", "delivered")]),
@@ -530,17 +540,21 @@ pub(crate) async fn webhooks(State(state): State<AppState>) -> Result<Response, 
 /// `GET /v1/webhooks/{name}/deliveries?limit=`: the newest deliveries, newest first.
 pub(crate) async fn deliveries(
     State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
     Path(name): Path<String>,
     q: QueryResult<LimitQuery>,
 ) -> Result<Response, ApiError> {
     let q = params(q)?;
-    if !state.config().webhooks.iter().any(|w| w.name == name) {
-        return Err(ApiError::not_found(format!("unknown webhook `{name}`")));
-    }
+    let stored = who.resolve(
+        "webhook",
+        &name,
+        state.config().webhooks.iter().map(|w| w.name.as_str()),
+        crate::auth::Access::Read,
+    )?;
     let rows = state
         .store()
         .deliveries(
-            &name,
+            &stored,
             q.limit
                 .unwrap_or(100)
                 .min(state.config().server.max_query_limit.max(1)),
@@ -555,27 +569,49 @@ pub(crate) async fn deliveries(
 }
 
 /// `GET /metrics`.
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    (
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
+) -> Result<Response, ApiError> {
+    let text = if who.is_operator() {
+        state.metrics().render()
+    } else {
+        // A tenant's token sees its own series only, named as the tenant names them.
+        let Some(tenant) = who.tenant() else {
+            return Err(who.forbidden("read metrics"));
+        };
+        if !who.reads_all() {
+            return Err(who.forbidden("read metrics (a `read` or `admin` scope can)"));
+        }
+        state.metrics().render_tenant(tenant)
+    };
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics().render(),
+        text,
     )
-        .into_response()
+        .into_response())
 }
 
 /// `GET /healthz`: 200 while the store and the writer work, 503 with the cause otherwise.
-pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+pub(crate) async fn healthz(
+    State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
+) -> Response {
     let problem = if state.store().is_poisoned() {
         Some("the store refused a write (poisoned); restart reckon".to_string())
     } else {
         state.writer().failure()
     };
     match problem {
-        None => axum::Json(json!({ "status": "ok", "last_change": state.store().last_change() }))
-            .into_response(),
+        // The change count says how busy every tenant is: operators only.
+        None if who.is_operator() => {
+            axum::Json(json!({ "status": "ok", "last_change": state.store().last_change() }))
+                .into_response()
+        }
+        None => axum::Json(json!({ "status": "ok" })).into_response(),
         Some(p) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({ "status": "failing", "error": p })),

@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::query::{parse_key, parse_time_param};
 use crate::wire::{rfc3339, value_json};
 use crate::writer::SubmitError;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use reckon_core::aggregate::SumState;
@@ -35,17 +36,19 @@ const PAGE: usize = 10_000;
 
 pub(crate) async fn total(
     State(state): State<AppState>,
+    Extension(who): Extension<crate::auth::Principal>,
     Path(pipeline): Path<String>,
     q: Result<Query<TotalQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (local, pipeline) = (pipeline.clone(), state.resolve_pipeline(&who, &pipeline)?);
     let Some(cfg) = state.config().running_total(&pipeline) else {
         return Err(match state.config().operator(&pipeline) {
             Some(op) => ApiError::bad_request(format!(
-                "`{pipeline}` is a {} pipeline, not a running_total: read its windows at /v1/pipelines/{pipeline}/windows",
+                "`{local}` is a {} pipeline, not a running_total: read its windows at /v1/pipelines/{local}/windows",
                 op.kind()
             )),
-            None => ApiError::not_found(format!("unknown running total `{pipeline}`")),
+            None => ApiError::not_found(format!("unknown running total `{local}`")),
         });
     };
     let key = match q.key.as_deref() {
@@ -121,7 +124,7 @@ pub(crate) async fn total(
         }
     };
     let mut body = json!({
-        "pipeline": pipeline,
+        "pipeline": local,
         "key": key.as_str(),
         "at": rfc3339(at.0),
         "known_at": known_at.map(|t| rfc3339(t.0)),

@@ -41,7 +41,7 @@ pub fn emission_json(e: &Emission, change: Option<u64>) -> Json {
         );
     }
     let mut o = json!({
-        "pipeline": &*e.pipeline,
+        "pipeline": crate::auth::local_name(&e.pipeline),
         "key": e.key.as_str(),
         "window": { "start": rfc3339(e.window.start.0), "end": rfc3339(e.window.end.0) },
         "version": e.version.0,
@@ -102,7 +102,7 @@ pub fn emissions_csv(rows: &[(Option<u64>, &Emission)]) -> Result<String, String
         if with_change {
             rec.push(change.map(|c| c.to_string()).unwrap_or_default());
         }
-        rec.push(e.pipeline.to_string());
+        rec.push(crate::auth::local_name(&e.pipeline).to_string());
         rec.push(e.key.as_str().to_string());
         rec.push(rfc3339(e.window.start.0));
         rec.push(rfc3339(e.window.end.0));

@@ -167,7 +167,7 @@ async fn oversized_bodies_unknown_streams_and_paths_are_refused_with_a_reason() 
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(
         j["error"],
-        "unknown stream `nope` (configured streams: water_level, rfc)"
+        "unknown stream `nope` (streams you can see: rfc, water_level)"
     );
     let (s, j) = get(&app, "/v1/nothing").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -188,7 +188,7 @@ async fn oversized_bodies_unknown_streams_and_paths_are_refused_with_a_reason() 
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(
         j["error"],
-        "unknown pipeline `nope` (configured pipelines: mean_1h, rfc_sum)"
+        "unknown pipeline `nope` (pipelines you can see: mean_1h, rfc_sum)"
     );
     let (s, j) = get(&app, "/v1/pipelines/mean_1h/windows?key=i").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
