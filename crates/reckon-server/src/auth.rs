@@ -591,7 +591,8 @@ pub(crate) async fn create_token(
     };
     let auth = state.auth();
     let _one = auth.changes.lock().await;
-    if !auth.enabled() && !(tenant.is_none() && parsed.contains(&Scope::Admin)) {
+    let operator_admin = tenant.is_none() && parsed.contains(&Scope::Admin);
+    if !auth.enabled() && !operator_admin {
         return Err(ApiError::bad_request(
             "the first token must be an operator's admin token (no tenant, scope admin: \
              `reckon token create --admin`): once a token exists every request needs one",

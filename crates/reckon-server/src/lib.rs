@@ -199,6 +199,17 @@ impl App {
         let runtime = Runtime::open(&config, options.runtime.clone())?;
         let store = runtime.store().clone();
         let auth = auth::Auth::load(&store)?;
+        if auth.enabled() {
+            tracing::info!(
+                tenants = auth.tenants().len(),
+                "authentication on: every request but the health checks needs a token"
+            );
+        } else {
+            tracing::info!(
+                "single-user mode: no token exists, every route is open to loopback clients \
+                 (and only to them); `reckon token create --admin` turns authentication on"
+            );
+        }
         let metrics = Arc::new(Metrics::default());
         let (writer, progress, thread) = writer::spawn(
             runtime,

@@ -5,6 +5,7 @@
 //! its batch recomputation); 2 bad usage or configuration, or the store could not be
 //! used (the message says which).
 
+mod admin;
 mod demo;
 mod demo_live;
 mod ingest;
@@ -50,6 +51,10 @@ enum Command {
     /// Recover a store poisoned by far-future events or finished by `ingest --finish`:
     /// events beyond `max_future` become dead letters, pipelines are rebuilt.
     Repair(repair::RepairArgs),
+    /// Create or list a running server's tenants (an operator's admin token).
+    Tenant(admin::TenantArgs),
+    /// Create, list or revoke a running server's tokens (`--admin` for the first).
+    Token(admin::TokenArgs),
 }
 
 /// The filter without `RECKON_LOG`: reckon's own `info`, and only warnings of the
@@ -92,6 +97,8 @@ fn main() -> ExitCode {
         Command::Ingest(args) => ingest::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Repair(args) => repair::run(&args),
+        Command::Tenant(args) => admin::tenant(&args),
+        Command::Token(args) => admin::token(&args),
     };
     match result {
         Ok(code) => code,

@@ -51,6 +51,9 @@ pub struct QueryArgs {
     /// The server's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8086", env = "RECKON_URL")]
     url: String,
+    /// The token to send, once the server has tokens (`reckon token create`).
+    #[arg(long, env = "RECKON_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     what: What,
 }
@@ -175,7 +178,7 @@ pub fn run(args: &QueryArgs) -> Result<ExitCode> {
 
 async fn query(args: &QueryArgs, out: &mut Out) -> Result<ExitCode> {
     let base = args.url.trim_end_matches('/');
-    let client = reqwest::Client::new();
+    let client = crate::admin::client(args.token.as_deref())?;
     let (path, csv) = match &args.what {
         What::Windows {
             pipeline,

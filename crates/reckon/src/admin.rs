@@ -1,0 +1,220 @@
+//! `reckon tenant …` and `reckon token …`: manage a running server's tenants and tokens
+//! over its admin API (`/v1/tenants`, `/v1/tokens`; see `docs/tenants.md`).
+//!
+//! `token create` prints the new token alone on stdout (so `TOKEN=$(reckon token create
+//! …)` keeps it) and what it allows on stderr; everything else prints the server's JSON.
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value as Json, json};
+use std::process::ExitCode;
+
+/// Where the server is and who asks.
+#[derive(Debug, clap::Args)]
+pub struct Server {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8086", env = "RECKON_URL")]
+    url: String,
+    /// The token to send (`Authorization: Bearer …`); none is needed before the first
+    /// token exists (single-user mode, loopback only).
+    #[arg(long, env = "RECKON_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// An HTTP client sending `token` with every request.
+pub fn client(token: Option<&str>) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token.filter(|t| !t.is_empty()) {
+        let v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .context("RECKON_TOKEN / --token is not a valid header value")?;
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .context("making the HTTP client")
+}
+
+/// Options of `reckon tenant`.
+#[derive(Debug, clap::Args)]
+pub struct TenantArgs {
+    #[command(flatten)]
+    server: Server,
+    #[command(subcommand)]
+    what: TenantCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TenantCommand {
+    /// Create a tenant (an operator's admin token). Its objects are the `[[stream]]`,
+    /// `[[pipeline]]`… with `tenant = "NAME"`.
+    Create {
+        /// 1 to 63 of a-z, 0-9, `_` and `-`.
+        name: String,
+    },
+    /// List the tenants.
+    List,
+}
+
+/// Options of `reckon token`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    server: Server,
+    #[command(subcommand)]
+    what: TokenCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once (reckon keeps only its SHA-256).
+    Create {
+        /// The tenant it belongs to (default: the asking token's tenant; an operator's
+        /// token without it makes an operator's token).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Shorthand for `--scope admin`.
+        #[arg(long)]
+        admin: bool,
+        /// `admin`, `read`, `write`, `read:NAME` or `write:NAME`; repeat for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Stops working after this long (`90d`, `12h`); default never.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// What it is for (shown by `token list`).
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List the tokens (never their secrets).
+    List,
+    /// Revoke a token by its id (from `token list`), at once.
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f)
+}
+
+/// Sends one request and returns the JSON answer, or fails with the server's message.
+async fn call(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Json>,
+) -> Result<Json> {
+    let base = server.url.trim_end_matches('/');
+    let mut req = client(server.token.as_deref())?.request(method, format!("{base}{path}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach reckon at {base} (is `reckon serve` running?)"))?;
+    let status = resp.status();
+    let text = resp.text().await.context("reading the answer")?;
+    let json: Json = serde_json::from_str(&text).unwrap_or(Json::String(text));
+    if !status.is_success() {
+        let msg = json
+            .get("error")
+            .and_then(|e| e.as_str())
+            .map(String::from)
+            .unwrap_or_else(|| json.to_string());
+        bail!("{status}: {msg}");
+    }
+    Ok(json)
+}
+
+fn print(json: &Json) -> Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(json)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `reckon tenant …`.
+pub fn tenant(args: &TenantArgs) -> Result<ExitCode> {
+    block_on(async {
+        match &args.what {
+            TenantCommand::Create { name } => {
+                let j = call(
+                    &args.server,
+                    reqwest::Method::POST,
+                    "/v1/tenants",
+                    Some(json!({ "name": name })),
+                )
+                .await?;
+                print(&j)
+            }
+            TenantCommand::List => {
+                print(&call(&args.server, reqwest::Method::GET, "/v1/tenants", None).await?)
+            }
+        }
+    })
+}
+
+/// Runs `reckon token …`.
+pub fn token(args: &TokenArgs) -> Result<ExitCode> {
+    block_on(async {
+        match &args.what {
+            TokenCommand::Create {
+                tenant,
+                admin,
+                scopes,
+                expires_in,
+                description,
+            } => {
+                let mut scopes = scopes.clone();
+                if *admin && !scopes.iter().any(|s| s == "admin") {
+                    scopes.insert(0, "admin".into());
+                }
+                if scopes.is_empty() {
+                    bail!(
+                        "give at least one --scope (admin, read, write, read:NAME, write:NAME) or --admin"
+                    );
+                }
+                let j = call(
+                    &args.server,
+                    reqwest::Method::POST,
+                    "/v1/tokens",
+                    Some(json!({
+                        "tenant": tenant,
+                        "scopes": scopes,
+                        "expires_in": expires_in,
+                        "description": description,
+                    })),
+                )
+                .await?;
+                let token = j["token"].as_str().context("the server sent no token")?;
+                println!("{token}");
+                eprintln!(
+                    "token {} of {} with scopes {}, expires {}: store it now, reckon keeps only its SHA-256",
+                    j["id"].as_str().unwrap_or("?"),
+                    j["tenant"]
+                        .as_str()
+                        .map_or("the operator".to_string(), |t| format!("tenant {t}")),
+                    scopes.join(", "),
+                    j["expires"].as_str().unwrap_or("never"),
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            TokenCommand::List => {
+                print(&call(&args.server, reqwest::Method::GET, "/v1/tokens", None).await?)
+            }
+            TokenCommand::Revoke { id } => print(
+                &call(
+                    &args.server,
+                    reqwest::Method::DELETE,
+                    &format!("/v1/tokens/{id}"),
+                    None,
+                )
+                .await?,
+            ),
+        }
+    })
+}
