@@ -1166,6 +1166,15 @@ impl Config {
         Ok(())
     }
 
+    /// The stored names of `tenant`'s streams.
+    pub fn streams_of(&self, tenant: &str) -> Vec<&str> {
+        self.streams
+            .iter()
+            .filter(|s| s.tenant.as_deref() == Some(tenant))
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
     /// A stream by name.
     pub fn stream(&self, name: &str) -> Option<&StreamConfig> {
         self.streams.iter().find(|s| s.name == name)

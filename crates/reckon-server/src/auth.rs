@@ -19,6 +19,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::quota::{Limits, Quotas};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -128,6 +129,14 @@ pub struct TenantRecord {
     pub name: String,
     /// When it was made (Unix nanoseconds).
     pub created: i64,
+    /// Its limits on ingest.
+    #[serde(default)]
+    pub quotas: Quotas,
+}
+
+/// Whether enforcing `q` needs the tenant's series and stored bytes from the store.
+pub(crate) fn needs_scan(q: &Quotas) -> bool {
+    q.max_series.is_some() || q.max_stored_bytes.is_some()
 }
 
 /// Who is asking, as far as the authentication middleware could tell.
@@ -436,6 +445,8 @@ pub(crate) async fn authenticate(
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewTenant {
     name: String,
+    #[serde(default)]
+    quotas: Quotas,
 }
 
 /// A JSON request body (any content type), or 400 naming the problem and an example.
@@ -481,7 +492,33 @@ fn key(prefix: &[u8], name: &str) -> Vec<u8> {
 }
 
 fn tenant_json(t: &TenantRecord) -> serde_json::Value {
-    json!({ "name": t.name, "created": crate::wire::rfc3339(t.created) })
+    json!({ "name": t.name, "created": crate::wire::rfc3339(t.created), "quotas": t.quotas })
+}
+
+/// Applies `t`'s quotas, counting its series and stored bytes first if they need it.
+async fn apply_quotas(state: &AppState, t: &TenantRecord) -> Result<(), ApiError> {
+    let scan = if needs_scan(&t.quotas) {
+        let (store, streams) = (
+            state.store().clone(),
+            state
+                .config()
+                .streams_of(&t.name)
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+        );
+        let scanned = tokio::task::spawn_blocking(move || {
+            let names: Vec<&str> = streams.iter().map(String::as_str).collect();
+            Limits::scan(&store, &names)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("counting series: {e}")))??;
+        Some(scanned)
+    } else {
+        None
+    };
+    state.limits().set(&t.name, t.quotas.clone(), scan);
+    Ok(())
 }
 
 /// `POST /v1/tenants`: creates a tenant (an operator's admin token).
@@ -504,10 +541,12 @@ pub(crate) async fn create_tenant(
     let t = TenantRecord {
         name: new.name.clone(),
         created: state.clock().now().0,
+        quotas: new.quotas,
     };
     let value = serde_json::to_vec(&t).map_err(|e| ApiError::internal(e.to_string()))?;
     commit_catalog(&state, vec![(key(TENANT_PREFIX, &t.name), Some(value))]).await?;
-    tracing::info!(tenant = %t.name, "tenant created");
+    apply_quotas(&state, &t).await?;
+    tracing::info!(tenant = %t.name, quotas = ?t.quotas, "tenant created");
     let body = tenant_json(&t);
     auth.write().tenants.insert(t.name.clone(), t);
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -529,6 +568,54 @@ pub(crate) async fn tenants(
         .map(tenant_json)
         .collect();
     Ok(Json(json!({ "tenants": list })).into_response())
+}
+
+/// `PUT /v1/tenants/{tenant}/quotas`: replaces a tenant's quotas (an operator's admin
+/// token), in effect at once.
+pub(crate) async fn set_quotas(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(tenant): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    operator_only(&who, "set quotas (an operator's admin token can)")?;
+    let quotas: Quotas = json_body(
+        &body,
+        r#"{"events_per_second": 10000, "bytes_per_second": 4000000, "max_series": 50000, "max_stored_bytes": 10000000000}"#,
+    )?;
+    let auth = state.auth();
+    let _one = auth.changes.lock().await;
+    let Some(mut t) = auth.read().tenants.get(&tenant).cloned() else {
+        return Err(ApiError::not_found(format!("unknown tenant `{tenant}`")));
+    };
+    t.quotas = quotas;
+    let value = serde_json::to_vec(&t).map_err(|e| ApiError::internal(e.to_string()))?;
+    commit_catalog(&state, vec![(key(TENANT_PREFIX, &t.name), Some(value))]).await?;
+    apply_quotas(&state, &t).await?;
+    tracing::info!(tenant = %t.name, quotas = ?t.quotas, "quotas set");
+    let body = tenant_json(&t);
+    auth.write().tenants.insert(t.name.clone(), t);
+    Ok(Json(body).into_response())
+}
+
+/// `GET /v1/tenants/{tenant}/usage`: a tenant's quotas and what it uses of them (an
+/// operator, or a token of the tenant that may read all of it).
+pub(crate) async fn usage(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    let visible = who.is_operator() || who.tenant() == Some(tenant.as_str());
+    let found = visible
+        .then(|| state.limits().usage(&tenant, state.clock().now().0))
+        .flatten();
+    let Some(body) = found else {
+        return Err(ApiError::not_found(format!("unknown tenant `{tenant}`")));
+    };
+    if !who.reads_all() {
+        return Err(who.forbidden("read the tenant's usage (a `read` or `admin` scope can)"));
+    }
+    Ok(Json(body).into_response())
 }
 
 /// Body of `POST /v1/tokens`.

@@ -165,6 +165,7 @@ async fn submit(
     partition: u32,
     events: Vec<Event>,
     rejected: usize,
+    bytes: usize,
 ) -> Result<IngestReport, ApiError> {
     let m = state.metrics();
     let l = [("stream", stream.name.as_str())];
@@ -172,6 +173,20 @@ async fn submit(
     if events.is_empty() {
         return Ok(IngestReport::default());
     }
+    // A tenant's quotas take the request whole or refuse it whole (nothing stored).
+    let charge = match &stream.tenant {
+        Some(t) => state
+            .limits()
+            .charge(
+                t,
+                &stream.name,
+                &events,
+                bytes as u64,
+                state.clock().now().0,
+            )
+            .inspect_err(|_| count_request(state, &stream.name, "throttled"))?,
+        None => None,
+    };
     let report = state
         .writer()
         .ingest(IngestRequest {
@@ -190,6 +205,9 @@ async fn submit(
                     SubmitError::Stopped(_) => "failed",
                 },
             );
+            if let Some(c) = &charge {
+                state.limits().refund(c);
+            }
             submit_error(e)
         })?;
     m.inc("reckon_events_accepted_total", &l, report.accepted);
@@ -239,7 +257,7 @@ pub(crate) async fn post_events(
         });
         return Ok((StatusCode::BAD_REQUEST, axum::Json(body)).into_response());
     }
-    let report = submit(&state, &cfg, q.partition, events, errors.len()).await?;
+    let report = submit(&state, &cfg, q.partition, events, errors.len(), bytes.len()).await?;
     let mut body = json!({
         "accepted": report.accepted,
         "duplicates": report.duplicates,
@@ -362,14 +380,21 @@ pub(crate) async fn influx_write(
             ),
         );
     }
-    match submit(&state, &cfg, 0, events, errors.len()).await {
+    match submit(&state, &cfg, 0, events, errors.len(), bytes.len()).await {
         Err(e) => {
-            let code = if e.status == StatusCode::CONFLICT {
-                "conflict"
-            } else {
-                "unavailable"
+            let code = match e.status {
+                StatusCode::CONFLICT => "conflict",
+                StatusCode::TOO_MANY_REQUESTS => "too many requests",
+                StatusCode::PAYLOAD_TOO_LARGE => "request too large",
+                _ => "unavailable",
             };
-            influx_error(e.status, code, e.message)
+            let mut r = influx_error(e.status, code, e.message);
+            if let Some(s) = e.retry_after
+                && let Ok(v) = axum::http::HeaderValue::from_str(&s.to_string())
+            {
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            r
         }
         Ok(report) if errors.is_empty() => {
             count_request(&state, &cfg.name, "ok");

@@ -24,6 +24,7 @@ mod ingest;
 pub mod metrics;
 mod notify;
 mod query;
+pub mod quota;
 mod total;
 mod wire;
 pub mod writer;
@@ -79,6 +80,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     auth: auth::Auth,
+    limits: quota::Limits,
     json: Mutex<HashMap<String, Vec<JsonDecoder>>>,
     lines: Mutex<HashMap<String, Vec<LineProtocolDecoder>>>,
 }
@@ -119,6 +121,10 @@ impl AppState {
     /// The tenants and tokens.
     pub fn auth(&self) -> &auth::Auth {
         &self.inner.auth
+    }
+    /// The tenants' quotas and usage.
+    pub fn limits(&self) -> &quota::Limits {
+        &self.inner.limits
     }
     /// The stream `who` calls `local`, if it may `access` it (else 404 or 403).
     fn resolve_stream(
@@ -199,6 +205,13 @@ impl App {
         let runtime = Runtime::open(&config, options.runtime.clone())?;
         let store = runtime.store().clone();
         let auth = auth::Auth::load(&store)?;
+        let limits = quota::Limits::default();
+        for t in auth.tenants() {
+            let scan = auth::needs_scan(&t.quotas)
+                .then(|| quota::Limits::scan(&store, &config.streams_of(&t.name)))
+                .transpose()?;
+            limits.set(&t.name, t.quotas.clone(), scan);
+        }
         if auth.enabled() {
             tracing::info!(
                 tenants = auth.tenants().len(),
@@ -240,6 +253,7 @@ impl App {
                 metrics,
                 clock: options.clock,
                 auth,
+                limits,
                 json: Mutex::new(HashMap::new()),
                 lines: Mutex::new(HashMap::new()),
             }),
@@ -491,6 +505,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{name}/deliveries", get(query::deliveries))
         .route("/metrics", get(query::metrics))
         .route("/v1/tenants", get(auth::tenants).post(auth::create_tenant))
+        .route(
+            "/v1/tenants/{tenant}/quotas",
+            axum::routing::put(auth::set_quotas),
+        )
+        .route("/v1/tenants/{tenant}/usage", get(auth::usage))
         .route("/v1/tokens", get(auth::tokens).post(auth::create_token))
         .route("/v1/tokens/{id}", axum::routing::delete(auth::revoke_token))
         .route("/healthz", get(query::healthz))

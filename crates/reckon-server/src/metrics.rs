@@ -65,7 +65,7 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "reckon_ingest_requests_total",
         "counter",
-        "Ingest requests by outcome (ok, partial, rejected, overloaded, failed).",
+        "Ingest requests by outcome (ok, partial, rejected, throttled by a tenant's quota, overloaded, failed).",
     ),
     (
         "reckon_commits_total",
@@ -86,6 +86,21 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "reckon_change_feed_clients",
         "gauge",
         "Open server-sent-event change feeds.",
+    ),
+    (
+        "reckon_tenant_series",
+        "gauge",
+        "Distinct series (stream and key) of a tenant with a max_series or max_stored_bytes quota.",
+    ),
+    (
+        "reckon_tenant_stored_bytes",
+        "gauge",
+        "Raw-log bytes of a tenant with a quota (at startup, plus the request bytes accepted since).",
+    ),
+    (
+        "reckon_tenant_throttled_total",
+        "counter",
+        "Ingest requests refused (429) by a tenant's quota, per tenant and quota.",
     ),
     (
         "reckon_ingest_latency_seconds",
@@ -142,6 +157,11 @@ impl Metrics {
             .counters
             .entry((name, labels(l)))
             .or_default() += by;
+    }
+
+    /// Sets a counter kept elsewhere (it must only go up).
+    pub fn set_counter(&self, name: &'static str, l: &[(&'static str, &str)], value: u64) {
+        self.registry().counters.insert((name, labels(l)), value);
     }
 
     /// Sets a gauge.

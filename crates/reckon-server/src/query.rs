@@ -573,6 +573,26 @@ pub(crate) async fn metrics(
     State(state): State<AppState>,
     Extension(who): Extension<crate::auth::Principal>,
 ) -> Result<Response, ApiError> {
+    let m = state.metrics();
+    for (tenant, series, stored, throttled) in state.limits().snapshot() {
+        m.set(
+            "reckon_tenant_series",
+            &[("tenant", &tenant)],
+            series as f64,
+        );
+        m.set(
+            "reckon_tenant_stored_bytes",
+            &[("tenant", &tenant)],
+            stored as f64,
+        );
+        for (quota, n) in throttled {
+            m.set_counter(
+                "reckon_tenant_throttled_total",
+                &[("tenant", &tenant), ("quota", quota)],
+                n,
+            );
+        }
+    }
     let text = if who.is_operator() {
         state.metrics().render()
     } else {

@@ -510,6 +510,12 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
         ("GET", "/v1/webhooks/{webhook}/deliveries", ""),
         ("GET", "/metrics", ""),
         ("GET", "/v1/tenants", ""),
+        ("GET", "/v1/tenants/{tenant}/usage", ""),
+        (
+            "PUT",
+            "/v1/tenants/{tenant}/quotas",
+            r#"{"events_per_second":1}"#,
+        ),
         ("POST", "/v1/tenants", r#"{"name":"globex2"}"#),
         ("GET", "/v1/tokens", ""),
         (
@@ -541,6 +547,7 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
             .replace("{pipeline}", "rate")
             .replace("{total}", "net")
             .replace("{webhook}", "ops")
+            .replace("{tenant}", "globex")
             .replace("{token}", "0123456789ab");
         let token = if template.starts_with("/v1/tokens") || template.starts_with("/v1/tenants") {
             &globex_admin
@@ -560,6 +567,7 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
                 .replace("{pipeline}", &format!("{theirs}acme_private"))
                 .replace("{total}", &format!("{theirs}net_of_acme"))
                 .replace("{webhook}", &format!("{theirs}ops_of_acme"))
+                .replace("{tenant}", "acme")
                 .replace("{token}", &acme_token_id);
             if other == own && !template.contains("tokens") {
                 continue;

@@ -234,6 +234,27 @@ pub(crate) fn scan(raw: &Keyspace, stream: &str) -> Result<Vec<RawRecord>> {
     Ok(out)
 }
 
+/// The distinct series keys of `stream`'s raw log (in key order) and the bytes its raw
+/// blocks take (keys and values, before compression on disk).
+pub(crate) fn usage(raw: &Keyspace, stream: &str) -> Result<(Vec<Key>, u64)> {
+    let mut prefix = Vec::new();
+    keys::put_str(&mut prefix, stream);
+    let mut keys = Keys::default();
+    let mut series = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    let mut bytes = 0u64;
+    for kv in raw.prefix(&prefix) {
+        let (k, v) = kv.into_inner()?;
+        bytes += (k.len() + v.len()) as u64;
+        let rk = parse_key(&k)?;
+        if series.is_empty() || rk.key != current.as_slice() {
+            current = rk.key.to_vec();
+            series.push(keys.get(rk.key, "raw")?);
+        }
+    }
+    Ok((series, bytes))
+}
+
 /// Rewrites every format-2 raw row (one event, keyed `stream ‖ key ‖ time ‖ seq`) as a
 /// block of one event under the same key, in write batches of `chunk` rows, resuming
 /// after `cursor` (the last row rewritten, recorded with each batch by `record`).

@@ -460,6 +460,12 @@ impl Store {
         raw::scan(&self.shared().ks.raw, stream)
     }
 
+    /// The distinct series keys of `stream` in the raw log, in key order, and the bytes
+    /// of its raw blocks (for per-tenant quotas; one scan of the stream's raw log).
+    pub fn raw_usage(&self, stream: &str) -> Result<(Vec<Key>, u64)> {
+        raw::usage(&self.shared().ks.raw, stream)
+    }
+
     /// The journal after `seq` (exclusive), in sequence order: what must be replayed
     /// after restoring a checkpoint that covers `seq`. An event whose raw row was
     /// already deleted by retention is left out (see `docs/storage.md`).
