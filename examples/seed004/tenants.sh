@@ -31,7 +31,7 @@ status "$RECKON_URL/v1/pipelines"
 export RECKON_TOKEN="$admin"
 echo "== the operator creates two tenants and their tokens"
 "$RECKON" tenant create hanoi >/dev/null
-"$RECKON" tenant create saigon >/dev/null
+"$RECKON" tenant create saigon --events-per-second 120 --max-series 200 >/dev/null
 "$RECKON" tenant list
 hanoi="$("$RECKON" token create --tenant hanoi --scope read --scope write --description dashboards)"
 saigon="$("$RECKON" token create --tenant saigon --scope read)"
@@ -53,6 +53,17 @@ done
 echo "== saigon cannot reach hanoi's data by any name (404), its gateway cannot read (403)"
 status -H "Authorization: Bearer $saigon" "$RECKON_URL/v1/pipelines/hanoi%2Falarms_5m/windows"
 status -H "Authorization: Bearer $device" "$RECKON_URL/v1/pipelines/alarms_5m/windows"
+echo "== saigon's quota is 120 events/s: a second later, its 100 again twice; the second is refused whole"
+sleep 1
+for _ in 1 2; do
+  curl -sS -o /dev/null -w '%{http_code} retry after %header{retry-after}\n' \
+    -H "Authorization: Bearer $device" -H 'Content-Type: text/csv' \
+    --data-binary @saigon.csv "$RECKON_URL/v1/streams/alarms/events"
+done
+"$RECKON" tenant usage saigon | python3 -c '
+import json, sys
+u = json.load(sys.stdin)["usage"]
+print("series", u["series"], "accepted", u["accepted_events"], "throttled", u["throttled_requests"])'
 echo "== saigon's metrics name only its own series"
 curl -sS -H "Authorization: Bearer $saigon" "$RECKON_URL/metrics" | grep '^reckon_events_accepted_total'
 echo "== the operator reads any tenant's pipeline by its stored name, hanoi/alarms_5m"

@@ -574,21 +574,19 @@ pub(crate) async fn metrics(
     Extension(who): Extension<crate::auth::Principal>,
 ) -> Result<Response, ApiError> {
     let m = state.metrics();
-    for (tenant, series, stored, throttled) in state.limits().snapshot() {
+    for f in state.limits().snapshot() {
+        let tenant = f.tenant.as_str();
         m.set(
             "reckon_tenant_series",
-            &[("tenant", &tenant)],
-            series as f64,
+            &[("tenant", tenant)],
+            f.series as f64,
         );
-        m.set(
-            "reckon_tenant_stored_bytes",
-            &[("tenant", &tenant)],
-            stored as f64,
-        );
-        for (quota, n) in throttled {
+        let stored = f.stored_bytes as f64;
+        m.set("reckon_tenant_stored_bytes", &[("tenant", tenant)], stored);
+        for (quota, n) in f.throttled {
             m.set_counter(
                 "reckon_tenant_throttled_total",
-                &[("tenant", &tenant), ("quota", quota)],
+                &[("tenant", tenant), ("quota", quota)],
                 n,
             );
         }

@@ -94,6 +94,19 @@ pub struct Charge {
     new_series: Vec<u64>,
 }
 
+/// A tenant's figures for `/metrics`.
+#[derive(Debug)]
+pub struct TenantFigures {
+    /// The tenant.
+    pub tenant: String,
+    /// Its distinct series.
+    pub series: u64,
+    /// Its raw-log bytes (estimated).
+    pub stored_bytes: u64,
+    /// Requests refused, per quota.
+    pub throttled: Vec<(&'static str, u64)>,
+}
+
 /// Every tenant's quotas and usage.
 #[derive(Debug, Default)]
 pub struct Limits {
@@ -313,14 +326,19 @@ impl Limits {
         }))
     }
 
-    /// Per-tenant gauges for `/metrics`: `(tenant, series, stored bytes, throttled by quota)`.
-    pub fn snapshot(&self) -> Vec<(String, u64, u64, Vec<(&'static str, u64)>)> {
+    /// Per-tenant figures for `/metrics`.
+    pub fn snapshot(&self) -> Vec<TenantFigures> {
         self.lock()
             .iter()
             .map(|(t, u)| {
                 let mut th: Vec<_> = u.throttled.iter().map(|(k, v)| (*k, *v)).collect();
                 th.sort();
-                (t.clone(), u.series.len() as u64, u.stored_bytes, th)
+                TenantFigures {
+                    tenant: t.clone(),
+                    series: u.series.len() as u64,
+                    stored_bytes: u.stored_bytes,
+                    throttled: th,
+                }
             })
             .collect()
     }

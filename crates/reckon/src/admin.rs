@@ -50,9 +50,51 @@ enum TenantCommand {
     Create {
         /// 1 to 63 of a-z, 0-9, `_` and `-`.
         name: String,
+        #[command(flatten)]
+        quotas: QuotaArgs,
     },
     /// List the tenants.
     List,
+    /// Replace a tenant's quotas (an operator's admin token); unset ones are unlimited.
+    Quotas {
+        /// The tenant.
+        name: String,
+        #[command(flatten)]
+        quotas: QuotaArgs,
+    },
+    /// A tenant's quotas and what it uses of them.
+    Usage {
+        /// The tenant.
+        name: String,
+    },
+}
+
+/// A tenant's limits (each unlimited when not given).
+#[derive(Debug, clap::Args)]
+struct QuotaArgs {
+    /// Events per second (a request over it is refused whole with 429 and Retry-After).
+    #[arg(long)]
+    events_per_second: Option<u64>,
+    /// Request bytes per second.
+    #[arg(long)]
+    bytes_per_second: Option<u64>,
+    /// Distinct series (stream and key) in its raw log.
+    #[arg(long)]
+    max_series: Option<u64>,
+    /// Bytes of its raw log.
+    #[arg(long)]
+    max_stored_bytes: Option<u64>,
+}
+
+impl QuotaArgs {
+    fn json(&self) -> Json {
+        json!({
+            "events_per_second": self.events_per_second,
+            "bytes_per_second": self.bytes_per_second,
+            "max_series": self.max_series,
+            "max_stored_bytes": self.max_stored_bytes,
+        })
+    }
 }
 
 /// Options of `reckon token`.
@@ -141,16 +183,34 @@ fn print(json: &Json) -> Result<ExitCode> {
 pub fn tenant(args: &TenantArgs) -> Result<ExitCode> {
     block_on(async {
         match &args.what {
-            TenantCommand::Create { name } => {
+            TenantCommand::Create { name, quotas } => {
                 let j = call(
                     &args.server,
                     reqwest::Method::POST,
                     "/v1/tenants",
-                    Some(json!({ "name": name })),
+                    Some(json!({ "name": name, "quotas": quotas.json() })),
                 )
                 .await?;
                 print(&j)
             }
+            TenantCommand::Quotas { name, quotas } => print(
+                &call(
+                    &args.server,
+                    reqwest::Method::PUT,
+                    &format!("/v1/tenants/{name}/quotas"),
+                    Some(quotas.json()),
+                )
+                .await?,
+            ),
+            TenantCommand::Usage { name } => print(
+                &call(
+                    &args.server,
+                    reqwest::Method::GET,
+                    &format!("/v1/tenants/{name}/usage"),
+                    None,
+                )
+                .await?,
+            ),
             TenantCommand::List => {
                 print(&call(&args.server, reqwest::Method::GET, "/v1/tenants", None).await?)
             }

@@ -1,8 +1,9 @@
 //! Seed 004's tenants example (`examples/seed004/tenants.sh`) runs as written against the
 //! real binary: `reckon token create --admin` ends single-user mode (401 without a
 //! token), two tenants post to streams of the same name and each counts only its own
-//! alarms, another tenant's name is 404, a write-only token reading is 403, and a
-//! tenant's metrics hold only its own series.
+//! alarms, another tenant's name is 404, a write-only token reading is 403, a request
+//! over the tenant's events/s quota is refused whole (429, Retry-After), and a tenant's
+//! metrics hold only its own series.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
@@ -46,6 +47,15 @@ fn the_tenants_example_keeps_two_customers_apart() {
     assert_eq!(
         section(&stdout, "== saigon cannot reach hanoi's"),
         ["404", "403"]
+    );
+    assert_eq!(
+        section(&stdout, "== saigon's quota is 120 events/s"),
+        [
+            "200 retry after ",
+            "429 retry after 1",
+            "series 25 accepted 200 throttled {'events_per_second': 1}"
+        ],
+        "{stdout}"
     );
     assert_eq!(
         section(&stdout, "== saigon's metrics"),
