@@ -47,11 +47,17 @@ pub enum EmissionKind {
     Found,
     /// Reconciliation: a period's completeness counts (corrected as new versions).
     Completeness,
+    /// Alert rule: an episode fires (possibly late, after a correction).
+    Firing,
+    /// Alert rule: a firing episode is over.
+    Resolved,
+    /// Alert rule: corrected input takes a fired episode back.
+    Retracted,
 }
 
 impl EmissionKind {
     /// All kinds, for metrics.
-    pub const ALL: [EmissionKind; 7] = [
+    pub const ALL: [EmissionKind; 10] = [
         EmissionKind::Early,
         EmissionKind::OnTime,
         EmissionKind::Late,
@@ -59,6 +65,9 @@ impl EmissionKind {
         EmissionKind::Missing,
         EmissionKind::Found,
         EmissionKind::Completeness,
+        EmissionKind::Firing,
+        EmissionKind::Resolved,
+        EmissionKind::Retracted,
     ];
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
@@ -70,6 +79,9 @@ impl EmissionKind {
             EmissionKind::Missing => "missing",
             EmissionKind::Found => "found",
             EmissionKind::Completeness => "completeness",
+            EmissionKind::Firing => "firing",
+            EmissionKind::Resolved => "resolved",
+            EmissionKind::Retracted => "retracted",
         }
     }
 }

@@ -17,13 +17,17 @@
 //! Kinds: [`WindowOperator`] (windows and aggregates over a stream),
 //! [`ReconcileOperator`] (seed 001's reconciliation of two streams), [`Rollup`]
 //! (coarser windows merged from another operator's aggregate states) and
-//! [`RunningTotal`] (seed 003's cumulative sums per key, with as-of values).
+//! [`RunningTotal`] (seed 003's cumulative sums per key, with as-of values) and
+//! [`AlertRule`] (seed 004's triggers, evaluated in event time on another operator's
+//! windows: they fire late and retract when corrections say so).
 
+mod alert;
 mod reconcile;
 mod rollup;
 mod running;
 mod window;
 
+pub use alert::{ALERT_COLUMNS, ALERT_FORMAT, ALERT_MAGIC, AlertRule, AlertSpec, AlertState};
 pub use reconcile::{IdFields, ReconcileOperator};
 pub use rollup::{ROLLUP_FORMAT, ROLLUP_MAGIC, Rollup, RollupSpec};
 pub use running::{Live, Mapping, RUNNING_FORMAT, RUNNING_MAGIC, Reset, RunningSpec, RunningTotal};

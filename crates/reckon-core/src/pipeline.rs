@@ -87,7 +87,12 @@ impl Counters {
             EmissionKind::Late => self.emitted_late += 1,
             EmissionKind::Recomputed => self.emitted_recomputed += 1,
             // Reconciliation kinds; a window pipeline never emits them.
-            EmissionKind::Missing | EmissionKind::Found | EmissionKind::Completeness => {}
+            EmissionKind::Missing
+            | EmissionKind::Found
+            | EmissionKind::Completeness
+            | EmissionKind::Firing
+            | EmissionKind::Resolved
+            | EmissionKind::Retracted => {}
         }
     }
 }

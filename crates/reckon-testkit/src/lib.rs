@@ -490,9 +490,14 @@ pub fn check_emission_timing(spec: &PipelineSpec, em: &Emission) {
         EmissionKind::OnTime => end <= wm,
         EmissionKind::Late => end <= wm && (wm < hot_until || wm == EventTime::MAX),
         EmissionKind::Recomputed => hot_until <= wm,
-        EmissionKind::Missing | EmissionKind::Found | EmissionKind::Completeness => {
+        EmissionKind::Missing
+        | EmissionKind::Found
+        | EmissionKind::Completeness
+        | EmissionKind::Firing
+        | EmissionKind::Resolved
+        | EmissionKind::Retracted => {
             panic!(
-                "a window pipeline emitted the reconciliation kind {:?}",
+                "a window pipeline emitted the kind {:?} of another operator",
                 em.kind
             )
         }

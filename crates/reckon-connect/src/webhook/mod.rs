@@ -59,7 +59,11 @@ impl Correction {
             EmissionKind::Late
             | EmissionKind::Recomputed
             | EmissionKind::Missing
-            | EmissionKind::Found => true,
+            | EmissionKind::Found
+            // An alert's firing, resolution or retraction is always news.
+            | EmissionKind::Firing
+            | EmissionKind::Resolved
+            | EmissionKind::Retracted => true,
             EmissionKind::Completeness => self.emission.version.0 > 1,
             EmissionKind::Early | EmissionKind::OnTime => false,
         }
