@@ -404,20 +404,34 @@ impl AlertRule {
 }
 
 /// The checksum slot of an alert emission fingerprints its content, so that a restart
-/// can tell a stored version from the one it would emit.
+/// can tell a stored version from the one it would emit: `count` is the state (1
+/// firing, 2 resolved, 3 retracted), `hash` the rest.
 fn fingerprint(s: &Sent) -> Checksum {
-    let state = match s.state {
-        AlertState::Firing => 1u64,
-        AlertState::Resolved => 2,
-        AlertState::Retracted => 3,
-    };
     let resolved = s.resolved_at.map_or(0, |t| t.0 as u64);
     Checksum {
-        count: s.count,
-        hash: state
+        count: state_code(s.state),
+        hash: resolved
+            .rotate_left(17)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(resolved.rotate_left(17))
+            .wrapping_add(s.count.rotate_left(7))
             .wrapping_add(u64::from(s.late)),
+    }
+}
+
+fn state_code(s: AlertState) -> u64 {
+    match s {
+        AlertState::Firing => 1,
+        AlertState::Resolved => 2,
+        AlertState::Retracted => 3,
+    }
+}
+
+fn state_of(code: u64) -> Option<AlertState> {
+    match code {
+        1 => Some(AlertState::Firing),
+        2 => Some(AlertState::Resolved),
+        3 => Some(AlertState::Retracted),
+        _ => None,
     }
 }
 
@@ -524,11 +538,46 @@ impl Operator for AlertRule {
         out: &mut Vec<Emission>,
     ) -> Result<()> {
         // A replay can group the input's results differently and emit other versions
-        // than the first run stored: continue from the stored version, and store this
-        // state again where it differs.
+        // than the first run stored, or none of an episode the first run stored (fired
+        // and retracted between two of the replay's batches). Every episode stored at
+        // an input window this rule holds is compared: the rule continues from the
+        // stored version, and emits its own state where the stored one differs.
         let mut changes = Vec::new();
-        for (key, series) in &self.series {
+        let mut adopted: Vec<Key> = Vec::new();
+        for (key, series) in &mut self.series {
+            let starts: Vec<(EventTime, EventTime)> = series
+                .windows
+                .iter()
+                .map(|(s, w)| (*s, w.end))
+                .filter(|(s, _)| !series.sent.contains_key(s))
+                .collect();
+            let mut taken = BTreeSet::new();
+            for (start, end) in starts {
+                let Some(p) = latest(key, Window { start, end })? else {
+                    continue;
+                };
+                let Some(state) = state_of(p.checksum.count) else {
+                    continue;
+                };
+                series.sent.insert(
+                    start,
+                    Sent {
+                        version: p.version.0,
+                        state,
+                        resolved_at: None,
+                        fire_end: end,
+                        late: false,
+                        value: None,
+                        count: 0,
+                    },
+                );
+                adopted.push(key.clone());
+                taken.insert(start);
+            }
             for (at, s) in &series.sent {
+                if taken.contains(at) {
+                    continue;
+                }
                 let window = Window {
                     start: *at,
                     end: s.fire_end,
@@ -547,6 +596,12 @@ impl Operator for AlertRule {
             if let Some(series) = self.series.get_mut(&key) {
                 series.sent.insert(at, s);
             }
+        }
+        // What was adopted from the store is brought to this rule's evaluation.
+        adopted.dedup();
+        let now = self.watermark;
+        for key in adopted {
+            self.evaluate(&key, now, out);
         }
         Ok(())
     }
