@@ -52,6 +52,9 @@ echo "== station 1161115030's late 11:50:03 alarm lands in a closed hour: 5 minu
 other="alarm_id=308,station_id=1161115030"
 "$RECKON" query --url "$url" history alarms_5m --key "$other" --start 2017-10-23T04:50:00Z --csv
 "$RECKON" query --url "$url" history alarms_hour --key "$other" --start 2017-10-23T04:00:00Z --csv
+echo "== that row was above its threshold: the alert alarms_above fires late for the closed 11:50"
+echo "   window (late=true), and resolves at once (the watermark is past it)"
+"$RECKON" query --url "$url" history alarms_above --key "$other" --start 2017-10-23T04:50:00Z --csv
 stop
 
 echo "== the sample is complete: close every window (days, weeks, months)"

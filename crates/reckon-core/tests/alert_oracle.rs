@@ -99,13 +99,13 @@ impl Store {
         }
     }
 
-    fn timeline(&self) -> BTreeMap<(Key, EventTime), Option<EventTime>> {
+    fn timeline(&self) -> BTreeMap<(Key, EventTime), Option<String>> {
         self.latest
             .iter()
             .filter(|(_, e)| e.kind != EmissionKind::Retracted)
             .map(|(at, e)| {
                 let resolved = match e.value("resolved_at") {
-                    Some(Value::I64(t)) => Some(EventTime(*t)),
+                    Some(Value::Str(t)) => Some(t.to_string()),
                     _ => None,
                 };
                 (at.clone(), resolved)
@@ -214,7 +214,7 @@ fn run(
                     let known: Vec<OracleWindow> = final_windows(&arrivals[..pos]);
                     prop_assert_eq!(
                         store.timeline(),
-                        oracle.timeline(&known, EventTime(wm)),
+                        shown(oracle.timeline(&known, EventTime(wm))),
                         "after {} arrivals at watermark {}",
                         pos,
                         wm
@@ -269,7 +269,7 @@ fn run(
     store.apply(out);
     prop_assert_eq!(
         store.timeline(),
-        oracle.timeline(&final_windows(&arrivals), EventTime::MAX)
+        shown(oracle.timeline(&final_windows(&arrivals), EventTime::MAX))
     );
     // Stored versions of one episode only go up, each one a step from the one before
     // when there was no crash.
@@ -284,6 +284,15 @@ fn run(
         }
     }
     Ok(())
+}
+
+/// The oracle's timeline with times as an alert emission writes them (RFC 3339).
+fn shown(
+    t: BTreeMap<(Key, EventTime), Option<EventTime>>,
+) -> BTreeMap<(Key, EventTime), Option<String>> {
+    t.into_iter()
+        .map(|(at, r)| (at, r.map(|r| r.to_string())))
+        .collect()
 }
 
 /// The newest version of each window among `arrivals`, as the oracle reads them.

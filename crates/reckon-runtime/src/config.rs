@@ -27,7 +27,7 @@
 use crate::error::{Error, Result};
 use reckon_core::Expr;
 use reckon_core::operator::{
-    IdFields, ReconcileOperator, Rollup, RollupSpec, RunningTotal, WindowOperator,
+    AlertRule, IdFields, ReconcileOperator, Rollup, RollupSpec, RunningTotal, WindowOperator,
 };
 use reckon_core::{
     AggKind, AggregateSpec, CalendarUnit, Operator, PipelineSpec, Source, Span, WindowSpec,
@@ -56,6 +56,9 @@ pub struct Config {
     /// Running totals per key, with as-of values (`docs/running-totals.md`).
     #[serde(default, rename = "running_total")]
     pub running_totals: Vec<RunningTotalConfig>,
+    /// Alert rules on a pipeline's windows, evaluated in event time (`docs/alerts.md`).
+    #[serde(default, rename = "alert")]
+    pub alerts: Vec<AlertConfig>,
     /// The HTTP server (`reckon serve`).
     #[serde(default)]
     pub server: ServerConfig,
@@ -663,6 +666,75 @@ pub struct ResetConfig {
     pub time_zone: Option<String>,
 }
 
+/// `[[alert]]`: a rule on another pipeline's windows that fires (late, after
+/// corrections) and retracts when corrections say so (`docs/alerts.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// The rule's name: its episodes are stored and queried under it.
+    pub name: String,
+    /// The tenant owning it (see [`StreamConfig::tenant`]).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// The pipeline (window, rollup, reconcile or running total) whose windows it
+    /// watches.
+    pub input: String,
+    /// A filter expression over a window's values by name, and `count`:
+    /// `above >= 10`.
+    pub condition: String,
+    /// Consecutive windows (in event time) the condition must hold before it fires.
+    /// Default 1.
+    #[serde(default = "default_for", rename = "for")]
+    pub for_windows: u32,
+    /// How long it keeps firing after the condition stops holding (event time).
+    /// Default `0s`.
+    #[serde(default)]
+    pub keep_firing_for: Option<Duration>,
+    /// Input windows older than the input's watermark minus this are no longer
+    /// re-evaluated (their episodes are final). Default `7d`.
+    #[serde(default)]
+    pub retention: Option<Duration>,
+    /// Labels of its notifications (Alertmanager's), e.g. `{ severity = "page" }`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations of its notifications, e.g. `{ summary = "many alarms" }`.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_for() -> u32 {
+    1
+}
+
+impl AlertConfig {
+    /// The engine's spec.
+    pub fn spec(&self) -> Result<reckon_core::operator::AlertSpec> {
+        let bad = |m: String| Error::Config(format!("alert `{}`: {m}", self.name));
+        if self.for_windows == 0 {
+            return Err(bad("`for` must be at least 1 (windows)".into()));
+        }
+        reckon_core::Expr::parse_filter(&self.condition)
+            .map_err(|e| bad(format!("condition: {e}\n{}", e.render(&self.condition))))?;
+        let keep = self.keep_firing_for.map_or(Span(0), |d| d.0);
+        let retention = self
+            .retention
+            .map_or(Span(7 * 24 * 3_600_000_000_000), |d| d.0);
+        if keep.0 < 0 || retention.0 < 0 {
+            return Err(bad(
+                "keep_firing_for and retention must not be negative".into()
+            ));
+        }
+        Ok(reckon_core::operator::AlertSpec {
+            name: Arc::from(self.name.as_str()),
+            input: Arc::from(self.input.as_str()),
+            condition: self.condition.clone(),
+            for_windows: self.for_windows,
+            keep_firing_for: keep,
+            retention,
+        })
+    }
+}
+
 /// `[[running_total]]`: per key, the cumulative sum of `value` in event-time order
 /// (seed 003's occupancy), with as-of values at any event time (`docs/running-totals.md`).
 #[derive(Debug, Clone, Deserialize)]
@@ -959,6 +1031,10 @@ impl Config {
             names.extend(r.mapping.as_mut().map(|m| &mut m.stream));
             qualify(&what, &r.tenant, &mut names)?;
         }
+        for a in &mut self.alerts {
+            let what = format!("alert `{}`", a.name);
+            qualify(&what, &a.tenant, &mut [&mut a.name, &mut a.input])?;
+        }
         for w in &mut self.webhooks {
             let what = format!("webhook `{}`", w.name);
             let mut names = vec![&mut w.name];
@@ -1122,6 +1198,23 @@ impl Config {
             }
             r.spec()?;
         }
+        for (i, a) in self.alerts.iter().enumerate() {
+            if self.output_names().filter(|n| *n == a.name).count() > 1
+                || self.alerts[..i].iter().any(|b| b.name == a.name)
+            {
+                return Err(Error::Config(format!(
+                    "alert `{}`: the name is already used by another pipeline or alert",
+                    a.name
+                )));
+            }
+            if !self.output_names().any(|n| n == a.input) {
+                return Err(Error::Config(format!(
+                    "alert `{}` watches `{}`, which no [[pipeline]], [[reconcile]], [[running_total]] or [[alert]] defines",
+                    a.name, a.input
+                )));
+            }
+            a.spec()?;
+        }
         // The dataflow: every input exists and there is no cycle; rollups nest.
         let ordered = self.operators()?;
         for op in &ordered {
@@ -1188,6 +1281,12 @@ impl Config {
             .map(|p| p.name.as_str())
             .chain(self.reconciles.iter().map(|r| r.name.as_str()))
             .chain(self.running_totals.iter().map(|r| r.name.as_str()))
+            .chain(self.alerts.iter().map(|a| a.name.as_str()))
+    }
+
+    /// An alert rule by name.
+    pub fn alert(&self, name: &str) -> Option<&AlertConfig> {
+        self.alerts.iter().find(|a| a.name == name)
     }
 
     /// A running total by name.
@@ -1211,6 +1310,7 @@ impl Config {
             .map(OperatorConfig::of_pipeline)
             .or_else(|| self.reconcile(name).map(OperatorConfig::Reconcile))
             .or_else(|| self.running_total(name).map(OperatorConfig::Running))
+            .or_else(|| self.alert(name).map(OperatorConfig::Alert))
     }
 
     /// Every operator, in topological order (an operator after every operator it reads;
@@ -1223,6 +1323,7 @@ impl Config {
             .map(OperatorConfig::of_pipeline)
             .chain(self.reconciles.iter().map(OperatorConfig::Reconcile))
             .chain(self.running_totals.iter().map(OperatorConfig::Running))
+            .chain(self.alerts.iter().map(OperatorConfig::Alert))
             .collect();
         // Depth-first, in configuration order: 0 = not seen, 1 = on the path, 2 = done.
         let mut mark = vec![0u8; all.len()];
@@ -1337,6 +1438,7 @@ impl Config {
             OperatorConfig::Rollup(p) => self.base_of(p).and_then(|b| b.stream.as_deref()),
             OperatorConfig::Reconcile(r) => Some(r.audit.stream.as_str()),
             OperatorConfig::Running(r) => Some(r.stream.as_str()),
+            OperatorConfig::Alert(a) => self.origin_stream(&a.input),
         }
     }
 }
@@ -1354,6 +1456,8 @@ pub enum OperatorConfig<'a> {
     Reconcile(&'a ReconcileConfig),
     /// `[[running_total]]`: cumulative sums per key.
     Running(&'a RunningTotalConfig),
+    /// `[[alert]]`: a rule on another operator's windows.
+    Alert(&'a AlertConfig),
 }
 
 /// A detail of an operator for people (`GET /v1/pipelines`, `reckon serve`'s log).
@@ -1363,6 +1467,8 @@ pub enum Detail {
     Name(String),
     /// A duration.
     Span(Span),
+    /// Text shown as it is (an alert's condition).
+    Text(String),
 }
 
 impl<'a> OperatorConfig<'a> {
@@ -1380,6 +1486,7 @@ impl<'a> OperatorConfig<'a> {
             OperatorConfig::Window(p) | OperatorConfig::Rollup(p) => &p.name,
             OperatorConfig::Reconcile(r) => &r.name,
             OperatorConfig::Running(r) => &r.name,
+            OperatorConfig::Alert(a) => &a.name,
         }
     }
 
@@ -1390,6 +1497,7 @@ impl<'a> OperatorConfig<'a> {
             OperatorConfig::Rollup(_) => "rollup",
             OperatorConfig::Reconcile(_) => "reconcile",
             OperatorConfig::Running(_) => "running_total",
+            OperatorConfig::Alert(_) => "alert",
         }
     }
 
@@ -1414,6 +1522,7 @@ impl<'a> OperatorConfig<'a> {
                 .chain(r.mapping.as_ref().map(|m| m.stream.as_str()))
                 .map(|s| Source::Stream(Arc::from(s)))
                 .collect(),
+            OperatorConfig::Alert(a) => vec![Source::Operator(Arc::from(a.input.as_str()))],
         }
     }
 
@@ -1436,6 +1545,10 @@ impl<'a> OperatorConfig<'a> {
             OperatorConfig::Running(r) => vec![
                 ("stream", Detail::Name(r.stream.clone())),
                 ("bucket", Detail::Span(r.bucket.0)),
+            ],
+            OperatorConfig::Alert(a) => vec![
+                ("input", Detail::Name(a.input.clone())),
+                ("condition", Detail::Text(a.condition.clone())),
             ],
         }
     }
@@ -1474,6 +1587,7 @@ impl<'a> OperatorConfig<'a> {
             OperatorConfig::Running(r) => {
                 Box::new(RunningTotal::new(r.spec()?, &r.stream, snapshot)?)
             }
+            OperatorConfig::Alert(a) => Box::new(AlertRule::new(a.spec()?, snapshot)?),
         })
     }
 }

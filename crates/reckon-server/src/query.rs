@@ -402,6 +402,7 @@ pub(crate) async fn pipelines(
                 let v = match detail {
                     reckon_runtime::Detail::Name(n) => json!(who.local(&n).unwrap_or_default()),
                     reckon_runtime::Detail::Span(s) => json!(span_secs(s)),
+                    reckon_runtime::Detail::Text(t) => json!(t),
                 };
                 o.insert(name.into(), v);
             }

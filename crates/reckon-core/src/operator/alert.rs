@@ -274,7 +274,7 @@ impl AlertRule {
     fn emission(&self, key: &Key, fired_at: EventTime, s: &Sent) -> Emission {
         let values = vec![
             Some(Value::Str(Arc::from(s.state.name()))),
-            s.resolved_at.map(|t| Value::I64(t.0)),
+            s.resolved_at.map(|t| Value::Str(Arc::from(t.to_string()))),
             Some(Value::Bool(s.late)),
             s.value.clone(),
             Some(Value::I64(s.count as i64)),
@@ -697,7 +697,11 @@ mod tests {
             .map(|e| {
                 let late = e.value("late") == Some(&Value::Bool(true));
                 let resolved = match e.value("resolved_at") {
-                    Some(Value::I64(t)) => Some(t / M),
+                    Some(Value::Str(t)) => Some(
+                        (0..100_000)
+                            .find(|m| EventTime(m * M).to_string() == **t)
+                            .unwrap(),
+                    ),
                     _ => None,
                 };
                 (
