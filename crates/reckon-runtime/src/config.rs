@@ -159,6 +159,9 @@ pub enum WebhookFormat {
     Slack,
     /// reckon's structured JSON, for programs.
     Json,
+    /// Alertmanager's webhook shape (`{"version": "4", "status", "alerts": [...]}`) for
+    /// `[[alert]]` rules: receivers of Prometheus alerts take reckon's as they are.
+    Alertmanager,
 }
 
 /// `[[webhook]]`: an HTTP endpoint told about corrected windows. Deliveries run beside

@@ -28,7 +28,25 @@ pub(crate) fn start(state: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>
         // Messages name the webhook as its tenant does.
         let mut shown = w.clone();
         shown.name = crate::auth::local_name(&w.name).to_string();
-        let sender = WebhookSender::new(&shown).map_err(|e| Error::Webhook(e.to_string()))?;
+        // The labels and annotations of the alert rules it may report, by the name its
+        // corrections carry (a tenant's webhook: the tenant's names).
+        let alerts = state
+            .config()
+            .alerts
+            .iter()
+            .filter(|a| a.tenant == w.tenant)
+            .map(|a| {
+                let name = if w.tenant.is_some() {
+                    crate::auth::local_name(&a.name).to_string()
+                } else {
+                    a.name.clone()
+                };
+                (name, (a.labels.clone(), a.annotations.clone()))
+            })
+            .collect();
+        let sender = WebhookSender::new(&shown)
+            .map_err(|e| Error::Webhook(e.to_string()))?
+            .with_alerts(alerts);
         tasks.push(tokio::spawn(run(state.clone(), w.clone(), sender)));
     }
     Ok(tasks)

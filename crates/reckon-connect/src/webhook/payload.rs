@@ -38,7 +38,110 @@ pub fn payload(format: WebhookFormat, webhook_name: &str, corrections: &[Correct
             "webhook": webhook_name,
             "corrections": corrections.iter().map(correction_json).collect::<Vec<_>>(),
         }),
+        WebhookFormat::Alertmanager => {
+            alertmanager(webhook_name, corrections, &AlertMeta::default())
+        }
     }
+}
+
+/// Labels and annotations of alert rules, by rule name (as its corrections name it).
+pub type AlertMeta = std::collections::BTreeMap<
+    String,
+    (
+        std::collections::BTreeMap<String, String>,
+        std::collections::BTreeMap<String, String>,
+    ),
+>;
+
+/// Alertmanager's webhook body (version 4) for the alert episodes among `corrections`
+/// (other corrections are left out): one alert per episode version, `status` firing
+/// or resolved (a retraction resolves it, annotated `reckon_retracted`), labels
+/// `alertname`, the series' tags and the rule's labels, the rule's annotations plus
+/// `reckon_late` (it fired after its window had closed) and `reckon_detected_at`.
+pub fn alertmanager(webhook_name: &str, corrections: &[Correction], meta: &AlertMeta) -> Json {
+    const NEVER: &str = "0001-01-01T00:00:00Z";
+    let mut alerts = Vec::new();
+    for c in corrections {
+        let e = &c.emission;
+        let state = match e.kind {
+            EmissionKind::Firing => "firing",
+            EmissionKind::Resolved => "resolved",
+            EmissionKind::Retracted => "retracted",
+            _ => continue,
+        };
+        let (rule_labels, rule_annotations) = meta.get(&*e.pipeline).cloned().unwrap_or_default();
+        let mut labels = Map::new();
+        labels.insert("alertname".into(), json!(&*e.pipeline));
+        for (k, v) in e.key.tags() {
+            labels.insert(k, json!(v));
+        }
+        for (k, v) in rule_labels {
+            labels.insert(k, json!(v));
+        }
+        let mut annotations: Map<String, Json> = rule_annotations
+            .into_iter()
+            .map(|(k, v)| (k, json!(v)))
+            .collect();
+        let late = matches!(e.value("late"), Some(Value::Bool(true)));
+        annotations.insert("reckon_late".into(), json!(late.to_string()));
+        annotations.insert("reckon_detected_at".into(), json!(e.emitted_at.to_string()));
+        annotations.insert(
+            "reckon_window".into(),
+            json!(format!("{} – {}", e.window.start, e.window.end)),
+        );
+        if state == "retracted" {
+            annotations.insert(
+                "reckon_retracted".into(),
+                json!("a correction of the input took this alert back"),
+            );
+        }
+        let starts = e.window.start.to_string();
+        let ends = match (state, e.value("resolved_at")) {
+            ("firing", _) => NEVER.to_string(),
+            ("retracted", _) => starts.clone(),
+            (_, Some(Value::Str(t))) => t.to_string(),
+            _ => NEVER.to_string(),
+        };
+        let fingerprint = xxhash_rust::xxh3::xxh3_64(
+            format!("{}\0{}\0{starts}", e.pipeline, e.key.as_str()).as_bytes(),
+        );
+        alerts.push(json!({
+            "status": if state == "firing" { "firing" } else { "resolved" },
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": starts,
+            "endsAt": ends,
+            "generatorURL": "",
+            "fingerprint": format!("{fingerprint:016x}"),
+        }));
+    }
+    let common = |field: &str| -> Map<String, Json> {
+        let mut all = alerts
+            .iter()
+            .map(|a| a[field].as_object().cloned().unwrap_or_default());
+        let Some(first) = all.next() else {
+            return Map::new();
+        };
+        all.fold(first, |acc, m| {
+            acc.into_iter()
+                .filter(|(k, v)| m.get(k) == Some(v))
+                .collect()
+        })
+    };
+    let firing = alerts.iter().any(|a| a["status"] == "firing");
+    let common_labels = common("labels");
+    json!({
+        "version": "4",
+        "groupKey": format!("{{}}:{{webhook=\"{webhook_name}\"}}"),
+        "truncatedAlerts": 0,
+        "status": if firing { "firing" } else { "resolved" },
+        "receiver": webhook_name,
+        "groupLabels": {},
+        "commonLabels": common_labels,
+        "commonAnnotations": common("annotations"),
+        "externalURL": "",
+        "alerts": alerts,
+    })
 }
 
 fn correction_json(c: &Correction) -> Json {

@@ -43,6 +43,7 @@ pub struct WebhookSender {
     backoff: Duration,
     max_backoff: Duration,
     timeout: Duration,
+    alerts: super::payload::AlertMeta,
 }
 
 /// How one delivery ended, after all its attempts.
@@ -169,6 +170,7 @@ impl WebhookSender {
             backoff: config.backoff.to_std(),
             max_backoff: config.max_backoff.to_std(),
             timeout,
+            alerts: super::payload::AlertMeta::default(),
         })
     }
 
@@ -185,6 +187,13 @@ impl WebhookSender {
             Some(port) => format!("{}://{host}:{port}/…", self.url.scheme()),
             None => format!("{}://{host}/…", self.url.scheme()),
         }
+    }
+
+    /// Gives the labels and annotations of the alert rules it reports (by the pipeline
+    /// name its corrections carry), for the Alertmanager format.
+    pub fn with_alerts(mut self, alerts: super::payload::AlertMeta) -> WebhookSender {
+        self.alerts = alerts;
+        self
     }
 
     /// Whether this webhook is told about `correction`: its pipeline is one of the
@@ -207,7 +216,12 @@ impl WebhookSender {
 
     /// The request body for `corrections` in this webhook's format (see [`payload`]).
     pub fn body(&self, corrections: &[Correction]) -> Vec<u8> {
-        let value = payload(self.format, &self.name, corrections);
+        let value = match self.format {
+            WebhookFormat::Alertmanager => {
+                super::payload::alertmanager(&self.name, corrections, &self.alerts)
+            }
+            format => payload(format, &self.name, corrections),
+        };
         // Serialising a `serde_json::Value` cannot fail (its keys are strings).
         serde_json::to_vec(&value).unwrap_or_default()
     }
