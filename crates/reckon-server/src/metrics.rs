@@ -53,6 +53,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Ids a reconciliation holds in state (waiting for a partner, or within the horizon).",
     ),
     (
+        "reckon_alerts_firing",
+        "gauge",
+        "Episodes of an alert rule firing now (in event time), per rule.",
+    ),
+    (
         "reckon_watermark_seconds",
         "gauge",
         "The pipeline's watermark (event time, Unix seconds).",
