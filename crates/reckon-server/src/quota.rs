@@ -194,34 +194,28 @@ impl Limits {
                 ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, message)
             }
         };
-        if let Some(rate) = q.events_per_second {
-            if n > rate {
-                return Err(too_big("events", n, rate));
+        for (what, quota, rate, need) in [
+            ("events", "events_per_second", q.events_per_second, n),
+            ("bytes", "bytes_per_second", q.bytes_per_second, bytes),
+        ] {
+            let Some(rate) = rate else { continue };
+            if need > rate {
+                return Err(too_big(what, need, rate));
             }
-            let b = u.events.get_or_insert_with(|| Bucket::full(rate, now));
+            let slot = if what == "events" {
+                &mut u.events
+            } else {
+                &mut u.bytes
+            };
+            let b = slot.get_or_insert_with(|| Bucket::full(rate, now));
             b.refill(rate, now);
-            if b.tokens < n as f64 {
-                let wait = b.wait(rate, n);
+            if b.tokens < need as f64 {
+                let wait = b.wait(rate, need);
                 let m = format!(
-                    "tenant `{tenant}` is over its quota of {rate} events per second; \
+                    "tenant `{tenant}` is over its quota of {rate} {what} per second; \
                      nothing of this request was stored, retry it in {wait} s"
                 );
-                return Err(refuse(u, "events_per_second", m, wait));
-            }
-        }
-        if let Some(rate) = q.bytes_per_second {
-            if bytes > rate {
-                return Err(too_big("bytes", bytes, rate));
-            }
-            let b = u.bytes.get_or_insert_with(|| Bucket::full(rate, now));
-            b.refill(rate, now);
-            if b.tokens < bytes as f64 {
-                let wait = b.wait(rate, bytes);
-                let m = format!(
-                    "tenant `{tenant}` is over its quota of {rate} bytes per second; \
-                     nothing of this request was stored, retry it in {wait} s"
-                );
-                return Err(refuse(u, "bytes_per_second", m, wait));
+                return Err(refuse(u, quota, m, wait));
             }
         }
         let mut new_series: Vec<u64> = Vec::new();

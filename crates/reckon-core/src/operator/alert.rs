@@ -697,10 +697,9 @@ mod tests {
             .map(|e| {
                 let late = e.value("late") == Some(&Value::Bool(true));
                 let resolved = match e.value("resolved_at") {
+                    // Minutes of 1970-01-01 (`1970-01-01THH:MM:00Z`).
                     Some(Value::Str(t)) => Some(
-                        (0..100_000)
-                            .find(|m| EventTime(m * M).to_string() == **t)
-                            .unwrap(),
+                        t[11..13].parse::<i64>().unwrap() * 60 + t[14..16].parse::<i64>().unwrap(),
                     ),
                     _ => None,
                 };
