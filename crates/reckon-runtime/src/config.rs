@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the embedded store lives.
@@ -960,7 +960,31 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Config> {
         let mut config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         config.qualify_tenants()?;
-        for s in &mut config.streams {
+        config.resolve_zones()?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// This configuration with `more`'s streams and operators added (the definitions
+    /// made over the HTTP API, `docs/definitions.md`): `more`'s objects get their stored
+    /// names as in a file, and the whole is checked as one file would be, with the same
+    /// messages. `more`'s `[store]`, `[server]` and webhooks are ignored.
+    pub fn extended(&self, mut more: Config) -> Result<Config> {
+        more.qualify_tenants()?;
+        more.resolve_zones()?;
+        let mut c = self.clone();
+        c.streams.append(&mut more.streams);
+        c.pipelines.append(&mut more.pipelines);
+        c.reconciles.append(&mut more.reconciles);
+        c.running_totals.append(&mut more.running_totals);
+        c.alerts.append(&mut more.alerts);
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Checks every stream's `time_zone` and hands it to its time pattern.
+    fn resolve_zones(&mut self) -> Result<()> {
+        for s in &mut self.streams {
             let Some(zone) = &s.time_zone else {
                 continue;
             };
@@ -977,8 +1001,7 @@ impl Config {
                 }
             }
         }
-        config.check()?;
-        Ok(config)
+        Ok(())
     }
 
     /// Reads and parses a configuration file.

@@ -18,5 +18,6 @@ pub use config::{
 pub use error::{Error, Result};
 pub use repair::{RepairReport, StreamRepair, repair};
 pub use runtime::{
-    DeadLetterCount, IngestReport, IngestRequest, PipelineReport, Runtime, RuntimeOptions,
+    DeadLetterCount, IngestReport, IngestRequest, PipelineReport, Reconfigured, Runtime,
+    RuntimeOptions,
 };

@@ -19,7 +19,7 @@
 //! The runtime is the store's only writer, which lets it know the journal sequence
 //! numbers a commit will get (a checkpoint names the last one it covers).
 
-use crate::config::Config;
+use crate::config::{Config, OperatorConfig};
 use crate::error::{Error, Result};
 use reckon_core::{
     ColdData, ColdRequest, Emission, Event, EventId, EventTime, Operator, PartitionId, Prior,
@@ -53,6 +53,18 @@ struct Node {
     op: Box<dyn Operator>,
     /// Per input: the node it reads (an operator input) or `None` (a stream).
     upstream: Vec<Option<usize>>,
+}
+
+/// Where a wave's input stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// New events: not in the store yet (the cold path adds them to what it reads).
+    Live,
+    /// A restart's replay of the journal: the events are stored, and so is what came
+    /// of them (later versions too): "unchanged" against the store means nothing here.
+    Replay,
+    /// Stored events fed to operators just started: their results are not stored.
+    Backfill,
 }
 
 /// What a wave does at each operator.
@@ -178,81 +190,265 @@ impl Runtime {
     /// Like [`Runtime::open`], on an already open store.
     pub fn with_store(config: &Config, store: Store, options: RuntimeOptions) -> Result<Runtime> {
         let ordered = config.operators()?;
-        let mut ops = Vec::with_capacity(ordered.len());
+        let layout = layout(&ordered)?;
+        let mut nodes = Vec::with_capacity(ordered.len());
         let mut covered = Vec::with_capacity(ordered.len());
-        for oc in &ordered {
-            let cp = store.checkpoint(oc.name())?;
-            ops.push(oc.build(
-                config,
-                cp.as_ref().map(|c| c.snapshot.as_slice()),
-                random_secret(),
-                MAX_KEY_BYTES,
-            )?);
-            covered.push(cp.map_or(0, |c| c.seq));
+        for (oc, upstream) in ordered.iter().zip(layout) {
+            let (op, seq) = build(oc, config, &store)?;
+            nodes.push(Node { op, upstream });
+            covered.push(seq);
         }
-        let index: HashMap<Arc<str>, usize> = ops
-            .iter()
-            .enumerate()
-            .map(|(i, op)| (op.name().clone(), i))
-            .collect();
-        let mut nodes: Vec<Node> = Vec::with_capacity(ops.len());
-        let mut readers: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
-        for (i, op) in ops.into_iter().enumerate() {
-            let mut upstream = Vec::new();
-            for src in op.inputs() {
-                match src {
-                    Source::Stream(s) => {
-                        let r = readers.entry(s.clone()).or_default();
-                        if r.last() != Some(&i) {
-                            r.push(i);
-                        }
-                        upstream.push(None);
+        let mut rt = Runtime {
+            store,
+            max_future: max_future(config),
+            nodes,
+            readers: HashMap::new(),
+            options,
+            batches: 0,
+        };
+        rt.rewire();
+        let emissions = rt.replay_journal(&covered)?;
+        // Everything replayed was committed before, with these versions; the store keeps
+        // the newer of the two, so this commit only restores what a crash lost between
+        // a commit and nothing (it is harmless either way).
+        if !emissions.is_empty() {
+            rt.store.commit(CommitBatch {
+                emissions,
+                ..CommitBatch::default()
+            })?;
+        }
+        let resynced = rt.resync(&|_| true)?;
+        if !resynced.is_empty() {
+            rt.store.commit(CommitBatch {
+                emissions: resynced,
+                ..CommitBatch::default()
+            })?;
+        }
+        Ok(rt)
+    }
+
+    /// Who reads each stream, and which operators must keep their aggregate states
+    /// (those another merges), from the nodes' inputs.
+    fn rewire(&mut self) {
+        self.readers.clear();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for src in node.op.inputs() {
+                if let Source::Stream(s) = src {
+                    let r = self.readers.entry(s.clone()).or_default();
+                    if r.last() != Some(&i) {
+                        r.push(i);
                     }
-                    Source::Operator(name) => match index.get(name) {
-                        Some(&u) if u < i => upstream.push(Some(u)),
-                        _ => {
-                            return Err(Error::Config(format!(
-                                "`{}` reads `{name}`, which does not come before it",
-                                op.name()
-                            )));
-                        }
-                    },
                 }
             }
-            nodes.push(Node { op, upstream });
         }
-        // An operator whose results another merges keeps their states.
-        let merged: Vec<usize> = nodes
+        let merged: Vec<usize> = self
+            .nodes
             .iter()
             .flat_map(|n| n.upstream.iter().flatten().copied())
             .collect();
         for u in merged {
-            nodes[u].op.keep_states();
+            self.nodes[u].op.keep_states();
         }
-        let max_future = config
-            .streams
+    }
+
+    /// Changes the dataflow of a running instance to `config`'s without a restart
+    /// (pipelines defined over the HTTP API): operators whose name `config` no longer
+    /// has stop; operators it names that are not running start, each restored from its
+    /// checkpoint if the store has one (else new), then fed what already exists: the
+    /// journal (every event of its streams the raw log still holds) and, for an
+    /// operator input that was running before, that operator's stored results (its
+    /// newest version of every window). Operators running before go on untouched (a
+    /// name is an identity: a changed definition must come under a new name). What
+    /// the new operators emitted, their checkpoints and `catalog` (the definitions'
+    /// rows) go to the store in **one** commit, so a restart finds them exactly as they
+    /// are now; emissions are handed to `sink` after it. On an error nothing changed:
+    /// the previous dataflow runs on.
+    pub fn reconfigure(
+        &mut self,
+        config: &Config,
+        catalog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        sink: &mut dyn FnMut(&Emission),
+    ) -> Result<Reconfigured> {
+        let ordered = config.operators()?;
+        let layout = layout(&ordered)?;
+        let mut built = Vec::with_capacity(ordered.len());
+        for oc in &ordered {
+            // A new operator starts empty (a leftover checkpoint of its name is
+            // replaced by the one this change commits).
+            built.push(match self.operator(oc.name()) {
+                Some(_) => None,
+                None => Some(oc.build(config, None, random_secret(), MAX_KEY_BYTES)?),
+            });
+        }
+        // Nothing has changed yet; from here on a failure puts the previous dataflow back.
+        let previous: Vec<(Arc<str>, Vec<Option<usize>>)> = self
+            .nodes
             .iter()
-            .filter_map(|s| Some((Arc::from(s.name.as_str()), s.max_future.0?)))
+            .map(|n| (n.op.name().clone(), n.upstream.clone()))
             .collect();
-        let mut rt = Runtime {
-            store,
-            max_future,
-            nodes,
-            readers,
-            options,
-            batches: 0,
+        let previous_future = std::mem::replace(&mut self.max_future, max_future(config));
+        let mut held: HashMap<Arc<str>, Box<dyn Operator>> = self
+            .nodes
+            .drain(..)
+            .map(|n| (n.op.name().clone(), n.op))
+            .collect();
+        let mut started = Vec::new();
+        let mut missing = None;
+        for ((oc, upstream), fresh) in ordered.iter().zip(layout).zip(built) {
+            let op = match fresh {
+                Some(op) => {
+                    started.push(self.nodes.len());
+                    op
+                }
+                None => match held.remove(oc.name()) {
+                    Some(op) => op,
+                    None => {
+                        missing = Some(oc.name());
+                        break;
+                    }
+                },
+            };
+            self.nodes.push(Node { op, upstream });
+        }
+        let result = match missing {
+            Some(name) => Err(Error::Config(format!(
+                "operator `{name}` vanished while the dataflow was changed"
+            ))),
+            None => {
+                self.rewire();
+                self.start(&started, catalog)
+            }
         };
-        rt.replay(&covered)?;
-        Ok(rt)
+        match result {
+            Ok(emissions) => {
+                emissions.iter().for_each(sink);
+                let mut stopped: Vec<Arc<str>> = held.into_keys().collect();
+                stopped.sort();
+                Ok(Reconfigured {
+                    started: started
+                        .iter()
+                        .map(|&i| self.nodes[i].op.name().clone())
+                        .collect(),
+                    stopped,
+                    emissions: emissions.len(),
+                })
+            }
+            Err(e) => {
+                for n in self.nodes.drain(..) {
+                    held.insert(n.op.name().clone(), n.op);
+                }
+                for (name, upstream) in previous {
+                    if let Some(op) = held.remove(&name) {
+                        self.nodes.push(Node { op, upstream });
+                    }
+                }
+                self.max_future = previous_future;
+                self.rewire();
+                Err(e)
+            }
+        }
+    }
+
+    /// Feeds the operators just started (node indices `started`) what exists already,
+    /// and commits what they emitted with their checkpoints and `catalog`.
+    fn start(
+        &mut self,
+        started: &[usize],
+        catalog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<Vec<Emission>> {
+        let is_new = |i: usize| started.contains(&i);
+        let mut emissions = self.replay_raw(&is_new)?;
+        // An input that ran before has results the journal replay did not make (it
+        // skips operators that were running): the new operator takes them as stored, in
+        // the order they were emitted; its own results flow on to new operators after it.
+        let n = self.nodes.len();
+        let mut produced: Vec<Option<(usize, usize)>> = vec![None; n];
+        for &i in started {
+            let mut out = Vec::new();
+            let mut rep = StepReport::default();
+            let inputs: Vec<(usize, usize)> = self.nodes[i]
+                .upstream
+                .iter()
+                .enumerate()
+                .filter_map(|(j, u)| Some((j, (*u)?)))
+                .collect();
+            for (j, u) in inputs {
+                let wm = self.nodes[u].op.watermark();
+                let results = if is_new(u) {
+                    produced[u].map_or_else(Vec::new, |(a, b)| emissions[a..b].to_vec())
+                } else {
+                    let mut stored = self.store.windows(
+                        self.nodes[u].op.name(),
+                        None,
+                        EventTime::MIN,
+                        EventTime::MAX,
+                        None,
+                    )?;
+                    stored.sort_by(|a, b| {
+                        (a.emitted_at, &a.key, a.window.start).cmp(&(
+                            b.emitted_at,
+                            &b.key,
+                            b.window.start,
+                        ))
+                    });
+                    stored
+                };
+                if results.is_empty() && is_new(u) {
+                    continue;
+                }
+                self.nodes[i]
+                    .op
+                    .ingest_results(j, &results, wm, &mut out, &mut rep)?;
+            }
+            let cold = std::mem::take(&mut rep.cold);
+            if !cold.is_empty() {
+                let staged = Staged {
+                    emissions: &emissions,
+                    events: &[],
+                };
+                let ctx = ColdContext {
+                    store: &self.store,
+                    staged: &staged,
+                    step: Step::Tick { only: None },
+                    mode: Mode::Backfill,
+                    wave: &[],
+                    produced: &vec![None; n],
+                };
+                ctx.run(&mut self.nodes[i], cold, &rep, &mut out)?;
+            }
+            let a = emissions.len();
+            emissions.append(&mut out);
+            produced[i] = Some((a, emissions.len()));
+        }
+        emissions.extend(self.resync(&is_new)?);
+        let seq = self.store.last_seq();
+        let mut checkpoints = Vec::with_capacity(started.len());
+        for &i in started {
+            let op = &self.nodes[i].op;
+            checkpoints.push(Checkpoint {
+                pipeline: op.name().clone(),
+                seq,
+                snapshot: op.snapshot()?,
+            });
+        }
+        self.store.commit(CommitBatch {
+            emissions: emissions.clone(),
+            checkpoints,
+            catalog,
+            ..CommitBatch::default()
+        })?;
+        Ok(emissions)
     }
 
     /// Replays the journal after the oldest checkpoint; operator `i` skips entries its
-    /// checkpoint covers (`covered[i]`). Then operators fed by others' emissions make
-    /// their versions consistent with the store's ([`Operator::resync`]).
-    fn replay(&mut self, covered: &[u64]) -> Result<()> {
+    /// checkpoint covers (`covered[i]`). Returns what the replay emitted (not committed).
+    fn replay_journal(&mut self, covered: &[u64]) -> Result<Vec<Emission>> {
         let Some(&from) = covered.iter().min() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
+        if from == u64::MAX {
+            return Ok(Vec::new());
+        }
         let journal = self.store.journal_after(from)?;
         let mut emissions = Vec::new();
         for (seq, entry) in journal {
@@ -269,7 +465,7 @@ impl Runtime {
                     },
                     &skip,
                     &staged,
-                    true,
+                    Mode::Replay,
                 )?,
                 JournalEntry::Event(raw) => self.wave(
                     raw.ingested_at,
@@ -280,22 +476,80 @@ impl Runtime {
                     },
                     &skip,
                     &staged,
-                    true,
+                    Mode::Replay,
                 )?,
             };
             emissions.extend(out.emissions);
         }
-        // Everything replayed was committed before, with these versions; the store keeps
-        // the newer of the two, so this commit only restores what a crash lost between
-        // a commit and nothing (it is harmless either way).
-        if !emissions.is_empty() {
-            self.store.commit(CommitBatch {
-                emissions,
-                ..CommitBatch::default()
-            })?;
+        Ok(emissions)
+    }
+
+    /// Feeds the operators `which` selects (new ones) every event the raw log holds of
+    /// the streams they read, in the order they arrived (by processing time; the
+    /// journal itself only goes back to the oldest checkpoint), as a replay: the
+    /// events are stored already. Returns what they emitted (not committed).
+    fn replay_raw(&mut self, which: &dyn Fn(usize) -> bool) -> Result<Vec<Emission>> {
+        let streams: BTreeSet<Arc<str>> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| which(*i))
+            .flat_map(|(_, n)| n.op.inputs())
+            .filter_map(|s| match s {
+                Source::Stream(s) => Some(s.clone()),
+                Source::Operator(_) => None,
+            })
+            .collect();
+        let mut records = Vec::new();
+        for s in &streams {
+            records.extend(self.store.raw_records(s)?);
         }
+        // Stable: within one processing time, by stream, key and event time.
+        records.sort_by_key(|r| r.ingested_at);
+        let skip = |i: usize| !which(i);
+        let mut emissions = Vec::new();
+        let mut rest = &records[..];
+        while let Some(first) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|r| {
+                    r.ingested_at == first.ingested_at
+                        && r.partition == first.partition
+                        && r.event.stream == first.event.stream
+                })
+                .count();
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            let events: Vec<Event> = group.iter().map(|r| r.event.clone()).collect();
+            let staged = Staged {
+                emissions: &emissions,
+                events: &[],
+            };
+            let out = self.wave(
+                first.ingested_at,
+                Step::Events {
+                    stream: &first.event.stream,
+                    partition: first.partition,
+                    events: &events,
+                },
+                &skip,
+                &staged,
+                Mode::Backfill,
+            )?;
+            emissions.extend(out.emissions);
+        }
+        Ok(emissions)
+    }
+
+    /// After a replay: operators fed by others' emissions make their versions
+    /// consistent with the store's ([`Operator::resync`]); only the nodes `which`
+    /// selects. Returns what they emitted (not committed).
+    fn resync(&mut self, which: &dyn Fn(usize) -> bool) -> Result<Vec<Emission>> {
         let mut resynced = Vec::new();
-        for node in &mut self.nodes {
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if !which(i) {
+                continue;
+            }
             let name = node.op.name().clone();
             let store = &self.store;
             node.op.resync(
@@ -313,13 +567,7 @@ impl Runtime {
                 &mut resynced,
             )?;
         }
-        if !resynced.is_empty() {
-            self.store.commit(CommitBatch {
-                emissions: resynced,
-                ..CommitBatch::default()
-            })?;
-        }
-        Ok(())
+        Ok(resynced)
     }
 
     /// The store.
@@ -576,7 +824,7 @@ impl Runtime {
                 },
                 &|_| false,
                 &staged,
-                false,
+                Mode::Live,
             )?
         };
         let mut dead = vec![false; fresh.len()];
@@ -665,15 +913,15 @@ impl Runtime {
     /// part if the step is for it (it reads the events' stream; a tick for it or for
     /// all; a finish) or if an operator it reads took part (then it takes that one's
     /// new results and watermark). `skip` leaves operators out (a replay skips what
-    /// their checkpoint covers). `replaying`: the step's events are in the store
-    /// already (the cold path must not count them twice).
+    /// their checkpoint covers). `mode`: whether the step's events, and the results,
+    /// are in the store already (see [`Mode`]).
     fn wave(
         &mut self,
         now: ProcessingTime,
         step: Step<'_>,
         skip: &dyn Fn(usize) -> bool,
         staged: &Staged<'_>,
-        replaying: bool,
+        mode: Mode,
     ) -> Result<WaveOut> {
         let n = self.nodes.len();
         let mut emissions: Vec<Emission> = Vec::new();
@@ -741,7 +989,7 @@ impl Runtime {
                     store: &self.store,
                     staged,
                     step,
-                    replaying,
+                    mode,
                     wave: &emissions,
                     produced: &produced,
                 };
@@ -798,7 +1046,7 @@ impl Runtime {
                 emissions: &[],
                 events: &[],
             },
-            false,
+            Mode::Live,
         )?;
         let mut batch = CommitBatch {
             emissions: out.emissions,
@@ -840,7 +1088,7 @@ impl Runtime {
                 emissions: &[],
                 events: &[],
             },
-            false,
+            Mode::Live,
         )?;
         let mut batch = CommitBatch {
             emissions: out.emissions,
@@ -880,7 +1128,7 @@ struct ColdContext<'a> {
     store: &'a Store,
     staged: &'a Staged<'a>,
     step: Step<'a>,
-    replaying: bool,
+    mode: Mode,
     /// Emissions of operators earlier in this wave, and which are whose.
     wave: &'a [Emission],
     produced: &'a [Option<(usize, usize)>],
@@ -926,7 +1174,7 @@ impl ColdContext<'_> {
             // downstream must still see the window's state. So a replay recomputes
             // against nothing and gives the result the stored version, which the store
             // ignores (it is not newer) and the operators downstream take.
-            let (engine_prior, stored_version) = if self.replaying {
+            let (engine_prior, stored_version) = if self.mode == Mode::Replay {
                 (None, prior.map(|p| p.version))
             } else {
                 (prior, None)
@@ -955,7 +1203,7 @@ impl ColdContext<'_> {
                         events: now,
                         ..
                     } = self.step
-                        && !self.replaying
+                        && self.mode == Mode::Live
                         && *stream == **s
                     {
                         let dead: HashSet<usize> = rep.dead.iter().map(|d| d.index).collect();
@@ -1012,6 +1260,72 @@ impl ColdContext<'_> {
         }
         Ok(())
     }
+}
+
+/// What [`Runtime::reconfigure`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Operators started, in topological order.
+    pub started: Vec<Arc<str>>,
+    /// Operators stopped (their names are no longer in the configuration).
+    pub stopped: Vec<Arc<str>>,
+    /// Results the started operators emitted from what existed already.
+    pub emissions: usize,
+}
+
+/// Per operator of `ordered` (topological order), per input: the index of the operator
+/// it reads, or `None` for a stream.
+fn layout(ordered: &[OperatorConfig<'_>]) -> Result<Vec<Vec<Option<usize>>>> {
+    let index: HashMap<&str, usize> = ordered
+        .iter()
+        .enumerate()
+        .map(|(i, oc)| (oc.name(), i))
+        .collect();
+    ordered
+        .iter()
+        .enumerate()
+        .map(|(i, oc)| {
+            oc.inputs()
+                .iter()
+                .map(|src| match src {
+                    Source::Stream(_) => Ok(None),
+                    Source::Operator(name) => match index.get(&**name) {
+                        Some(&u) if u < i => Ok(Some(u)),
+                        _ => Err(Error::Config(format!(
+                            "`{}` reads `{name}`, which does not come before it",
+                            oc.name()
+                        ))),
+                    },
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The engine of `oc`, restored from its checkpoint if the store has one, and the
+/// journal sequence number the checkpoint covers (0 without one).
+fn build(
+    oc: &OperatorConfig<'_>,
+    config: &Config,
+    store: &Store,
+) -> Result<(Box<dyn Operator>, u64)> {
+    let cp = store.checkpoint(oc.name())?;
+    let op = oc.build(
+        config,
+        cp.as_ref().map(|c| c.snapshot.as_slice()),
+        random_secret(),
+        MAX_KEY_BYTES,
+    )?;
+    Ok((op, cp.map_or(0, |c| c.seq)))
+}
+
+/// The time guard of every stream that has one.
+fn max_future(config: &Config) -> HashMap<Arc<str>, reckon_core::Span> {
+    config
+        .streams
+        .iter()
+        .filter_map(|s| Some((Arc::from(s.name.as_str()), s.max_future.0?)))
+        .collect()
 }
 
 /// Random bytes for a reconciliation's id fingerprints, from the standard library's
