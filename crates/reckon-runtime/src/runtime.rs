@@ -261,7 +261,8 @@ impl Runtime {
     /// name is an identity: a changed definition must come under a new name). What
     /// the new operators emitted, their checkpoints and `catalog` (the definitions'
     /// rows) go to the store in **one** commit, so a restart finds them exactly as they
-    /// are now; emissions are handed to `sink` after it. On an error nothing changed:
+    /// are now (a stopped operator's checkpoint is deleted in it; its stored results
+    /// stay); emissions are handed to `sink` after it. On an error nothing changed:
     /// the previous dataflow runs on.
     pub fn reconfigure(
         &mut self,
@@ -316,7 +317,8 @@ impl Runtime {
             ))),
             None => {
                 self.rewire();
-                self.start(&started, catalog)
+                let dropped = held.keys().cloned().collect();
+                self.start(&started, dropped, catalog)
             }
         };
         match result {
@@ -350,10 +352,13 @@ impl Runtime {
     }
 
     /// Feeds the operators just started (node indices `started`) what exists already,
-    /// and commits what they emitted with their checkpoints and `catalog`.
+    /// and commits what they emitted with their checkpoints, `catalog`, and the removal
+    /// of the checkpoints of the operators that stopped (`dropped`: kept, they would
+    /// hold the journal back for good).
     fn start(
         &mut self,
         started: &[usize],
+        dropped: Vec<Arc<str>>,
         catalog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<Vec<Emission>> {
         let is_new = |i: usize| started.contains(&i);
@@ -434,6 +439,7 @@ impl Runtime {
         self.store.commit(CommitBatch {
             emissions: emissions.clone(),
             checkpoints,
+            dropped_checkpoints: dropped,
             catalog,
             ..CommitBatch::default()
         })?;

@@ -243,6 +243,11 @@ fn a_change_that_cannot_start_leaves_the_dataflow_as_it_was_and_a_removed_operat
         done.stopped,
         ["high_max", "high_mean", "max_15m", "max_1h"].map(std::sync::Arc::from)
     );
+    // Their checkpoints are gone with them (they would hold the journal back).
+    for op in &done.stopped {
+        assert!(live.store().checkpoint(op).unwrap().is_none(), "{op}");
+    }
+    assert!(live.store().checkpoint("mean_1h").unwrap().is_some());
     ingest(&mut reference, &all[half..]);
     ingest(&mut live, &all[half..]);
     same(

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod clock;
+mod define;
 pub mod error;
 mod feed;
 pub mod follow;
@@ -71,7 +72,14 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    config: Config,
+    /// What runs: the file's configuration with the definitions made over the API
+    /// (replaced whole when they change).
+    config: std::sync::RwLock<Arc<Config>>,
+    /// How many times the definitions changed since startup (webhooks refresh what
+    /// they know of the pipelines when it moves).
+    epoch: std::sync::atomic::AtomicU64,
+    /// The definitions made over the API; its lock serialises changes to them.
+    definitions: tokio::sync::Mutex<define::Catalog>,
     store: Store,
     writer: WriterHandle,
     progress: watch::Receiver<Progress>,
@@ -86,9 +94,34 @@ struct Inner {
 }
 
 impl AppState {
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The configuration running now: the file's, with the definitions made over the
+    /// API (`docs/definitions.md`).
+    pub fn config(&self) -> Arc<Config> {
+        self.inner
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    /// How many times the definitions changed since startup.
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+    /// Makes `config` the running configuration (after the writer started its
+    /// operators): pooled decoders of replaced streams are dropped.
+    fn set_config(&self, config: Config) {
+        *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        for pool in [&self.inner.json] {
+            if let Ok(mut p) = pool.lock() {
+                p.clear();
+            }
+        }
+        if let Ok(mut p) = self.inner.lines.lock() {
+            p.clear();
+        }
+        self.inner
+            .epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
     /// The store (for reads; the writer thread is its only writer).
     pub fn store(&self) -> &Store {
@@ -132,12 +165,13 @@ impl AppState {
         who: &auth::Principal,
         local: &str,
         access: auth::Access,
-    ) -> std::result::Result<&StreamConfig, ApiError> {
-        let streams = self.inner.config.streams.iter().map(|s| s.name.as_str());
+    ) -> std::result::Result<StreamConfig, ApiError> {
+        let config = self.config();
+        let streams = config.streams.iter().map(|s| s.name.as_str());
         let stored = who.resolve("stream", local, streams, access)?;
-        self.inner
-            .config
+        config
             .stream(&stored)
+            .cloned()
             .ok_or_else(|| ApiError::not_found(format!("unknown stream `{local}`")))
     }
     /// The stored name of the pipeline `who` calls `local`, if it may read it.
@@ -146,10 +180,14 @@ impl AppState {
         who: &auth::Principal,
         local: &str,
     ) -> std::result::Result<String, ApiError> {
+        let config = self.config();
+        // A definition replaced by a different one runs under a new identity
+        // (`name@2`); its plain name means the current one.
+        let current = define::current_identity(&config, who, local);
         who.resolve(
             "pipeline",
-            local,
-            self.inner.config.output_names(),
+            current.as_deref().unwrap_or(local),
+            config.output_names(),
             auth::Access::Read,
         )
     }

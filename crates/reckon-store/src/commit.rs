@@ -178,6 +178,7 @@ fn commit_group(
     let mut new_sets = colsets::NewSets::default();
     let mut id_times: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut checkpoint_seqs: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut dropped: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
     let mut key = Vec::with_capacity(128);
     let mut journal_row = Vec::new();
     // Raw blocks are inserted in key order: the memtable is a skip list, and inserting
@@ -298,6 +299,13 @@ fn commit_group(
             keys::put_u64(&mut key, dead);
             wb.insert(&ks.dead, key.as_slice(), values::encode_dead_letter(d)?);
         }
+        for p in &b.dropped_checkpoints {
+            let mut k = Vec::new();
+            keys::put_str(&mut k, p);
+            wb.remove(&ks.checkpoints, k.as_slice());
+            checkpoint_seqs.remove(&k);
+            dropped.insert(k);
+        }
         for c in &b.checkpoints {
             let mut k = Vec::new();
             keys::put_str(&mut k, &c.pipeline);
@@ -305,6 +313,7 @@ fn commit_group(
             keys::put_u64(&mut v, c.seq);
             v.extend_from_slice(&c.snapshot);
             wb.insert(&ks.checkpoints, k.as_slice(), v);
+            dropped.remove(&k);
             checkpoint_seqs.insert(k, c.seq);
         }
         for d in &b.deliveries {
@@ -435,18 +444,23 @@ fn commit_group(
     if dead != state.last_dead_letter {
         wb.insert(&ks.meta, META_LAST_DEAD_LETTER, dead.to_be_bytes());
     }
-    if !checkpoint_seqs.is_empty() {
-        // Every pipeline's checkpoint, with this group's replacing the stored ones.
+    if !checkpoint_seqs.is_empty() || !dropped.is_empty() {
+        // Every pipeline's checkpoint, with this group's replacing the stored ones (and
+        // without those it drops).
         let mut min = u64::MAX;
         for kv in ks.checkpoints.iter() {
             let (k, v) = kv.into_inner()?;
-            if checkpoint_seqs.contains_key(k.as_ref()) {
+            if checkpoint_seqs.contains_key(k.as_ref()) || dropped.contains(k.as_ref()) {
                 continue;
             }
             let s = keys::u64_from_bytes(v.get(..8).unwrap_or_default(), "checkpoint value")?;
             min = min.min(s);
         }
         min = checkpoint_seqs.values().fold(min, |m, s| m.min(*s));
+        // No checkpoint left at all: nothing says what is covered.
+        if min == u64::MAX {
+            min = 0;
+        }
         // Delete the rows all of whose entries are covered. Only rows durable before
         // this group are seen (this group's rows are not in the keyspace yet), so a
         // row is never inserted and removed in one storage batch.

@@ -84,6 +84,10 @@ pub struct CommitBatch {
     /// Replaces each named pipeline's checkpoint. Journal entries no checkpoint still
     /// needs are pruned by this commit (see [`Store::commit`]).
     pub checkpoints: Vec<Checkpoint>,
+    /// Deletes each named pipeline's checkpoint (an operator that stopped: its
+    /// checkpoint would hold the journal back for good). A checkpoint of the same
+    /// name in [`CommitBatch::checkpoints`] wins.
+    pub dropped_checkpoints: Vec<Arc<str>>,
     /// Sink deliveries (a webhook's messages): each moves its sink's cursor and records
     /// the delivery, pruning the sink's deliveries beyond [`DELIVERIES_KEPT`]. Several
     /// for one sink in a group are applied in order (the last cursor wins).
@@ -114,6 +118,7 @@ impl CommitBatch {
             && self.emissions.is_empty()
             && self.dead_letters.is_empty()
             && self.checkpoints.is_empty()
+            && self.dropped_checkpoints.is_empty()
             && self.deliveries.is_empty()
             && self.catalog.is_empty()
             && self.retention.is_empty()
