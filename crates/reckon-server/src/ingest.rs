@@ -139,7 +139,7 @@ fn errors_json(errors: &[DecodeError]) -> Json {
     )
 }
 
-fn submit_error(e: SubmitError) -> ApiError {
+pub(crate) fn submit_error(e: SubmitError) -> ApiError {
     match e {
         SubmitError::Overloaded => ApiError::unavailable(
             "too many ingest requests are waiting ([server] max_pending_requests); retry after a second",

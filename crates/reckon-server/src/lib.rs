@@ -78,6 +78,10 @@ struct Inner {
     /// How many times the definitions changed since startup (webhooks refresh what
     /// they know of the pipelines when it moves).
     epoch: std::sync::atomic::AtomicU64,
+    /// The configuration file's own part (what definitions are checked against).
+    base: Config,
+    /// Stored names of operators past their first generation → their identity.
+    aliases: std::sync::RwLock<Arc<HashMap<String, String>>>,
     /// The definitions made over the API; its lock serialises changes to them.
     definitions: tokio::sync::Mutex<define::Catalog>,
     store: Store,
@@ -107,14 +111,33 @@ impl AppState {
     pub fn epoch(&self) -> u64 {
         self.inner.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
+    /// The configuration file's part of the running configuration.
+    fn base_config(&self) -> &Config {
+        &self.inner.base
+    }
+    /// The definitions made over the API (locked to change them).
+    fn definitions(&self) -> &tokio::sync::Mutex<define::Catalog> {
+        &self.inner.definitions
+    }
+    /// Stored names of operators past their first generation → their identity.
+    fn aliases(&self) -> Arc<HashMap<String, String>> {
+        self.inner
+            .aliases
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
     /// Makes `config` the running configuration (after the writer started its
     /// operators): pooled decoders of replaced streams are dropped.
-    fn set_config(&self, config: Config) {
+    fn set_config(&self, config: Config, aliases: HashMap<String, String>) {
         *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
-        for pool in [&self.inner.json] {
-            if let Ok(mut p) = pool.lock() {
-                p.clear();
-            }
+        *self
+            .inner
+            .aliases
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(aliases);
+        if let Ok(mut p) = self.inner.json.lock() {
+            p.clear();
         }
         if let Ok(mut p) = self.inner.lines.lock() {
             p.clear();
@@ -183,7 +206,7 @@ impl AppState {
         let config = self.config();
         // A definition replaced by a different one runs under a new identity
         // (`name@2`); its plain name means the current one.
-        let current = define::current_identity(&config, who, local);
+        let current = define::current_identity(self, who, local);
         who.resolve(
             "pipeline",
             current.as_deref().unwrap_or(local),
@@ -239,9 +262,19 @@ impl App {
     /// Opens the store and every pipeline (restoring checkpoints and replaying the
     /// journal), starts the writer thread and the webhooks. Must be called inside a
     /// tokio runtime.
-    pub fn open(config: Config, options: AppOptions) -> Result<App> {
-        let runtime = Runtime::open(&config, options.runtime.clone())?;
-        let store = runtime.store().clone();
+    pub fn open(base: Config, options: AppOptions) -> Result<App> {
+        let store = Store::open(&base.store.path)?;
+        // The definitions made over the API run with the file's.
+        let definitions = define::Catalog::load(&store)?;
+        let config = definitions
+            .fragment()
+            .and_then(|f| base.extended(f).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                Error::Catalog(format!(
+                    "the definitions made over the API do not fit the configuration file: {e}"
+                ))
+            })?;
+        let runtime = Runtime::with_store(&config, store.clone(), options.runtime.clone())?;
         let auth = auth::Auth::load(&store)?;
         let limits = quota::Limits::default();
         for t in auth.tenants() {
@@ -280,9 +313,14 @@ impl App {
             shutdown_rx.clone(),
             follow::FollowerOptions::default(),
         );
+        let aliases = definitions.aliases();
         let state = AppState {
             inner: Arc::new(Inner {
-                config,
+                config: std::sync::RwLock::new(Arc::new(config)),
+                epoch: std::sync::atomic::AtomicU64::new(0),
+                base,
+                aliases: std::sync::RwLock::new(Arc::new(aliases)),
+                definitions: tokio::sync::Mutex::new(definitions),
                 store,
                 writer,
                 progress,
@@ -550,6 +588,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenants/{tenant}/usage", get(auth::usage))
         .route("/v1/tokens", get(auth::tokens).post(auth::create_token))
         .route("/v1/tokens/{id}", axum::routing::delete(auth::revoke_token))
+        .route("/v1/definitions", get(define::list))
+        .route(
+            "/v1/definitions/{kind}/{name}",
+            get(define::get_one).put(define::put).delete(define::delete),
+        )
         .route("/healthz", get(query::healthz))
         .route("/health", get(query::influx_health))
         .route("/ping", get(query::influx_ping).head(query::influx_ping))

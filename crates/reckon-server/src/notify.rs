@@ -13,7 +13,7 @@
 
 use crate::AppState;
 use crate::error::{Error, Result};
-use reckon_connect::webhook::{Correction, DeliveryOutcome, Digest, WebhookSender};
+use reckon_connect::webhook::{AlertMeta, Correction, DeliveryOutcome, Digest, WebhookSender};
 use reckon_runtime::WebhookConfig;
 use reckon_store::Delivery;
 use serde_json::json;
@@ -28,28 +28,38 @@ pub(crate) fn start(state: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>
         // Messages name the webhook as its tenant does.
         let mut shown = w.clone();
         shown.name = crate::auth::local_name(&w.name).to_string();
-        // The labels and annotations of the alert rules it may report, by the name its
-        // corrections carry (a tenant's webhook: the tenant's names).
-        let alerts = state
-            .config()
-            .alerts
-            .iter()
-            .filter(|a| a.tenant == w.tenant)
-            .map(|a| {
-                let name = if w.tenant.is_some() {
-                    crate::auth::local_name(&a.name).to_string()
-                } else {
-                    a.name.clone()
-                };
-                (name, (a.labels.clone(), a.annotations.clone()))
-            })
-            .collect();
         let sender = WebhookSender::new(&shown)
             .map_err(|e| Error::Webhook(e.to_string()))?
-            .with_alerts(alerts);
+            .with_alerts(alerts_of(&state.config(), w));
         tasks.push(tokio::spawn(run(state.clone(), w.clone(), sender)));
     }
     Ok(tasks)
+}
+
+/// The labels and annotations of the alert rules webhook `w` may report, by the name
+/// its corrections carry (a tenant's webhook: the tenant's names).
+fn alerts_of(config: &reckon_runtime::Config, w: &WebhookConfig) -> AlertMeta {
+    config
+        .alerts
+        .iter()
+        .filter(|a| a.tenant == w.tenant)
+        .map(|a| {
+            let name = if w.tenant.is_some() {
+                crate::auth::local_name(&a.name).to_string()
+            } else {
+                a.name.clone()
+            };
+            (name, (a.labels.clone(), a.annotations.clone()))
+        })
+        .collect()
+}
+
+/// The stream each result comes from (a reconciliation's: its audit stream).
+fn streams_of(config: &reckon_runtime::Config) -> HashMap<String, Arc<str>> {
+    config
+        .output_names()
+        .filter_map(|p| Some((p.to_string(), Arc::from(config.origin_stream(p)?))))
+        .collect()
 }
 
 fn unix_now() -> i64 {
@@ -59,33 +69,16 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-async fn run(state: AppState, mut cfg: WebhookConfig, sender: WebhookSender) {
+async fn run(state: AppState, cfg: WebhookConfig, mut sender: WebhookSender) {
     let name = cfg.name.clone();
     // A tenant's webhook hears of its tenant's pipelines only (all of them when it names
-    // none), and its messages name them as the tenant does.
+    // none, also those defined later over the API), and its messages name them as the
+    // tenant does.
     let tenant = cfg.tenant.clone();
-    if let Some(t) = &tenant
-        && cfg.pipelines.is_empty()
-    {
-        let prefix = format!("{t}/");
-        cfg.pipelines = state
-            .config()
-            .output_names()
-            .filter(|p| p.starts_with(&prefix))
-            .map(String::from)
-            .collect();
-        if cfg.pipelines.is_empty() {
-            tracing::info!(webhook = %name, "tenant `{t}` has no pipelines: the webhook idles");
-            return;
-        }
-    }
+    let prefix = tenant.as_ref().map(|t| format!("{t}/"));
     let shown = crate::auth::local_name(&name).to_string();
-    // The stream each result comes from (a reconciliation's: its audit stream).
-    let config = state.config();
-    let streams: HashMap<String, Arc<str>> = config
-        .output_names()
-        .filter_map(|p| Some((p.to_string(), Arc::from(config.origin_stream(p)?))))
-        .collect();
+    let mut epoch = state.epoch();
+    let mut streams = streams_of(&state.config());
     let sink = match state.store().sink_state(&name) {
         Ok(s) => s,
         Err(e) => {
@@ -107,18 +100,27 @@ async fn run(state: AppState, mut cfg: WebhookConfig, sender: WebhookSender) {
         // memory and message size stay bounded in a burst (the cursor only moves with
         // deliveries, so nothing is skipped; the rest goes in the next message).
         let room = cfg.max_digest_windows.saturating_sub(digest.len());
+        if state.epoch() != epoch {
+            // The definitions changed: what comes from which stream, and the alert
+            // rules' labels.
+            epoch = state.epoch();
+            let config = state.config();
+            streams = streams_of(&config);
+            sender = sender.with_alerts(alerts_of(&config, &cfg));
+        }
         if room > 0
             && let Some(page) = leftover.take()
         {
             // Looking up replaced versions is a blocking store read: it runs off the
             // async workers, and only for changes this webhook wants.
             let tenant = tenant.clone();
-            let (st, snd, filter, strm, pg) = (
+            let (st, snd, filter, strm, pg, own) = (
                 state.clone(),
                 sender.clone(),
                 cfg.pipelines.clone(),
                 streams.clone(),
                 page.clone(),
+                prefix.clone(),
             );
             let read = tokio::task::spawn_blocking(move || {
                 let page = pg;
@@ -132,6 +134,11 @@ async fn run(state: AppState, mut cfg: WebhookConfig, sender: WebhookSender) {
                         break;
                     }
                     if !filter.is_empty() && !filter.iter().any(|p| **p == *e.pipeline) {
+                        continue;
+                    }
+                    if let Some(own) = &own
+                        && !e.pipeline.starts_with(own.as_str())
+                    {
                         continue;
                     }
                     let stream = strm

@@ -42,8 +42,9 @@ pub(crate) async fn total(
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (local, pipeline) = (pipeline.clone(), state.resolve_pipeline(&who, &pipeline)?);
-    let Some(cfg) = state.config().running_total(&pipeline) else {
-        return Err(match state.config().operator(&pipeline) {
+    let config = state.config();
+    let Some(cfg) = config.running_total(&pipeline) else {
+        return Err(match config.operator(&pipeline) {
             Some(op) => ApiError::bad_request(format!(
                 "`{local}` is a {} pipeline, not a running_total: read its windows at /v1/pipelines/{local}/windows",
                 op.kind()

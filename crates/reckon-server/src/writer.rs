@@ -18,8 +18,8 @@
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use reckon_core::{Emission, EmissionKind, ProcessingTime};
-use reckon_runtime::{IngestReport, IngestRequest, Runtime};
+use reckon_core::{Emission, EmissionKind, EventTime, ProcessingTime};
+use reckon_runtime::{IngestReport, IngestRequest, Reconfigured, Runtime};
 use reckon_store::{CommitBatch, Delivery};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -38,6 +38,8 @@ enum Job {
     Record(Delivery, DeliveryReply),
     /// Read the engines' state (an as-of value) between commits.
     Read(ReadJob),
+    /// Change the dataflow (definitions made over the API) between commits.
+    Reconfigure(Box<ReconfigureJob>),
     /// Stop after what was queued before.
     Stop,
 }
@@ -47,6 +49,25 @@ struct IngestJob {
     request: IngestRequest,
     received: Instant,
     reply: oneshot::Sender<Result<IngestReport, SubmitError>>,
+}
+
+/// A change of the dataflow: the configuration to run, the catalog rows committed with
+/// it, the streams whose raw events go once it is durable (deleted streams), and where
+/// the answer goes.
+struct ReconfigureJob {
+    config: reckon_runtime::Config,
+    catalog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    purge: Vec<Arc<str>>,
+    reply: oneshot::Sender<Result<Reconfigured, ReconfigureError>>,
+}
+
+/// Why a change of the dataflow did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReconfigureError {
+    /// The new operators could not start (the message says why); nothing changed.
+    Refused(String),
+    /// The writer is not taking work.
+    Submit(SubmitError),
 }
 
 /// A read of the runtime, run on the writer thread between two commits.
@@ -168,6 +189,41 @@ impl WriterHandle {
                     .unwrap_or_else(|| "the writer has stopped".into()),
             )
         })
+    }
+
+    /// Has the writer run `config` from now on ([`Runtime::reconfigure`]), committing
+    /// `catalog` with the change, and waits until it is durable; then deletes the raw
+    /// events of the `purge` streams. Waits for room in a full queue.
+    pub async fn reconfigure(
+        &self,
+        config: reckon_runtime::Config,
+        catalog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        purge: Vec<Arc<str>>,
+    ) -> Result<Reconfigured, ReconfigureError> {
+        let stopped = |h: &WriterHandle| {
+            ReconfigureError::Submit(SubmitError::Stopped(
+                h.failure()
+                    .unwrap_or_else(|| "the writer has stopped".into()),
+            ))
+        };
+        if self.failure().is_some() {
+            return Err(stopped(self));
+        }
+        let (reply, answer) = oneshot::channel();
+        let tx = self.tx.clone();
+        let job = Job::Reconfigure(Box::new(ReconfigureJob {
+            config,
+            catalog,
+            purge,
+            reply,
+        }));
+        let queued = tokio::task::spawn_blocking(move || tx.send(job))
+            .await
+            .is_ok_and(|sent| sent.is_ok());
+        if !queued {
+            return Err(stopped(self));
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped(self)))
     }
 
     /// Stops the writer once the requests queued before are done (blocks until queued;
@@ -312,6 +368,10 @@ impl Writer {
                     f(&self.runtime);
                     continue;
                 }
+                Ok(Job::Reconfigure(job)) => {
+                    self.reconfigure(*job);
+                    continue;
+                }
                 Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {
                     self.tick();
@@ -321,6 +381,7 @@ impl Writer {
             }
             let mut stop = false;
             let mut reads: Vec<ReadJob> = Vec::new();
+            let mut change: Option<Box<ReconfigureJob>> = None;
             while events < MAX_GROUP_EVENTS {
                 match rx.try_recv() {
                     Ok(Job::Ingest(job)) => {
@@ -331,6 +392,11 @@ impl Writer {
                     // A read waits for the requests queued before it, then runs.
                     Ok(Job::Read(f)) => {
                         reads.push(f);
+                        break;
+                    }
+                    // So does a change of the dataflow.
+                    Ok(Job::Reconfigure(job)) => {
+                        change = Some(job);
                         break;
                     }
                     Ok(Job::Stop) => {
@@ -346,6 +412,9 @@ impl Writer {
             self.answer(staged);
             for f in reads {
                 f(&self.runtime);
+            }
+            if let Some(job) = change {
+                self.reconfigure(*job);
             }
             if stop {
                 return;
@@ -369,6 +438,51 @@ impl Writer {
 
     fn stopped(&self) -> Option<String> {
         read_failure(&self.failure)
+    }
+
+    fn reconfigure(&mut self, job: ReconfigureJob) {
+        let ReconfigureJob {
+            config,
+            catalog,
+            purge,
+            reply,
+        } = job;
+        if let Some(f) = self.stopped() {
+            let _ = reply.send(Err(ReconfigureError::Submit(SubmitError::Stopped(f))));
+            return;
+        }
+        let now = self.now();
+        let mut kinds = Vec::new();
+        let result = self
+            .runtime
+            .reconfigure(&config, catalog, &mut |e| kinds.push(emission_labels(e)));
+        let answer = match result {
+            Ok(done) => {
+                self.published(now, &kinds);
+                for s in &purge {
+                    match self.runtime.store().remove_raw_after(s, EventTime::MIN) {
+                        Ok(n) => tracing::info!(
+                            stream = &**s,
+                            events = n,
+                            "deleted stream's raw events removed"
+                        ),
+                        Err(e) => tracing::warn!(
+                            stream = &**s,
+                            "removing a deleted stream's raw events failed: {e}"
+                        ),
+                    }
+                }
+                Ok(done)
+            }
+            Err(e) if self.runtime.store().is_poisoned() => {
+                let message =
+                    format!("a commit failed ({e}); restart reckon to recover from the store");
+                self.fail(message.clone());
+                Err(ReconfigureError::Submit(SubmitError::Stopped(message)))
+            }
+            Err(e) => Err(ReconfigureError::Refused(e.to_string())),
+        };
+        let _ = reply.send(answer);
     }
 
     fn tick(&mut self) {

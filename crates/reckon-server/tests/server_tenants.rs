@@ -317,6 +317,17 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
         )
         .await;
 
+    // Acme defines a pipeline over the API too (`docs/definitions.md`).
+    let r = c
+        .call(
+            "PUT",
+            "/v1/definitions/pipeline/acme_private_api",
+            Some(&acme_admin),
+            r#"{"stream": "audit", "window": {"type": "tumbling", "size": "1h"}, "aggregates": [{"fn": "count"}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
     // Each tenant writes its own `alarms` (acme also dead-letters one from the future,
     // and InfluxDB's `Token` scheme works for line protocol).
     let post = |token: &str, stream: &str, body: &str| {
@@ -405,7 +416,11 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     names.sort_unstable();
-    assert_eq!(names, ["acme_private", "net", "rate"], "{list}");
+    assert_eq!(
+        names,
+        ["acme_private", "acme_private_api", "net", "rate"],
+        "{list}"
+    );
     let dl = c
         .call("GET", "/v1/streams/alarms/dead_letters", Some(&acme), "")
         .await;
@@ -524,6 +539,22 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
             r#"{"tenant":"acme","scopes":["read"]}"#,
         ),
         ("DELETE", "/v1/tokens/{token}", ""),
+        ("GET", "/v1/definitions?tenant={tenant}", ""),
+        (
+            "GET",
+            "/v1/definitions/{kind}/{pipeline}?tenant={tenant}",
+            "",
+        ),
+        (
+            "PUT",
+            "/v1/definitions/{kind}/{pipeline}?tenant={tenant}",
+            r#"{"stream": "alarms", "window": {"type": "tumbling", "size": "1h"}, "aggregates": [{"fn": "count"}]}"#,
+        ),
+        (
+            "DELETE",
+            "/v1/definitions/{kind}/{pipeline}?tenant={tenant}",
+            "",
+        ),
         (
             "POST",
             "/api/v2/write?bucket={stream}&precision=s",
@@ -548,8 +579,12 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
             .replace("{total}", "net")
             .replace("{webhook}", "ops")
             .replace("{tenant}", "globex")
+            .replace("{kind}", "pipeline")
             .replace("{token}", "0123456789ab");
-        let token = if template.starts_with("/v1/tokens") || template.starts_with("/v1/tenants") {
+        let token = if template.starts_with("/v1/tokens")
+            || template.starts_with("/v1/tenants")
+            || template.starts_with("/v1/definitions")
+        {
             &globex_admin
         } else {
             &globex
@@ -568,6 +603,7 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
                 .replace("{total}", &format!("{theirs}net_of_acme"))
                 .replace("{webhook}", &format!("{theirs}ops_of_acme"))
                 .replace("{tenant}", "acme")
+                .replace("{kind}", "pipeline")
                 .replace("{token}", &acme_token_id);
             if other == own && !template.contains("tokens") {
                 continue;

@@ -29,7 +29,7 @@ mod sign;
 mod sink;
 
 pub use digest::{Digest, DigestBatch};
-pub use payload::{SLACK_MAX_WINDOWS, payload};
+pub use payload::{AlertMeta, SLACK_MAX_WINDOWS, payload};
 pub use sign::{DELIVERY_HEADER, SIGNATURE_HEADER, signature, verify_signature};
 pub use sink::{DeliveryOutcome, DeliveryResult, WebhookSender};
 

@@ -403,18 +403,17 @@ impl AlertRule {
     }
 }
 
-/// The checksum slot of an alert emission fingerprints its content, so that a restart
-/// can tell a stored version from the one it would emit: `count` is the state (1
-/// firing, 2 resolved, 3 retracted), `hash` the rest.
+/// The checksum slot of an alert emission fingerprints the episode's place on the
+/// timeline, so that a restart can tell a stored version from the one it would emit:
+/// `count` is the state (1 firing, 2 resolved, 3 retracted), `hash` its end. What the
+/// rule knew when it found the episode (`late`, `value`, `input_count`) is left out: a
+/// replay that groups the input differently finds the same episode with other
+/// intermediate values, and must not restate it for that.
 fn fingerprint(s: &Sent) -> Checksum {
     let resolved = s.resolved_at.map_or(0, |t| t.0 as u64);
     Checksum {
         count: state_code(s.state),
-        hash: resolved
-            .rotate_left(17)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(s.count.rotate_left(7))
-            .wrapping_add(u64::from(s.late)),
+        hash: resolved.rotate_left(17).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     }
 }
 
@@ -543,6 +542,7 @@ impl Operator for AlertRule {
         // an input window this rule holds is compared: the rule continues from the
         // stored version, and emits its own state where the stored one differs.
         let mut changes = Vec::new();
+        let mut kept = Vec::new();
         let mut adopted: Vec<Key> = Vec::new();
         for (key, series) in &mut self.series {
             let starts: Vec<(EventTime, EventTime)> = series
@@ -583,12 +583,22 @@ impl Operator for AlertRule {
                     end: s.fire_end,
                 };
                 let prior = latest(key, window)?;
-                let stored = prior.map_or(0, |p| p.version.0);
-                if prior.map(|p| (p.version.0, p.checksum)) != Some((s.version, fingerprint(s))) {
-                    let mut next = s.clone();
-                    next.version = stored.max(s.version) + 1;
-                    changes.push((key.clone(), *at, next));
+                match prior {
+                    // The same episode as stored: the rule continues from its version.
+                    Some(p) if p.checksum == fingerprint(s) => {
+                        kept.push((key.clone(), *at, p.version.0));
+                    }
+                    _ => {
+                        let mut next = s.clone();
+                        next.version = prior.map_or(0, |p| p.version.0).max(s.version) + 1;
+                        changes.push((key.clone(), *at, next));
+                    }
                 }
+            }
+        }
+        for (key, at, version) in kept {
+            if let Some(s) = self.series.get_mut(&key).and_then(|x| x.sent.get_mut(&at)) {
+                s.version = version;
             }
         }
         for (key, at, s) in changes {
