@@ -740,7 +740,6 @@ pub(crate) async fn delete(
     def.updated = now;
     let mut next = catalog.clone();
     next.defs.insert(slot, def);
-    next.settle(&tenant, now);
     let purge = if kind == Kind::Stream {
         vec![Arc::from(stored(&tenant, &name).as_str())]
     } else {

@@ -1,5 +1,6 @@
-//! `reckon tenant …` and `reckon token …`: manage a running server's tenants and tokens
-//! over its admin API (`/v1/tenants`, `/v1/tokens`; see `docs/tenants.md`).
+//! `reckon tenant …`, `reckon token …` and `reckon define …`: manage a running server's
+//! tenants, tokens and definitions over its admin API (`/v1/tenants`, `/v1/tokens`,
+//! `/v1/definitions`; see `docs/tenants.md` and `docs/definitions.md`).
 //!
 //! `token create` prints the new token alone on stdout (so `TOKEN=$(reckon token create
 //! …)` keeps it) and what it allows on stderr; everything else prints the server's JSON.
@@ -275,6 +276,140 @@ pub fn token(args: &TokenArgs) -> Result<ExitCode> {
                 )
                 .await?,
             ),
+        }
+    })
+}
+
+/// Options of `reckon define`.
+#[derive(Debug, clap::Args)]
+pub struct DefineArgs {
+    #[command(flatten)]
+    server: Server,
+    /// The tenant whose definitions these are (an operator's token; a tenant's token
+    /// always means its own).
+    #[arg(long, global = true)]
+    tenant: Option<String>,
+    #[command(subcommand)]
+    what: DefineCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DefineCommand {
+    /// Create or replace every `[[stream]]`, `[[pipeline]]`, `[[reconcile]]`,
+    /// `[[running_total]]` and `[[alert]]` of a TOML file (reckon.toml's schema), in
+    /// that order, and print what each did; a changed pipeline starts fresh under a
+    /// new identity (`name@2`).
+    Apply {
+        /// The file (`-`: standard input).
+        file: String,
+    },
+    /// List the definitions made over the API.
+    List,
+    /// Print one definition.
+    Show {
+        /// stream, pipeline, reconcile, running_total or alert.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
+    /// Delete a definition (refused while another reads it); a stream's raw events go
+    /// with it.
+    Delete {
+        /// stream, pipeline, reconcile, running_total or alert.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// The kinds of definitions, in the order `define apply` sends them (what is read
+/// before what reads it).
+const KINDS: [&str; 5] = ["stream", "pipeline", "reconcile", "running_total", "alert"];
+
+/// Runs `reckon define …`.
+pub fn define(args: &DefineArgs) -> Result<ExitCode> {
+    let query = args
+        .tenant
+        .as_ref()
+        .map(|t| format!("?tenant={t}"))
+        .unwrap_or_default();
+    block_on(async {
+        match &args.what {
+            DefineCommand::Apply { file } => {
+                let text = if file == "-" {
+                    std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+                } else {
+                    std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
+                };
+                let doc: toml::Table = toml::from_str(&text).with_context(|| format!("{file}"))?;
+                if let Some(other) = doc.keys().find(|k| !KINDS.contains(&k.as_str())) {
+                    bail!(
+                        "{file}: `{other}` cannot be defined over the API (only [[stream]], [[pipeline]], [[reconcile]], [[running_total]] and [[alert]]; the rest belongs in the server's reckon.toml)"
+                    );
+                }
+                let mut applied = 0;
+                for kind in KINDS {
+                    let Some(entries) = doc.get(kind) else {
+                        continue;
+                    };
+                    let Some(entries) = entries.as_array() else {
+                        bail!("{file}: `{kind}` must be an array of tables ([[{kind}]])");
+                    };
+                    for entry in entries {
+                        let body = serde_json::to_value(entry)?;
+                        let Some(name) = body.get("name").and_then(Json::as_str) else {
+                            bail!("{file}: a [[{kind}]] has no `name`");
+                        };
+                        let j = call(
+                            &args.server,
+                            reqwest::Method::PUT,
+                            &format!("/v1/definitions/{kind}/{name}{query}"),
+                            Some(body.clone()),
+                        )
+                        .await
+                        .with_context(|| format!("{kind} `{name}`"))?;
+                        println!(
+                            "{}: {}",
+                            j["status"].as_str().unwrap_or("?"),
+                            j["message"].as_str().unwrap_or_default()
+                        );
+                        applied += 1;
+                    }
+                }
+                if applied == 0 {
+                    bail!("{file} defines nothing (no [[stream]], [[pipeline]], … tables)");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            DefineCommand::List => print(
+                &call(
+                    &args.server,
+                    reqwest::Method::GET,
+                    &format!("/v1/definitions{query}"),
+                    None,
+                )
+                .await?,
+            ),
+            DefineCommand::Show { kind, name } => print(
+                &call(
+                    &args.server,
+                    reqwest::Method::GET,
+                    &format!("/v1/definitions/{kind}/{name}{query}"),
+                    None,
+                )
+                .await?,
+            ),
+            DefineCommand::Delete { kind, name } => {
+                let j = call(
+                    &args.server,
+                    reqwest::Method::DELETE,
+                    &format!("/v1/definitions/{kind}/{name}{query}"),
+                    None,
+                )
+                .await?;
+                println!("{}", j["message"].as_str().unwrap_or_default());
+                Ok(ExitCode::SUCCESS)
+            }
         }
     })
 }

@@ -55,6 +55,9 @@ enum Command {
     Tenant(admin::TenantArgs),
     /// Create, list or revoke a running server's tokens (`--admin` for the first).
     Token(admin::TokenArgs),
+    /// Define streams, pipelines and alert rules in a running server, without a
+    /// restart (`docs/definitions.md`): `apply` a TOML file, `list`, `show`, `delete`.
+    Define(admin::DefineArgs),
 }
 
 /// The filter without `RECKON_LOG`: reckon's own `info`, and only warnings of the
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Repair(args) => repair::run(&args),
         Command::Tenant(args) => admin::tenant(&args),
         Command::Token(args) => admin::token(&args),
+        Command::Define(args) => admin::define(&args),
     };
     match result {
         Ok(code) => code,
