@@ -55,6 +55,9 @@ other="alarm_id=308,station_id=1161115030"
 echo "== that row was above its threshold: the alert alarms_above fires late for the closed 11:50"
 echo "   window (late=true), and resolves at once (the watermark is past it)"
 "$RECKON" query --url "$url" history alarms_above --key "$other" --start 2017-10-23T04:50:00Z --csv
+echo "== and its batch trigger (webhook batch_report, format trigger) ran the report for it"
+for _ in $(seq 100); do grep -q "$other 2017-10-23T04:50:00Z late=true" batch-runs.log 2>/dev/null && break; sleep 0.05; done
+grep "$other 2017-10-23T04:50:00Z" batch-runs.log
 stop
 
 echo "== the sample is complete: close every window (days, weeks, months)"

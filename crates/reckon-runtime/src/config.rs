@@ -162,6 +162,11 @@ pub enum WebhookFormat {
     /// Alertmanager's webhook shape (`{"version": "4", "status", "alerts": [...]}`) for
     /// `[[alert]]` rules: receivers of Prometheus alerts take reckon's as they are.
     Alertmanager,
+    /// A batch run per alert episode that begins (seed 004's "onTrigger"): one message
+    /// per episode firing, late fires included, with the tenant, the rule, the series
+    /// and the window (`docs/alerts.md`); a `command` gets them as environment
+    /// variables too.
+    Trigger,
 }
 
 /// `[[webhook]]`: an HTTP endpoint told about corrected windows. Deliveries run beside
@@ -176,8 +181,14 @@ pub struct WebhookConfig {
     /// Default: none (the operator's, seen only without tenants or with an admin token).
     #[serde(default)]
     pub tenant: Option<String>,
-    /// URL to POST to.
+    /// URL to POST to (or give `command`).
+    #[serde(default)]
     pub url: String,
+    /// A program to run instead of a POST, with its arguments: the body goes to its
+    /// standard input and a `trigger`'s fields to `RECKON_*` environment variables;
+    /// exit status 0 is a delivery, another is retried like a `5xx`.
+    #[serde(default)]
+    pub command: Vec<String>,
     /// Pipelines whose emissions are sent (default: all).
     #[serde(default)]
     pub pipelines: Vec<String>,
@@ -1255,10 +1266,42 @@ impl Config {
                     w.name
                 )));
             }
-            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+            match (w.url.is_empty(), w.command.is_empty()) {
+                (true, true) => {
+                    return Err(Error::Config(format!(
+                        "webhook `{}`: give `url` (to POST to) or `command` (a program to run)",
+                        w.name
+                    )));
+                }
+                (false, false) => {
+                    return Err(Error::Config(format!(
+                        "webhook `{}`: give `url` or `command`, not both",
+                        w.name
+                    )));
+                }
+                (false, true) => {
+                    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                        return Err(Error::Config(format!(
+                            "webhook `{}`: url `{}` must start with http:// or https://",
+                            w.name, w.url
+                        )));
+                    }
+                }
+                (true, false) => {
+                    if w.command[0].is_empty() {
+                        return Err(Error::Config(format!(
+                            "webhook `{}`: `command` must start with the program to run",
+                            w.name
+                        )));
+                    }
+                }
+            }
+            if w.format == WebhookFormat::Trigger
+                && let Some(p) = w.pipelines.iter().find(|p| self.alert(p).is_none())
+            {
                 return Err(Error::Config(format!(
-                    "webhook `{}`: url `{}` must start with http:// or https://",
-                    w.name, w.url
+                    "webhook `{}` has format \"trigger\", which runs a batch per alert episode: `{p}` is not an [[alert]]",
+                    w.name
                 )));
             }
             if w.max_digest_windows == 0 {
@@ -1906,6 +1949,29 @@ mod tests {
         );
         let e = Config::from_toml(&hook).unwrap_err().to_string();
         assert!(e.contains("names pipeline `nope`"), "{e}");
+        // A webhook POSTs to a url or runs a command, one of the two; a trigger runs for
+        // alert rules only.
+        for (body, want) in [
+            ("", "give `url` (to POST to) or `command`"),
+            (
+                "url = \"http://x\"\ncommand = [\"true\"]\n",
+                "give `url` or `command`, not both",
+            ),
+            ("command = [\"\"]\n", "must start with the program"),
+            (
+                "command = [\"true\"]\nformat = \"trigger\"\npipelines = [\"payments_recon\"]\n",
+                "`payments_recon` is not an [[alert]]",
+            ),
+        ] {
+            let e = Config::from_toml(&format!("{SEED001}\n[[webhook]]\nname = \"w\"\n{body}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{body}: {e}");
+        }
+        Config::from_toml(&format!(
+            "{SEED001}\n[[webhook]]\nname = \"w\"\ncommand = [\"true\"]\nformat = \"json\"\n"
+        ))
+        .unwrap();
     }
 
     /// The reconciliation example in the README is a configuration that works.

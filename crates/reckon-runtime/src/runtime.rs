@@ -192,12 +192,32 @@ impl Runtime {
         let ordered = config.operators()?;
         let layout = layout(&ordered)?;
         let mut nodes = Vec::with_capacity(ordered.len());
-        let mut covered = Vec::with_capacity(ordered.len());
+        let mut checkpointed = Vec::with_capacity(ordered.len());
         for (oc, upstream) in ordered.iter().zip(layout) {
             let (op, seq) = build(oc, config, &store)?;
             nodes.push(Node { op, upstream });
-            covered.push(seq);
+            checkpointed.push(seq);
         }
+        // Operators checkpoint together, so one without a checkpoint beside others that
+        // have one was added to the configuration since: the journal may not go back
+        // to its beginning any more. It starts as one added while running does
+        // ([`Runtime::reconfigure`]), from the raw log and its inputs' stored results.
+        let added: Vec<usize> = if checkpointed.iter().any(Option::is_some) {
+            (0..nodes.len())
+                .filter(|&i| checkpointed[i].is_none())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let covered: Vec<u64> = checkpointed
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                _ if added.contains(&i) => u64::MAX,
+                Some(seq) => *seq,
+                None => 0,
+            })
+            .collect();
         let mut rt = Runtime {
             store,
             max_future: max_future(config),
@@ -217,12 +237,15 @@ impl Runtime {
                 ..CommitBatch::default()
             })?;
         }
-        let resynced = rt.resync(&|_| true)?;
+        let resynced = rt.resync(&|i| !added.contains(&i))?;
         if !resynced.is_empty() {
             rt.store.commit(CommitBatch {
                 emissions: resynced,
                 ..CommitBatch::default()
             })?;
+        }
+        if !added.is_empty() {
+            rt.start(&added, Vec::new(), Vec::new())?;
         }
         Ok(rt)
     }
@@ -1309,12 +1332,12 @@ fn layout(ordered: &[OperatorConfig<'_>]) -> Result<Vec<Vec<Option<usize>>>> {
 }
 
 /// The engine of `oc`, restored from its checkpoint if the store has one, and the
-/// journal sequence number the checkpoint covers (0 without one).
+/// journal sequence number the checkpoint covers (`None` without one).
 fn build(
     oc: &OperatorConfig<'_>,
     config: &Config,
     store: &Store,
-) -> Result<(Box<dyn Operator>, u64)> {
+) -> Result<(Box<dyn Operator>, Option<u64>)> {
     let cp = store.checkpoint(oc.name())?;
     let op = oc.build(
         config,
@@ -1322,7 +1345,7 @@ fn build(
         random_secret(),
         MAX_KEY_BYTES,
     )?;
-    Ok((op, cp.map_or(0, |c| c.seq)))
+    Ok((op, cp.map(|c| c.seq)))
 }
 
 /// The time guard of every stream that has one.

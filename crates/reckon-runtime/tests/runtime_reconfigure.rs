@@ -259,3 +259,38 @@ fn a_change_that_cannot_start_leaves_the_dataflow_as_it_was_and_a_removed_operat
     assert!(max_before > 0);
     assert_eq!(live.operators().count(), 1);
 }
+
+/// Operators added to the configuration between two runs start the same way: the
+/// journal no longer goes back to the beginning (checkpoints pruned it), the raw log
+/// and the stored results do.
+#[test]
+fn operators_added_to_the_configuration_before_a_restart_start_from_the_raw_log() {
+    let all = arrivals();
+    let half = all.len() / 2;
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let opts = RuntimeOptions {
+        checkpoint_every: 5,
+    };
+    let mut reference = Runtime::open(&full(dirs.0.path()), opts.clone()).unwrap();
+    ingest(&mut reference, &all);
+    let mut live = Runtime::open(&base(dirs.1.path()), opts.clone()).unwrap();
+    ingest(&mut live, &all[..half]);
+    assert!(
+        live.store().journal_after(0).unwrap().len() < half,
+        "checkpoints pruned the journal"
+    );
+    drop(live);
+    let mut live = Runtime::open(&full(dirs.1.path()), opts).unwrap();
+    for op in ["max_15m", "max_1h", "high_mean", "high_max"] {
+        assert!(live.store().checkpoint(op).unwrap().is_some(), "{op}");
+    }
+    ingest(&mut live, &all[half..]);
+    same(
+        &versions(&live, "mean_1h"),
+        &versions(&reference, "mean_1h"),
+        "mean_1h",
+    );
+    for op in ["max_15m", "max_1h", "high_mean", "high_max"] {
+        same(&contents(&live, op), &contents(&reference, op), op);
+    }
+}

@@ -99,7 +99,9 @@ async fn run(state: AppState, cfg: WebhookConfig, mut sender: WebhookSender) {
         // A digest holding `max_digest_windows` windows takes no more until it is sent:
         // memory and message size stay bounded in a burst (the cursor only moves with
         // deliveries, so nothing is skipped; the rest goes in the next message).
-        let room = cfg.max_digest_windows.saturating_sub(digest.len());
+        let room = sender
+            .max_windows(cfg.max_digest_windows)
+            .saturating_sub(digest.len());
         if state.epoch() != epoch {
             // The definitions changed: what comes from which stream, and the alert
             // rules' labels.
@@ -153,6 +155,9 @@ async fn run(state: AppState, cfg: WebhookConfig, mut sender: WebhookSender) {
                     };
                     if snd.wants(&c) {
                         c.previous = st.store().replaced_by(&c.emission)?;
+                        if !snd.takes(&c) {
+                            continue;
+                        }
                         if tenant.is_some() {
                             local_names(&mut c);
                         }

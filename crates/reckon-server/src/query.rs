@@ -525,6 +525,7 @@ pub(crate) async fn webhooks(
         list.push(json!({
             "name": local,
             "url": w.url,
+            "command": w.command.first(),
             "pipelines": pipelines,
             "cursor": s.cursor,
             "last_delivery": s.last_delivery,

@@ -13,7 +13,7 @@ use serde_json::Value as Json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn extra(hook: &str) -> String {
+fn extra(hook: &str, runs: &str) -> String {
     format!(
         r#"
         [[stream]]
@@ -41,8 +41,40 @@ fn extra(hook: &str) -> String {
         format = "alertmanager"
         notify = "all"
         digest_interval = "0s"
+        # Seed 004's onTrigger: a batch run per episode that begins, over HTTP and as a
+        # command.
+        [[webhook]]
+        name = "batch"
+        url = "{hook}"
+        pipelines = ["hot"]
+        format = "trigger"
+        digest_interval = "0s"
+        [[webhook]]
+        name = "batch_cmd"
+        command = ["sh", "-c", "echo \"$RECKON_RULE $RECKON_KEY $RECKON_WINDOW_START $RECKON_WINDOW_END $RECKON_STATE late=$RECKON_LATE\" >> {runs}; cat > /dev/null"]
+        pipelines = ["hot"]
+        format = "trigger"
+        digest_interval = "0s"
         "#
     )
+}
+
+/// Waits for `n` trigger bodies; returns them.
+async fn triggers(got: &Arc<Mutex<Vec<Json>>>, n: usize) -> Vec<Json> {
+    for _ in 0..500 {
+        let all: Vec<Json> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get("trigger").is_some())
+            .cloned()
+            .collect();
+        if all.len() >= n {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {n} triggers: {:?}", got.lock().unwrap());
 }
 
 async fn receiver() -> (String, Arc<Mutex<Vec<Json>>>) {
@@ -83,8 +115,9 @@ async fn alerts_fire_late_and_retract_through_an_alertmanager_webhook() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (hook, got) = receiver().await;
     let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs.txt");
     let server = common::serve(
-        common::config(dir.path(), &extra(&hook)),
+        common::config(dir.path(), &extra(&hook, runs.to_str().unwrap())),
         AppOptions::default(),
     )
     .await;
@@ -179,5 +212,52 @@ async fn alerts_fire_late_and_retract_through_an_alertmanager_webhook() {
         .collect();
     assert_eq!(states.last(), Some(&"retracted"), "{h}");
     assert!(states.contains(&"resolved"), "{h}");
+
+    // The batch trigger ran once per episode that began: a's from 10:00 (on time), c's
+    // from 10:00 (late), a's from 10:05 (after the retraction); not for the longer
+    // episode or the retraction.
+    let runs_http = triggers(&got, 3).await;
+    let seen: Vec<(String, String, bool)> = runs_http
+        .iter()
+        .map(|t| {
+            assert_eq!(t["rule"], "hot", "{t}");
+            assert_eq!(t["trigger"], "batch");
+            assert_eq!(t["labels"]["severity"], "page", "{t}");
+            (
+                t["tags"]["station"].as_str().unwrap().to_string(),
+                t["window"]["start"].as_str().unwrap().to_string(),
+                t["late"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("a".to_string(), "2024-03-01T10:00:00Z".to_string(), false),
+        ("c".into(), "2024-03-01T10:00:00Z".into(), true),
+        ("a".into(), "2024-03-01T10:05:00Z".into(), true),
+    ];
+    assert_eq!(seen, want, "{runs_http:?}");
+    let mut lines = Vec::new();
+    for _ in 0..500 {
+        lines = std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect();
+        if lines.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        lines,
+        [
+            "hot station=a 2024-03-01T10:00:00Z 2024-03-01T10:05:00Z resolved late=false",
+            "hot station=c 2024-03-01T10:00:00Z 2024-03-01T10:05:00Z resolved late=true",
+            "hot station=a 2024-03-01T10:05:00Z 2024-03-01T10:10:00Z resolved late=true",
+        ],
+        "{runs_http:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(triggers(&got, 3).await.len(), 3, "no other run");
     server.shutdown().await;
 }

@@ -41,6 +41,64 @@ pub fn payload(format: WebhookFormat, webhook_name: &str, corrections: &[Correct
         WebhookFormat::Alertmanager => {
             alertmanager(webhook_name, corrections, &AlertMeta::default())
         }
+        WebhookFormat::Trigger => trigger(webhook_name, None, corrections, &AlertMeta::default()),
+    }
+}
+
+/// Whether `c` is an alert episode beginning: its first stored version, or its first
+/// after a retraction, firing or already over (an episode found when its windows had
+/// closed is stored resolved at once). What a `trigger` webhook runs a batch for.
+pub fn begins_episode(c: &Correction) -> bool {
+    let e = &c.emission;
+    matches!(e.kind, EmissionKind::Firing | EmissionKind::Resolved)
+        && c.previous
+            .as_ref()
+            .is_none_or(|p| p.kind == EmissionKind::Retracted)
+}
+
+/// The body of a `trigger` webhook (seed 004's "onTrigger" batch): for one episode,
+/// `{"trigger", "tenant", "rule", "key", "tags", "window": {"start", "end"}, "state",
+/// "late", "detected_at", "value", "input_count", "labels", "annotations", "change",
+/// "version"}`; for several, `{"trigger", "runs": [...]}` (a trigger's digest holds one).
+pub fn trigger(
+    webhook_name: &str,
+    tenant: Option<&str>,
+    corrections: &[Correction],
+    meta: &AlertMeta,
+) -> Json {
+    let runs: Vec<Json> = corrections
+        .iter()
+        .map(|c| {
+            let e = &c.emission;
+            let (labels, annotations) = meta.get(&*e.pipeline).cloned().unwrap_or_default();
+            let tags: Map<String, Json> = e
+                .key
+                .tags()
+                .into_iter()
+                .map(|(k, v)| (k, json!(v)))
+                .collect();
+            json!({
+                "trigger": webhook_name,
+                "tenant": tenant,
+                "rule": &*e.pipeline,
+                "key": e.key.as_str(),
+                "tags": tags,
+                "window": { "start": e.window.start.to_string(), "end": e.window.end.to_string() },
+                "state": e.kind.as_str(),
+                "late": matches!(e.value("late"), Some(Value::Bool(true))),
+                "detected_at": e.emitted_at.to_string(),
+                "value": e.value("value").map(value_json),
+                "input_count": e.value("input_count").map(value_json),
+                "labels": labels,
+                "annotations": annotations,
+                "change": c.change,
+                "version": e.version.0,
+            })
+        })
+        .collect();
+    match <[Json; 1]>::try_from(runs) {
+        Ok([one]) => one,
+        Err(runs) => json!({ "trigger": webhook_name, "runs": runs }),
     }
 }
 

@@ -32,8 +32,9 @@ const SNIPPET_BYTES: usize = 256;
 #[derive(Clone)]
 pub struct WebhookSender {
     name: String,
-    url: reqwest::Url,
+    target: Target,
     client: reqwest::Client,
+    tenant: Option<String>,
     secret: Option<Vec<u8>>,
     format: WebhookFormat,
     notify: WebhookNotify,
@@ -44,6 +45,15 @@ pub struct WebhookSender {
     max_backoff: Duration,
     timeout: Duration,
     alerts: super::payload::AlertMeta,
+}
+
+/// Where messages go.
+#[derive(Clone, Debug)]
+enum Target {
+    /// POSTed to a URL.
+    Url(reqwest::Url),
+    /// Written to a program's standard input (`command`: program and arguments).
+    Command(Vec<String>),
 }
 
 /// How one delivery ended, after all its attempts.
@@ -134,16 +144,21 @@ impl WebhookSender {
             name: config.name.clone(),
             reason,
         };
-        let url = reqwest::Url::parse(&config.url).map_err(|e| invalid(e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(format!(
-                "scheme `{}` is not http or https",
-                url.scheme()
-            )));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(invalid("it has no host".into()));
-        }
+        let target = if config.command.is_empty() {
+            let url = reqwest::Url::parse(&config.url).map_err(|e| invalid(e.to_string()))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(format!(
+                    "scheme `{}` is not http or https",
+                    url.scheme()
+                )));
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(invalid("it has no host".into()));
+            }
+            Target::Url(url)
+        } else {
+            Target::Command(config.command.clone())
+        };
         install_crypto_provider();
         let timeout = config.timeout.to_std();
         let mut builder = reqwest::Client::builder()
@@ -159,8 +174,9 @@ impl WebhookSender {
         })?;
         Ok(WebhookSender {
             name: config.name.clone(),
-            url,
+            target,
             client,
+            tenant: config.tenant.clone(),
             secret: config.secret.as_ref().map(|s| s.as_bytes().to_vec()),
             format: config.format,
             notify: config.notify,
@@ -182,11 +198,33 @@ impl WebhookSender {
     /// The URL without path, query or credentials (`https://hooks.slack.com/…`), for
     /// logs and status pages.
     pub fn redacted_url(&self) -> String {
-        let host = self.url.host_str().unwrap_or("?");
-        match self.url.port() {
-            Some(port) => format!("{}://{host}:{port}/…", self.url.scheme()),
-            None => format!("{}://{host}/…", self.url.scheme()),
+        match &self.target {
+            Target::Url(url) => {
+                let host = url.host_str().unwrap_or("?");
+                match url.port() {
+                    Some(port) => format!("{}://{host}:{port}/…", url.scheme()),
+                    None => format!("{}://{host}/…", url.scheme()),
+                }
+            }
+            Target::Command(c) => format!("command `{}`", c.first().map_or("", String::as_str)),
         }
+    }
+
+    /// How many windows one message holds at most: one for a `trigger` (one batch run
+    /// per episode), else `configured`.
+    pub fn max_windows(&self, configured: usize) -> usize {
+        if self.format == WebhookFormat::Trigger {
+            1
+        } else {
+            configured
+        }
+    }
+
+    /// After [`WebhookSender::wants`] and the lookup of the version it replaced: whether
+    /// `correction` is sent. A `trigger` runs for alert episodes that begin
+    /// ([`super::payload::begins_episode`]); the other formats take everything wanted.
+    pub fn takes(&self, correction: &Correction) -> bool {
+        self.format != WebhookFormat::Trigger || super::payload::begins_episode(correction)
     }
 
     /// Gives the labels and annotations of the alert rules it reports (by the pipeline
@@ -203,9 +241,11 @@ impl WebhookSender {
         let pipeline = &*correction.emission.pipeline;
         let pipeline_ok = self.pipelines.is_empty() || self.pipelines.iter().any(|p| p == pipeline);
         pipeline_ok
-            && match self.notify {
-                WebhookNotify::Corrections => correction.is_late(),
-                WebhookNotify::All => true,
+            && match (self.format, self.notify) {
+                // A trigger looks at every episode version (`takes` decides).
+                (WebhookFormat::Trigger, _) => correction.emission.value("state").is_some(),
+                (_, WebhookNotify::Corrections) => correction.is_late(),
+                (_, WebhookNotify::All) => true,
             }
     }
 
@@ -220,6 +260,12 @@ impl WebhookSender {
             WebhookFormat::Alertmanager => {
                 super::payload::alertmanager(&self.name, corrections, &self.alerts)
             }
+            WebhookFormat::Trigger => super::payload::trigger(
+                &self.name,
+                self.tenant.as_deref(),
+                corrections,
+                &self.alerts,
+            ),
             format => payload(format, &self.name, corrections),
         };
         // Serialising a `serde_json::Value` cannot fail (its keys are strings).
@@ -290,9 +336,13 @@ impl WebhookSender {
     }
 
     async fn attempt(&self, delivery_id: u64, body: &[u8], now_unix_s: i64) -> Attempt {
+        let url = match &self.target {
+            Target::Url(url) => url,
+            Target::Command(command) => return self.run(command, delivery_id, body).await,
+        };
         let mut request = self
             .client
-            .post(self.url.clone())
+            .post(url.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(DELIVERY_HEADER, delivery_id.to_string())
             .body(body.to_vec());
@@ -336,6 +386,121 @@ impl WebhookSender {
                 status: Some(code),
                 error,
             }
+        }
+    }
+}
+
+impl WebhookSender {
+    /// One attempt of a `command`: the program with the body on its standard input and,
+    /// for a trigger's body, its fields as `RECKON_*` variables; within `timeout`.
+    async fn run(&self, command: &[String], delivery_id: u64, body: &[u8]) -> Attempt {
+        use tokio::io::AsyncWriteExt;
+        let Some((program, args)) = command.split_first() else {
+            return Attempt::Fail {
+                status: None,
+                error: "the command is empty".into(),
+            };
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env("RECKON_WEBHOOK", &self.name)
+            .env("RECKON_DELIVERY", delivery_id.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice(body) {
+            let text = |k: &str| match o.get(k) {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(serde_json::Value::Null) | None => None,
+                Some(v) => Some(v.to_string()),
+            };
+            for (var, field) in [
+                ("RECKON_TENANT", "tenant"),
+                ("RECKON_RULE", "rule"),
+                ("RECKON_KEY", "key"),
+                ("RECKON_STATE", "state"),
+                ("RECKON_LATE", "late"),
+                ("RECKON_DETECTED_AT", "detected_at"),
+            ] {
+                if let Some(v) = text(field) {
+                    cmd.env(var, v);
+                }
+            }
+            if let Some(w) = o.get("window") {
+                for (var, field) in [
+                    ("RECKON_WINDOW_START", "start"),
+                    ("RECKON_WINDOW_END", "end"),
+                ] {
+                    if let Some(v) = w.get(field).and_then(|v| v.as_str()) {
+                        cmd.env(var, v);
+                    }
+                }
+            }
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return Attempt::Fail {
+                    status: None,
+                    error: format!("cannot run `{program}`: {e}"),
+                };
+            }
+        };
+        let feed = async {
+            if let Some(mut stdin) = child.stdin.take() {
+                // A program that does not read its input is fine.
+                let _ = stdin.write_all(body).await;
+            }
+            child.wait_with_output().await
+        };
+        let output = if self.timeout.is_zero() {
+            feed.await
+        } else {
+            match tokio::time::timeout(self.timeout, feed).await {
+                Ok(o) => o,
+                Err(_) => {
+                    return Attempt::Retry {
+                        status: None,
+                        error: format!("`{program}` did not finish within {:?}", self.timeout),
+                        retry_after: None,
+                    };
+                }
+            }
+        };
+        match output {
+            Ok(o) if o.status.success() => Attempt::Delivered(0),
+            Ok(o) => {
+                let stderr = String::from_utf8_lossy(&o.stderr);
+                let tail: String = stderr
+                    .trim()
+                    .chars()
+                    .rev()
+                    .take(SNIPPET_BYTES)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                Attempt::Retry {
+                    status: o.status.code().and_then(|c| u16::try_from(c).ok()),
+                    error: format!(
+                        "`{program}` exited with {}{}",
+                        o.status,
+                        if tail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {tail}")
+                        }
+                    ),
+                    retry_after: None,
+                }
+            }
+            Err(e) => Attempt::Retry {
+                status: None,
+                error: format!("waiting for `{program}`: {e}"),
+                retry_after: None,
+            },
         }
     }
 }
