@@ -58,6 +58,13 @@ echo "   window (late=true), and resolves at once (the watermark is past it)"
 echo "== and its batch trigger (webhook batch_report, format trigger) ran the report for it"
 for _ in $(seq 100); do grep -q "$other 2017-10-23T04:50:00Z late=true" batch-runs.log 2>/dev/null && break; sleep 0.05; done
 grep "$other 2017-10-23T04:50:00Z" batch-runs.log
+echo "== a rule that never ran, over the stored history (reckon rules backfill): 3 or more"
+echo "   alarms above threshold in 5 minutes, 2 windows in a row"
+printf '[[alert]]\nname = "storm"\ninput = "alarms_5m"\ncondition = "above >= 3"\nfor = 2\n' >storm.toml
+"$RECKON" rules backfill --url "$url" --file storm.toml --csv | python3 -c '
+import csv, sys
+for r in csv.DictReader(sys.stdin):
+    print(r["pipeline"], r["key"], r["window_start"], r["state"], r["resolved_at"])'
 stop
 
 echo "== the sample is complete: close every window (days, weeks, months)"

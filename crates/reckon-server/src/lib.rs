@@ -26,6 +26,7 @@ pub mod metrics;
 mod notify;
 mod query;
 pub mod quota;
+mod rules;
 mod total;
 mod wire;
 pub mod writer;
@@ -577,6 +578,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pipelines/{pipeline}/history", get(query::history))
         .route("/v1/pipelines/{pipeline}/changes", get(feed::changes))
         .route("/v1/pipelines/{pipeline}/total", get(total::total))
+        .route(
+            "/v1/pipelines/{pipeline}/backfill",
+            get(rules::backfill_rule),
+        )
+        .route("/v1/rules/backfill", post(rules::backfill_definition))
         .route("/v1/webhooks", get(query::webhooks))
         .route("/v1/webhooks/{name}/deliveries", get(query::deliveries))
         .route("/metrics", get(query::metrics))

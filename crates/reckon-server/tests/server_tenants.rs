@@ -521,6 +521,12 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
             "",
         ),
         ("GET", "/v1/pipelines/{total}/total?key=station=G-1", ""),
+        ("GET", "/v1/pipelines/{pipeline}/backfill", ""),
+        (
+            "POST",
+            "/v1/rules/backfill",
+            r#"{"input": "rate", "condition": "count >= 1"}"#,
+        ),
         ("GET", "/v1/webhooks", ""),
         ("GET", "/v1/webhooks/{webhook}/deliveries", ""),
         ("GET", "/metrics", ""),

@@ -13,11 +13,16 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Args)]
 pub struct Server {
     /// The server's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8086", env = "RECKON_URL")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8086",
+        env = "RECKON_URL",
+        global = true
+    )]
     url: String,
     /// The token to send (`Authorization: Bearer …`); none is needed before the first
     /// token exists (single-user mode, loopback only).
-    #[arg(long, env = "RECKON_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "RECKON_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
 }
 
@@ -411,5 +416,108 @@ pub fn define(args: &DefineArgs) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
+    })
+}
+
+/// Options of `reckon rules`.
+#[derive(Debug, clap::Args)]
+pub struct RulesArgs {
+    #[command(flatten)]
+    server: Server,
+    #[command(subcommand)]
+    what: RulesCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum RulesCommand {
+    /// The timeline an alert rule gives over stored history: the rule evaluated at once
+    /// over its input's stored windows starting in [--from, --to); nothing is stored or
+    /// sent. Name a running rule, or give one that does not run with --file.
+    Backfill {
+        /// A running rule (an `[[alert]]` of the server).
+        rule: Option<String>,
+        /// A TOML file with one `[[alert]]` table (reckon.toml's schema) to evaluate
+        /// instead.
+        #[arg(long, conflicts_with = "rule")]
+        file: Option<String>,
+        /// Windows starting at or after this time (RFC 3339); default: all.
+        #[arg(long)]
+        from: Option<String>,
+        /// Windows starting before this time (RFC 3339); default: all.
+        #[arg(long)]
+        to: Option<String>,
+        /// Print CSV instead of JSON.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+/// Runs `reckon rules …`.
+pub fn rules(args: &RulesArgs) -> Result<ExitCode> {
+    let RulesCommand::Backfill {
+        rule,
+        file,
+        from,
+        to,
+        csv,
+    } = &args.what;
+    let mut query = Vec::new();
+    for (name, v) in [("from", from), ("to", to)] {
+        if let Some(v) = v {
+            query.push(format!("{name}={}", v.replace('+', "%2B")));
+        }
+    }
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", query.join("&"))
+    };
+    let (method, path, body) = match (rule, file) {
+        (Some(r), None) => (
+            reqwest::Method::GET,
+            format!("/v1/pipelines/{r}/backfill{query}"),
+            None,
+        ),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?;
+            let doc: toml::Table = toml::from_str(&text).with_context(|| f.clone())?;
+            let alerts = doc
+                .get("alert")
+                .and_then(|a| a.as_array())
+                .filter(|a| a.len() == 1)
+                .with_context(|| format!("{f} must hold exactly one [[alert]] table"))?;
+            (
+                reqwest::Method::POST,
+                format!("/v1/rules/backfill{query}"),
+                Some(serde_json::to_value(&alerts[0])?),
+            )
+        }
+        _ => bail!("name a running rule, or give one with --file rule.toml"),
+    };
+    block_on(async {
+        if *csv {
+            let base = args.server.url.trim_end_matches('/');
+            let mut req = client(args.server.token.as_deref())?
+                .request(method, format!("{base}{path}"))
+                .header(reqwest::header::ACCEPT, "text/csv");
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.with_context(|| {
+                format!("cannot reach reckon at {base} (is `reckon serve` running?)")
+            })?;
+            let status = resp.status();
+            let text = resp.text().await.context("reading the answer")?;
+            if !status.is_success() {
+                let msg = serde_json::from_str::<Json>(&text)
+                    .ok()
+                    .and_then(|j| j["error"].as_str().map(String::from))
+                    .unwrap_or(text);
+                bail!("{status}: {msg}");
+            }
+            print!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        print(&call(&args.server, method, &path, body).await?)
     })
 }

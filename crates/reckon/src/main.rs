@@ -58,6 +58,8 @@ enum Command {
     /// Define streams, pipelines and alert rules in a running server, without a
     /// restart (`docs/definitions.md`): `apply` a TOML file, `list`, `show`, `delete`.
     Define(admin::DefineArgs),
+    /// Alert rules: `backfill` computes a rule's timeline over stored history.
+    Rules(admin::RulesArgs),
 }
 
 /// The filter without `RECKON_LOG`: reckon's own `info`, and only warnings of the
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         Command::Tenant(args) => admin::tenant(&args),
         Command::Token(args) => admin::token(&args),
         Command::Define(args) => admin::define(&args),
+        Command::Rules(args) => admin::rules(&args),
     };
     match result {
         Ok(code) => code,
