@@ -123,6 +123,7 @@ fn config(url: &str, format: WebhookFormat) -> WebhookConfig {
         name: "ops".into(),
         tenant: None,
         url: url.into(),
+        command: vec![],
         pipelines: vec![],
         format,
         notify: WebhookNotify::Corrections,
@@ -563,4 +564,99 @@ fn pipeline_and_notify_filters() {
     assert!(!sender(&cfg).wants(&late));
     cfg.pipelines.push("water_level_mean_1h".into());
     assert!(sender(&cfg).wants(&late));
+}
+
+/// An alert episode's emission (columns as `AlertRule` writes them).
+fn episode(version: u32, kind: EmissionKind, late: bool) -> Emission {
+    Emission {
+        pipeline: Arc::from("hot"),
+        columns: Arc::from(
+            ["state", "resolved_at", "late", "value", "input_count"].map(Arc::<str>::from),
+        ),
+        values: vec![
+            Some(Value::Str(Arc::from(kind.as_str()))),
+            None,
+            Some(Value::Bool(late)),
+            Some(Value::I64(12)),
+            Some(Value::I64(3)),
+        ],
+        ..emission("a", version, kind, 3, 0.0)
+    }
+}
+
+/// A `trigger` webhook runs a `command` once per episode that begins: the episode on
+/// standard input and its fields in `RECKON_*` variables; exit 0 is a delivery, another
+/// status is retried and then fails; a program that cannot start fails at once.
+#[tokio::test]
+async fn a_trigger_command_runs_per_episode_that_begins() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut cfg = config("", WebhookFormat::Trigger);
+    cfg.command = vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "echo \"$RECKON_RULE|$RECKON_KEY|$RECKON_WINDOW_START|$RECKON_LATE|$RECKON_DELIVERY\" >> {0}; cat >> {0}; echo >> {0}",
+            out.display()
+        ),
+    ];
+    let s = sender(&cfg);
+    assert!(s.redacted_url().contains("command `sh`"));
+    assert_eq!(s.max_windows(10_000), 1, "one run per episode");
+    let fired = Correction {
+        change: 7,
+        stream: Arc::from("alarms"),
+        emission: episode(1, EmissionKind::Firing, true),
+        previous: None,
+    };
+    let resolved = Correction {
+        change: 8,
+        emission: episode(2, EmissionKind::Resolved, true),
+        previous: Some(fired.emission.clone()),
+        ..fired.clone()
+    };
+    let back = Correction {
+        change: 9,
+        emission: episode(4, EmissionKind::Firing, false),
+        previous: Some(episode(3, EmissionKind::Retracted, false)),
+        ..fired.clone()
+    };
+    let not_an_alert = seed_000(10);
+    assert!(s.wants(&fired) && s.takes(&fired));
+    assert!(
+        s.wants(&resolved) && !s.takes(&resolved),
+        "no run for a resolution"
+    );
+    assert!(
+        s.takes(&back),
+        "a run for an episode back after a retraction"
+    );
+    assert!(
+        !s.wants(&not_an_alert),
+        "windows of other pipelines are not episodes"
+    );
+    let body = s.body(std::slice::from_ref(&fired));
+    let r = s.deliver(5, &body, now_unix_s()).await;
+    assert!(r.is_delivered(), "{r:?}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next().unwrap(), "hot|i=a|2022-06-13T14:00:00Z|true|5");
+    let json: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(json["rule"], "hot");
+    assert_eq!(json["change"], 7);
+    assert_eq!(json["value"], 12);
+    assert_eq!(json["window"]["start"], "2022-06-13T14:00:00Z");
+
+    cfg.command = vec!["sh".into(), "-c".into(), "echo nope >&2; exit 3".into()];
+    let r = sender(&cfg).deliver(6, &body, now_unix_s()).await;
+    let (status, error) = failed(&r);
+    assert_eq!((status, r.attempts), (Some(3), 4), "{error}");
+    assert!(
+        error.contains("exited with") && error.contains("nope"),
+        "{error}"
+    );
+    cfg.command = vec!["/no/such/program".into()];
+    let r = sender(&cfg).deliver(7, &body, now_unix_s()).await;
+    assert_eq!(r.attempts, 1);
+    assert!(failed(&r).1.contains("cannot run"), "{r:?}");
 }

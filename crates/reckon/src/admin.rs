@@ -346,7 +346,7 @@ pub fn define(args: &DefineArgs) -> Result<ExitCode> {
                 } else {
                     std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
                 };
-                let doc: toml::Table = toml::from_str(&text).with_context(|| format!("{file}"))?;
+                let doc: toml::Table = toml::from_str(&text).with_context(|| file.clone())?;
                 if let Some(other) = doc.keys().find(|k| !KINDS.contains(&k.as_str())) {
                     bail!(
                         "{file}: `{other}` cannot be defined over the API (only [[stream]], [[pipeline]], [[reconcile]], [[running_total]] and [[alert]]; the rest belongs in the server's reckon.toml)"
