@@ -34,6 +34,30 @@ pub(crate) fn parse_time_param(name: &str, v: &str) -> Result<i64, ApiError> {
     })
 }
 
+/// The `from` and `to` query parameters (RFC 3339; unbounded when absent), `from` not
+/// after `to`.
+pub(crate) fn time_range(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(EventTime, EventTime), ApiError> {
+    let from = match from {
+        Some(v) => EventTime(parse_time_param("from", v)?),
+        None => EventTime::MIN,
+    };
+    let to = match to {
+        Some(v) => EventTime(parse_time_param("to", v)?),
+        None => EventTime::MAX,
+    };
+    if from > to {
+        return Err(ApiError::bad_request(format!(
+            "`from` ({}) is after `to` ({})",
+            rfc3339(from.0),
+            rfc3339(to.0)
+        )));
+    }
+    Ok((from, to))
+}
+
 /// Parses a series key written as its canonical text (`i=42`, `a=1,b=x`; `\` escapes
 /// `,`, `=` and `\`).
 pub(crate) fn parse_key(v: &str) -> Result<Key, ApiError> {
@@ -224,21 +248,7 @@ pub(crate) async fn windows(
     let q = params(q)?;
     let (local, pipeline) = (pipeline.clone(), state.resolve_pipeline(&who, &pipeline)?);
     let key = q.key.as_deref().map(parse_key).transpose()?;
-    let from = match &q.from {
-        Some(v) => EventTime(parse_time_param("from", v)?),
-        None => EventTime::MIN,
-    };
-    let to = match &q.to {
-        Some(v) => EventTime(parse_time_param("to", v)?),
-        None => EventTime::MAX,
-    };
-    if from > to {
-        return Err(ApiError::bad_request(format!(
-            "`from` ({}) is after `to` ({})",
-            rfc3339(from.0),
-            rfc3339(to.0)
-        )));
-    }
+    let (from, to) = time_range(q.from.as_deref(), q.to.as_deref())?;
     let as_of = q
         .as_of
         .as_deref()

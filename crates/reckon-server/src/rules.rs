@@ -12,7 +12,7 @@
 //! retracted again are left out: the answer is the timeline.
 
 use crate::auth::{Access, Principal, json_body};
-use crate::query::parse_time_param;
+use crate::query::time_range;
 use crate::wire::{emission_json, emissions_csv, rfc3339};
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -41,32 +41,11 @@ pub(crate) struct Range {
     to: Option<String>,
 }
 
-impl Range {
-    fn parse(&self) -> Result<(EventTime, EventTime), ApiError> {
-        let from = match &self.from {
-            Some(v) => EventTime(parse_time_param("from", v)?),
-            None => EventTime::MIN,
-        };
-        let to = match &self.to {
-            Some(v) => EventTime(parse_time_param("to", v)?),
-            None => EventTime::MAX,
-        };
-        if from > to {
-            return Err(ApiError::bad_request(format!(
-                "`from` ({}) is after `to` ({})",
-                rfc3339(from.0),
-                rfc3339(to.0)
-            )));
-        }
-        Ok((from, to))
-    }
-}
-
 type RangeQuery = Result<Query<Range>, axum::extract::rejection::QueryRejection>;
 
 fn range(q: RangeQuery) -> Result<(EventTime, EventTime), ApiError> {
     let Query(r) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    r.parse()
+    time_range(r.from.as_deref(), r.to.as_deref())
 }
 
 /// `GET /v1/pipelines/{rule}/backfill`: a running rule's timeline over stored history.

@@ -38,6 +38,17 @@ const EXTRA: &str = r#"
 /// 2024-03-01T10:00:00Z.
 const T0: i64 = 1_709_287_200_000_000_000;
 
+/// An RFC 3339 time of an answer.
+fn at(v: &Json) -> EventTime {
+    EventTime(
+        v.as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_nanosecond() as i64,
+    )
+}
+
 /// (key, fired_at) → resolved_at of an answer's episodes (`None` while firing).
 fn timeline(episodes: &Json) -> BTreeMap<(Key, EventTime), Option<EventTime>> {
     episodes
@@ -45,15 +56,6 @@ fn timeline(episodes: &Json) -> BTreeMap<(Key, EventTime), Option<EventTime>> {
         .unwrap()
         .iter()
         .map(|e| {
-            let at = |v: &Json| {
-                EventTime(
-                    v.as_str()
-                        .unwrap()
-                        .parse::<jiff::Timestamp>()
-                        .unwrap()
-                        .as_nanosecond() as i64,
-                )
-            };
             (
                 (
                     Key::parse(e["key"].as_str().unwrap()).unwrap(),
@@ -122,21 +124,12 @@ async fn a_backfilled_timeline_equals_the_batch_evaluation_of_the_stored_windows
         .unwrap()
         .iter()
         .map(|w| {
-            let t = |v: &Json| {
-                EventTime(
-                    v.as_str()
-                        .unwrap()
-                        .parse::<jiff::Timestamp>()
-                        .unwrap()
-                        .as_nanosecond() as i64,
-                )
-            };
             let above = w["values"]["above"].as_i64().unwrap();
             (
                 OracleWindow {
                     key: Key::parse(w["key"].as_str().unwrap()).unwrap(),
-                    start: t(&w["window"]["start"]),
-                    end: t(&w["window"]["end"]),
+                    start: at(&w["window"]["start"]),
+                    end: at(&w["window"]["end"]),
                     holds: above >= 8,
                 },
                 above,
