@@ -449,6 +449,21 @@ impl Runtime {
             produced[i] = Some((a, emissions.len()));
         }
         emissions.extend(self.resync(&is_new)?);
+        // Only the newest version of each window is committed: the ones before it were
+        // never seen by anyone (operators downstream took them above), like the
+        // versions one commit of several requests coalesces.
+        let mut newest: HashMap<(Arc<str>, reckon_core::Key, EventTime), usize> = HashMap::new();
+        for (i, e) in emissions.iter().enumerate() {
+            newest.insert((e.pipeline.clone(), e.key.clone(), e.window.start), i);
+        }
+        let emissions: Vec<Emission> = emissions
+            .into_iter()
+            .enumerate()
+            .filter(|(i, e)| {
+                newest.get(&(e.pipeline.clone(), e.key.clone(), e.window.start)) == Some(i)
+            })
+            .map(|(_, e)| e)
+            .collect();
         let seq = self.store.last_seq();
         let mut checkpoints = Vec::with_capacity(started.len());
         for &i in started {
