@@ -294,3 +294,68 @@ fn operators_added_to_the_configuration_before_a_restart_start_from_the_raw_log(
         same(&contents(&live, op), &contents(&reference, op), op);
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+        /// Any workload (seed, lateness), any moment of the change, requests resent
+        /// (duplicates by id), with or without a restart right after it: the operators
+        /// started while running end equal to the same operators configured from the
+        /// start.
+        #[test]
+        fn started_while_running_equals_configured_from_the_start(
+            seed in 0u64..1_000,
+            late in 0.1f64..0.9,
+            split in 0.05f64..0.95,
+            resend in proptest::collection::vec(0usize..60, 0..6),
+            restart in any::<bool>(),
+        ) {
+            let all: Vec<Arrival> = Seed000 {
+                locations: 3,
+                interval: reckon_core::Span::secs(60),
+                late_probability: late,
+                max_lateness: reckon_core::Span::hours(4),
+                with_ids: true,
+                seed,
+                ..Seed000::default()
+            }
+            .arrivals()
+            .take(1_500)
+            .collect();
+            // Requests of 50 events; some sent twice (a client retrying).
+            let mut requests: Vec<&[Arrival]> = all.chunks(50).collect();
+            for r in resend {
+                if r < requests.len() {
+                    requests.insert(r, requests[r]);
+                }
+            }
+            let at = ((requests.len() as f64) * split) as usize;
+            let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let opts = RuntimeOptions { checkpoint_every: 3 };
+            let mut reference = Runtime::open(&full(dirs.0.path()), opts.clone()).unwrap();
+            let mut live = Runtime::open(&base(dirs.1.path()), opts.clone()).unwrap();
+            for r in &requests {
+                ingest(&mut reference, r);
+            }
+            for r in &requests[..at] {
+                ingest(&mut live, r);
+            }
+            live.reconfigure(&full(dirs.1.path()), vec![], &mut |_| {}).unwrap();
+            if restart {
+                drop(live);
+                live = Runtime::open(&full(dirs.1.path()), opts).unwrap();
+            }
+            for r in &requests[at..] {
+                ingest(&mut live, r);
+            }
+            prop_assert_eq!(versions(&live, "mean_1h"), versions(&reference, "mean_1h"));
+            for op in ["max_15m", "max_1h", "high_mean", "high_max"] {
+                prop_assert_eq!(contents(&live, op), contents(&reference, op), "{}", op);
+            }
+        }
+    }
+}
