@@ -169,10 +169,10 @@ enum Order {
 
 impl Order {
     fn of(v: &str) -> Order {
-        if let Ok(d) = v.parse::<jiff::civil::Date>() {
-            if let Ok(z) = d.to_zoned(jiff::tz::TimeZone::UTC) {
-                return Order::Time(z.timestamp().as_nanosecond() as i64);
-            }
+        if let Ok(d) = v.parse::<jiff::civil::Date>()
+            && let Ok(z) = d.to_zoned(jiff::tz::TimeZone::UTC)
+        {
+            return Order::Time(z.timestamp().as_nanosecond() as i64);
         }
         if let Ok(t) = v.parse::<jiff::Timestamp>() {
             return Order::Time(t.as_nanosecond() as i64);
