@@ -6,6 +6,7 @@
 //! used (the message says which).
 
 mod admin;
+mod backfill;
 mod demo;
 mod demo_live;
 mod ingest;
@@ -60,6 +61,9 @@ enum Command {
     Define(admin::DefineArgs),
     /// Alert rules: `backfill` computes a rule's timeline over stored history.
     Rules(admin::RulesArgs),
+    /// Delta Lake backfills (seed 002): `plan` the partitions that got late data since
+    /// the last plan, from the table's log; `status` of the cursors.
+    Backfill(backfill::BackfillArgs),
 }
 
 /// The filter without `RECKON_LOG`: reckon's own `info`, and only warnings of the
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Command::Token(args) => admin::token(&args),
         Command::Define(args) => admin::define(&args),
         Command::Rules(args) => admin::rules(&args),
+        Command::Backfill(args) => backfill::run(&args),
     };
     match result {
         Ok(code) => code,
