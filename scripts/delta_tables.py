@@ -7,6 +7,8 @@ the version each step made.
   day (v6), a new fourth day (v7).
 - `long`: 14 daily appends, late rows into the first day at v14, a checkpoint at v14,
   then one more day (v15).
+- `big`: `RECKON_DELTA_COMMITS` (default 10,000) small appends, a new day every 100,
+  one in 20 late into an earlier day; delta-rs checkpoints every 100 commits.
 """
 import json
 import sys
@@ -51,6 +53,24 @@ def long(p):
     return steps
 
 
+def big(p):
+    import os
+    import random
+
+    n = int(os.environ.get("RECKON_DELTA_COMMITS", "10000"))
+    rnd = random.Random(2)
+    late = 0
+    for i in range(n):
+        day = i // 100
+        if day > 0 and rnd.random() < 0.05:
+            day = rnd.randrange(day)
+            late += 1
+        import datetime
+        name = (datetime.date(2020, 1, 1) + datetime.timedelta(days=day)).isoformat()
+        write_deltalake(p, rows(name, 2, i * 2), partition_by=["day"], mode="append")
+    return {"commits": n, "late": late, "version": DeltaTable(p).version()}
+
+
 if __name__ == "__main__":
     scenario, path = sys.argv[1], sys.argv[2]
-    print(json.dumps({"history": history, "long": long}[scenario](path)))
+    print(json.dumps({"history": history, "long": long, "big": big}[scenario](path)))

@@ -16,6 +16,7 @@
 //! [`App::shutdown_signal`] fires. The HTTP API is documented in `docs/http.md`.
 
 pub mod auth;
+mod changed;
 pub mod clock;
 mod define;
 pub mod error;
@@ -583,6 +584,7 @@ pub fn router(state: AppState) -> Router {
             get(rules::backfill_rule),
         )
         .route("/v1/rules/backfill", post(rules::backfill_definition))
+        .route("/v1/pipelines/{pipeline}/changed", get(changed::changed))
         .route("/v1/webhooks", get(query::webhooks))
         .route("/v1/webhooks/{name}/deliveries", get(query::deliveries))
         .route("/metrics", get(query::metrics))

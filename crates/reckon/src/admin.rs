@@ -180,6 +180,11 @@ async fn call(
     Ok(json)
 }
 
+/// GETs `path` of the server and prints its JSON answer (`reckon backfill changed`).
+pub fn get_and_print(server: &Server, path: &str) -> Result<ExitCode> {
+    block_on(async { print(&call(server, reqwest::Method::GET, path, None).await?) })
+}
+
 fn print(json: &Json) -> Result<ExitCode> {
     println!("{}", serde_json::to_string_pretty(json)?);
     Ok(ExitCode::SUCCESS)

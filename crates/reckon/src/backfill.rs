@@ -1,4 +1,4 @@
-//! `reckon backfill plan|status`: which partitions of a Delta table need a backfill
+//! `reckon backfill plan|status|changed`: which partitions of a Delta table need a backfill
 //! since the last plan, from the table's transaction log alone (seed 002;
 //! `docs/backfill.md`).
 //!
@@ -29,6 +29,24 @@ enum BackfillCommand {
     /// Plan the backfill of a Delta table: the partitions that got late data since
     /// the last plan (or `--since-version`), stored with the new cursor in one commit.
     Plan(PlanArgs),
+    /// reckon's own results as a source: which days (or `--by` partitions) of a
+    /// pipeline a running server corrected after change `--since` (print the answer's
+    /// `lastChange` and pass it next time).
+    Changed {
+        #[command(flatten)]
+        server: crate::admin::Server,
+        /// The pipeline.
+        pipeline: String,
+        /// The change number already handled (default 0).
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// The partition size (`1d`, `1h`).
+        #[arg(long, default_value = "1d")]
+        by: String,
+        /// Count every new result, not only corrections.
+        #[arg(long)]
+        all: bool,
+    },
     /// The cursor and recent plans of every table planned in the store.
     Status {
         /// The store holding cursors and plans.
@@ -81,6 +99,16 @@ pub fn run(args: &BackfillArgs) -> Result<ExitCode> {
     match &args.what {
         BackfillCommand::Plan(p) => plan(p),
         BackfillCommand::Status { store } => status(store),
+        BackfillCommand::Changed {
+            server,
+            pipeline,
+            since,
+            by,
+            all,
+        } => crate::admin::get_and_print(
+            server,
+            &format!("/v1/pipelines/{pipeline}/changed?since={since}&by={by}&all={all}"),
+        ),
     }
 }
 
