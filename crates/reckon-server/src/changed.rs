@@ -42,6 +42,9 @@ pub(crate) struct ChangedQuery {
 
 type ChangedParams = Result<Query<ChangedQuery>, axum::extract::rejection::QueryRejection>;
 
+/// A partition's corrected windows `(key, start)`, its changes and its newest change.
+type Partition = (std::collections::BTreeSet<(String, i64)>, u64, u64);
+
 /// Whether an emission is a correction of something a batch job may have read.
 fn is_correction(kind: EmissionKind, version: u32) -> bool {
     match kind {
@@ -86,9 +89,7 @@ pub(crate) async fn changed(
     let (since, all) = (q.since, q.all);
     let name = stored.clone();
     let scan = tokio::task::spawn_blocking(move || {
-        // partition start → (windows, changes, newest change)
-        let mut parts: BTreeMap<i64, (std::collections::BTreeSet<(String, i64)>, u64, u64)> =
-            BTreeMap::new();
+        let mut parts: BTreeMap<i64, Partition> = BTreeMap::new();
         let (mut cursor, mut read) = (since, 0usize);
         let last = store.last_change();
         while cursor < last && read < MAX_CHANGES {
