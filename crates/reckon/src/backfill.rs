@@ -47,6 +47,10 @@ enum BackfillCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Trigger the backfill runs of the newest plan and track them: each planned
+    /// partition is a run, pending → triggered → done or failed (retried up to
+    /// `--max-attempts`). Run it again to poll triggered runs and retry failed ones.
+    Trigger(TriggerArgs),
     /// The cursor and recent plans of every table planned in the store.
     Status {
         /// The store holding cursors and plans.
@@ -88,6 +92,56 @@ struct PlanArgs {
     dry_run: bool,
 }
 
+/// Options of `reckon backfill trigger`.
+#[derive(Debug, clap::Args)]
+struct TriggerArgs {
+    /// The table's name (as `plan` stored it).
+    #[arg(long)]
+    name: String,
+    /// The store holding cursors, plans and runs.
+    #[arg(long, default_value = "reckon-backfill-data")]
+    store: PathBuf,
+    /// Airflow's base URL (`http://localhost:8080`): a DAG run per partition through
+    /// its stable REST API, with the partition as `logical_date` and in `conf`.
+    #[arg(long, conflicts_with = "command")]
+    airflow: Option<String>,
+    /// The DAG to trigger (with `--airflow`).
+    #[arg(long, requires = "airflow")]
+    dag: Option<String>,
+    /// Airflow's API version: `v2` (Airflow 3, default) or `v1` (Airflow 2).
+    #[arg(long, default_value = "v2")]
+    airflow_api: String,
+    /// A bearer token for Airflow (Airflow 3's `/auth/token`).
+    #[arg(long, env = "AIRFLOW_TOKEN", hide_env_values = true)]
+    airflow_token: Option<String>,
+    /// Basic-auth user and password for Airflow 2 (`user:password`).
+    #[arg(long, env = "AIRFLOW_BASIC_AUTH", hide_env_values = true)]
+    airflow_basic: Option<String>,
+    /// A program to run per partition instead (its arguments follow); it gets
+    /// `RECKON_TABLE`, `RECKON_PARTITION` and `RECKON_VERSION`; exit 0 is done.
+    #[arg(long, num_args = 1.., allow_hyphen_values = true)]
+    command: Option<Vec<String>>,
+    /// Attempts per partition before it stays failed.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+}
+
+/// One partition's backfill run, as stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Run {
+    partition: String,
+    /// The plan's `lastProcessedVersion`.
+    version: u64,
+    /// `pending`, `triggered`, `done` or `failed`.
+    status: String,
+    attempts: u32,
+    /// Airflow's DAG run id (deterministic: a retried trigger is the same run).
+    run_id: String,
+    #[serde(default)]
+    error: Option<String>,
+    updated: String,
+}
+
 /// Catalog keys: `backfill/<name>/cursor` and `backfill/<name>/plan/<version>.<since>`
 /// (`since`: the cursor it planned after, or `start`).
 fn key(name: &str, what: &str) -> Vec<u8> {
@@ -99,6 +153,7 @@ pub fn run(args: &BackfillArgs) -> Result<ExitCode> {
     match &args.what {
         BackfillCommand::Plan(p) => plan(p),
         BackfillCommand::Status { store } => status(store),
+        BackfillCommand::Trigger(t) => trigger(t),
         BackfillCommand::Changed {
             server,
             pipeline,
@@ -202,6 +257,220 @@ fn plan(args: &PlanArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn trigger(args: &TriggerArgs) -> Result<ExitCode> {
+    if args.airflow.is_none() && args.command.is_none() {
+        bail!("give --airflow URL --dag ID, or --command PROGRAM [ARGS...]");
+    }
+    if args.airflow.is_some() && args.dag.is_none() {
+        bail!("--airflow needs --dag");
+    }
+    let store = Store::open(&args.store)
+        .with_context(|| format!("opening the store at {}", args.store.display()))?;
+    let plans = store.catalog(&key(&args.name, "plan/"))?;
+    let Some((_, newest)) = plans.last() else {
+        bail!(
+            "no plan of `{}` in {}: run `reckon backfill plan` first",
+            args.name,
+            args.store.display()
+        );
+    };
+    let plan: Json = serde_json::from_slice(newest)?;
+    let version = plan["lastProcessedVersion"].as_u64().unwrap_or_default();
+    let table = plan["table"].as_str().unwrap_or_default().to_string();
+    let partitions: Vec<String> = plan["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str().map(String::from))
+        .collect();
+    let now = || jiff::Timestamp::now().to_string();
+    let run_key = |p: &str| key(&args.name, &format!("run/{version:020}/{p}"));
+    let mut runs = Vec::new();
+    for p in &partitions {
+        let stored = store
+            .catalog(&run_key(p))?
+            .into_iter()
+            .find(|(k, _)| *k == run_key(p));
+        runs.push(match stored {
+            Some((_, v)) => serde_json::from_slice::<Run>(&v)?,
+            None => Run {
+                partition: p.clone(),
+                version,
+                status: "pending".into(),
+                attempts: 0,
+                run_id: format!("reckon__{}__{p}__v{version}", args.name),
+                error: None,
+                updated: now(),
+            },
+        });
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let client = reqwest::Client::new();
+    for run in &mut runs {
+        let due =
+            run.status == "pending" || (run.status == "failed" && run.attempts < args.max_attempts);
+        if due {
+            run.attempts += 1;
+            let outcome = match (&args.airflow, &args.command) {
+                (Some(base), _) => rt.block_on(airflow_trigger(&client, args, base, run, &table)),
+                (None, Some(cmd)) => run_command(cmd, &table, run),
+                (None, None) => unreachable_outcome(),
+            };
+            match outcome {
+                Ok(status) => {
+                    run.status = status;
+                    run.error = None;
+                }
+                Err(e) => {
+                    run.status = "failed".into();
+                    run.error = Some(format!("{e:#}"));
+                }
+            }
+        } else if run.status == "triggered"
+            && let Some(base) = &args.airflow
+        {
+            match rt.block_on(airflow_state(&client, args, base, run)) {
+                Ok(Some(done)) => run.status = done,
+                Ok(None) => {}
+                Err(e) => run.error = Some(format!("{e:#}")),
+            }
+        }
+        run.updated = now();
+        // Each run's state is durable before the next is triggered.
+        store.commit(CommitBatch {
+            catalog: vec![(run_key(&run.partition), Some(serde_json::to_vec(&*run)?))],
+            ..CommitBatch::default()
+        })?;
+        tracing::info!(partition = %run.partition, status = %run.status, attempts = run.attempts, "backfill run");
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &json!({ "name": args.name, "version": version, "runs": runs })
+        )?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unreachable_outcome() -> Result<String> {
+    bail!("no trigger configured")
+}
+
+/// Airflow's DAG-runs endpoint of `args.dag`.
+fn airflow_runs(args: &TriggerArgs, base: &str) -> String {
+    format!(
+        "{}/api/{}/dags/{}/dagRuns",
+        base.trim_end_matches('/'),
+        args.airflow_api,
+        args.dag.as_deref().unwrap_or_default()
+    )
+}
+
+fn airflow_auth(args: &TriggerArgs, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match (&args.airflow_token, &args.airflow_basic) {
+        (Some(t), _) => req.bearer_auth(t),
+        (None, Some(b)) => match b.split_once(':') {
+            Some((u, p)) => req.basic_auth(u, Some(p)),
+            None => req.basic_auth(b, None::<&str>),
+        },
+        (None, None) => req,
+    }
+}
+
+/// The partition's start as a logical date: a date partition is its midnight UTC.
+fn logical_date(partition: &str) -> Option<String> {
+    if let Ok(d) = partition.parse::<jiff::civil::Date>() {
+        return Some(format!("{d}T00:00:00Z"));
+    }
+    partition
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.to_string())
+}
+
+/// Triggers a DAG run for `run`: `triggered`, or an error. A run that exists already
+/// (409: an earlier attempt got through) counts as triggered.
+async fn airflow_trigger(
+    client: &reqwest::Client,
+    args: &TriggerArgs,
+    base: &str,
+    run: &Run,
+    table: &str,
+) -> Result<String> {
+    let mut body = json!({
+        "dag_run_id": run.run_id,
+        "conf": {
+            "table": table,
+            "partition": run.partition,
+            "lastProcessedVersion": run.version,
+            "reason": "late data (reckon backfill plan)",
+        },
+        "note": format!("backfill of {} planned by reckon", run.partition),
+    });
+    if let Some(d) = logical_date(&run.partition) {
+        body["logical_date"] = json!(d);
+    }
+    let resp = airflow_auth(args, client.post(airflow_runs(args, base)))
+        .json(&body)
+        .send()
+        .await
+        .context("reaching Airflow")?;
+    let status = resp.status();
+    if status.is_success() || status == reqwest::StatusCode::CONFLICT {
+        return Ok("triggered".into());
+    }
+    let text = resp.text().await.unwrap_or_default();
+    bail!(
+        "Airflow answered {status}: {}",
+        text.chars().take(300).collect::<String>()
+    )
+}
+
+/// Polls the DAG run of `run`: `Some("done" | "failed")` once it ended.
+async fn airflow_state(
+    client: &reqwest::Client,
+    args: &TriggerArgs,
+    base: &str,
+    run: &Run,
+) -> Result<Option<String>> {
+    let url = format!("{}/{}", airflow_runs(args, base), run.run_id);
+    let resp = airflow_auth(args, client.get(url))
+        .send()
+        .await
+        .context("reaching Airflow")?;
+    if !resp.status().is_success() {
+        bail!("Airflow answered {} for the DAG run", resp.status());
+    }
+    let j: Json = resp.json().await.context("Airflow's answer")?;
+    Ok(match j["state"].as_str() {
+        Some("success") => Some("done".into()),
+        Some("failed") => Some("failed".into()),
+        _ => None,
+    })
+}
+
+/// Runs the command for `run`: `done` on exit 0.
+fn run_command(cmd: &[String], table: &str, run: &Run) -> Result<String> {
+    let Some((program, rest)) = cmd.split_first() else {
+        bail!("--command is empty");
+    };
+    let status = std::process::Command::new(program)
+        .args(rest)
+        .env("RECKON_TABLE", table)
+        .env("RECKON_PARTITION", &run.partition)
+        .env("RECKON_VERSION", run.version.to_string())
+        .status()
+        .with_context(|| format!("running `{program}`"))?;
+    if status.success() {
+        Ok("done".into())
+    } else {
+        bail!("`{program}` exited with {status}")
+    }
+}
+
 /// The stored cursor of `name`, if it was planned before.
 fn cursor(store: &Store, name: &str) -> Result<Option<u64>> {
     let k = key(name, "cursor");
@@ -230,6 +499,13 @@ fn status(store: &Path) -> Result<ExitCode> {
             .or_insert_with(|| json!({ "plans": [] }));
         if what == "cursor" {
             entry["cursor"] = v;
+        } else if what.starts_with("run/") {
+            if entry.get("runs").is_none() {
+                entry["runs"] = json!([]);
+            }
+            if let Some(runs) = entry["runs"].as_array_mut() {
+                runs.push(v);
+            }
         } else if let Some(plans) = entry["plans"].as_array_mut() {
             plans.push(json!({
                 "lastProcessedVersion": v["lastProcessedVersion"],
