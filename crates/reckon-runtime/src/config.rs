@@ -65,6 +65,39 @@ pub struct Config {
     /// Webhooks notified of corrected windows (Slack-compatible by default).
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<WebhookConfig>,
+    /// Delta tables `reckon serve` watches for late data (`docs/backfill.md`).
+    #[serde(default, rename = "backfill")]
+    pub backfills: Vec<BackfillConfig>,
+}
+
+/// `[[backfill]]`: a Delta table whose log `reckon serve` plans from every `interval`
+/// (seed 002), as `reckon backfill plan` does, keeping plans and cursor in its store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillConfig {
+    /// The name its cursor and plans are kept under.
+    pub name: String,
+    /// The table's directory (with `_delta_log`).
+    pub table: PathBuf,
+    /// How often the log is read. Default `1m`.
+    #[serde(default = "default_backfill_interval")]
+    pub interval: Duration,
+    /// The partition column ordering partitions in time (default: the first).
+    #[serde(default)]
+    pub partition_column: Option<String>,
+    /// Changes within this much of the newest partition are not late. Default `0s`.
+    #[serde(default)]
+    pub grace: Option<Duration>,
+    /// `fail` (default: a gap is logged and the cursor stays) or `all`.
+    #[serde(default)]
+    pub on_gap: Option<String>,
+    /// Where to write the seed's `backfilling_configuration.json` after each plan.
+    #[serde(default)]
+    pub seed_json: Option<PathBuf>,
+}
+
+fn default_backfill_interval() -> Duration {
+    Duration(Span(60_000_000_000))
 }
 
 /// `[server]`: the HTTP server of `reckon serve`.
@@ -1257,6 +1290,35 @@ impl Config {
         for op in &ordered {
             if let OperatorConfig::Rollup(p) = op {
                 self.rollup_spec(p)?;
+            }
+        }
+        for (i, b) in self.backfills.iter().enumerate() {
+            if b.name.is_empty() || b.name.contains('/') {
+                return Err(Error::Config(format!(
+                    "backfill `{}`: give a name without `/`",
+                    b.name
+                )));
+            }
+            if self.backfills[..i].iter().any(|c| c.name == b.name) {
+                return Err(Error::Config(format!(
+                    "backfill `{}` is defined twice",
+                    b.name
+                )));
+            }
+            if b.interval.0.0 <= 0 {
+                return Err(Error::Config(format!(
+                    "backfill `{}`: interval must be positive",
+                    b.name
+                )));
+            }
+            if let Some(g) = &b.on_gap
+                && g != "fail"
+                && g != "all"
+            {
+                return Err(Error::Config(format!(
+                    "backfill `{}`: on_gap = \"{g}\": use \"fail\" or \"all\"",
+                    b.name
+                )));
             }
         }
         for (i, w) in self.webhooks.iter().enumerate() {

@@ -11,9 +11,9 @@ pub mod repair;
 pub mod runtime;
 
 pub use config::{
-    AlertConfig, Config, Detail, EventFormat, FutureLimit, OperatorConfig, PipelineConfig,
-    ReconcileConfig, ReconcileSide, ServerConfig, StreamConfig, TimeFormat, WebhookConfig,
-    WebhookFormat, WebhookNotify, check_tenant_name,
+    AlertConfig, BackfillConfig, Config, Detail, EventFormat, FutureLimit, OperatorConfig,
+    PipelineConfig, ReconcileConfig, ReconcileSide, ServerConfig, StreamConfig, TimeFormat,
+    WebhookConfig, WebhookFormat, WebhookNotify, check_tenant_name,
 };
 pub use error::{Error, Result};
 pub use repair::{RepairReport, StreamRepair, repair};

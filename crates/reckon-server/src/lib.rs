@@ -16,6 +16,7 @@
 //! [`App::shutdown_signal`] fires. The HTTP API is documented in `docs/http.md`.
 
 pub mod auth;
+pub mod backfill;
 mod changed;
 pub mod clock;
 mod define;
@@ -336,7 +337,8 @@ impl App {
                 lines: Mutex::new(HashMap::new()),
             }),
         };
-        let webhooks = notify::start(&state)?;
+        let mut webhooks = notify::start(&state)?;
+        webhooks.extend(backfill::start(&state));
         Ok(App {
             state,
             shutdown,
@@ -585,6 +587,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/rules/backfill", post(rules::backfill_definition))
         .route("/v1/pipelines/{pipeline}/changed", get(changed::changed))
+        .route("/v1/backfills", get(backfill::list))
         .route("/v1/webhooks", get(query::webhooks))
         .route("/v1/webhooks/{name}/deliveries", get(query::deliveries))
         .route("/metrics", get(query::metrics))

@@ -108,6 +108,21 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Ingest requests refused (429) by a tenant's quota, per tenant and quota.",
     ),
     (
+        "reckon_backfill_plans_total",
+        "counter",
+        "Backfill plans stored (a [[backfill]] table's log had new commits), per backfill.",
+    ),
+    (
+        "reckon_backfill_partitions_total",
+        "counter",
+        "Late partitions those plans named, per backfill.",
+    ),
+    (
+        "reckon_backfill_errors_total",
+        "counter",
+        "Planning rounds that failed (the cursor stays; the log says why), per backfill.",
+    ),
+    (
         "reckon_ingest_latency_seconds",
         "histogram",
         "From an ingest request's arrival at the writer queue to its durable commit.",

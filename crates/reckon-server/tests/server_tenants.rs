@@ -523,6 +523,7 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
         ("GET", "/v1/pipelines/{total}/total?key=station=G-1", ""),
         ("GET", "/v1/pipelines/{pipeline}/backfill", ""),
         ("GET", "/v1/pipelines/{pipeline}/changed?since=0", ""),
+        ("GET", "/v1/backfills", ""),
         (
             "POST",
             "/v1/rules/backfill",

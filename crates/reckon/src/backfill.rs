@@ -142,11 +142,7 @@ struct Run {
     updated: String,
 }
 
-/// Catalog keys: `backfill/<name>/cursor` and `backfill/<name>/plan/<version>.<since>`
-/// (`since`: the cursor it planned after, or `start`).
-fn key(name: &str, what: &str) -> Vec<u8> {
-    format!("backfill/{name}/{what}").into_bytes()
-}
+use reckon_server::backfill::{commit_plan, cursor, key, write_atomically};
 
 /// Runs `reckon backfill …`.
 pub fn run(args: &BackfillArgs) -> Result<ExitCode> {
@@ -218,40 +214,19 @@ fn plan(args: &PlanArgs) -> Result<ExitCode> {
     // Nothing new since the cursor: nothing to store (the cursor stays).
     let moved = plan.last_processed_version != since;
     if !args.dry_run && moved {
-        let Some(version) = plan.last_processed_version else {
-            bail!("the table has no version yet");
-        };
-        let after = since.map_or("start".to_string(), |s| format!("{s:020}"));
-        // The plan and the cursor move together: one commit, fsync'd.
-        store.commit(CommitBatch {
-            catalog: vec![
-                (
-                    key(&name, &format!("plan/{version:020}.{after}")),
-                    Some(serde_json::to_vec(&out)?),
-                ),
-                (
-                    key(&name, "cursor"),
-                    Some(serde_json::to_vec(&json!({
-                        "version": version,
-                        "plan": format!("{version:020}.{after}"),
-                        "table": args.table,
-                        "planned_at": jiff::Timestamp::now().to_string(),
-                    }))?),
-                ),
-            ],
-            ..CommitBatch::default()
-        })?;
+        commit_plan(&store, &name, &args.table, &plan, &out).map_err(anyhow::Error::msg)?;
         tracing::info!(
             table = %args.table.display(),
             name = %name,
             since = ?since,
-            version,
+            version = ?plan.last_processed_version,
             partitions = plan.partitions.len(),
             "backfill planned; cursor moved"
         );
     }
     if let Some(path) = &args.seed_json {
-        write_atomically(path, &serde_json::to_vec(&plan.seed_json())?)?;
+        write_atomically(path, &serde_json::to_vec(&plan.seed_json())?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
@@ -471,16 +446,6 @@ fn run_command(cmd: &[String], table: &str, run: &Run) -> Result<String> {
     }
 }
 
-/// The stored cursor of `name`, if it was planned before.
-fn cursor(store: &Store, name: &str) -> Result<Option<u64>> {
-    let k = key(name, "cursor");
-    let Some((_, v)) = store.catalog(&k)?.into_iter().find(|(key, _)| *key == k) else {
-        return Ok(None);
-    };
-    let c: Json = serde_json::from_slice(&v).context("a stored cursor is not JSON")?;
-    Ok(c["version"].as_u64())
-}
-
 fn status(store: &Path) -> Result<ExitCode> {
     if !store.exists() {
         bail!("no store at {}: nothing was planned", store.display());
@@ -519,13 +484,4 @@ fn status(store: &Path) -> Result<ExitCode> {
         serde_json::to_string_pretty(&json!({ "tables": tables }))?
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `bytes` to `path` through a temporary file renamed over it, so a reader never
-/// sees half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
