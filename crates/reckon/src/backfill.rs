@@ -135,7 +135,8 @@ struct Run {
     /// `pending`, `triggered`, `done` or `failed`.
     status: String,
     attempts: u32,
-    /// Airflow's DAG run id (deterministic: a retried trigger is the same run).
+    /// Airflow's DAG run id (deterministic: a trigger retried after a crash is the same
+    /// run; a failed run is retried by clearing it).
     run_id: String,
     #[serde(default)]
     error: Option<String>,
@@ -290,6 +291,9 @@ fn trigger(args: &TriggerArgs) -> Result<ExitCode> {
         if due {
             run.attempts += 1;
             let outcome = match (&args.airflow, &args.command) {
+                (Some(base), _) if run.attempts > 1 => {
+                    rt.block_on(airflow_clear(&client, args, base, run, &table))
+                }
                 (Some(base), _) => rt.block_on(airflow_trigger(&client, args, base, run, &table)),
                 (None, Some(cmd)) => run_command(cmd, &table, run),
                 (None, None) => unreachable_outcome(),
@@ -394,12 +398,50 @@ async fn airflow_trigger(
         .await
         .context("reaching Airflow")?;
     let status = resp.status();
-    if status.is_success() || status == reqwest::StatusCode::CONFLICT {
+    if status.is_success() {
         return Ok("triggered".into());
     }
     let text = resp.text().await.unwrap_or_default();
+    // 409: this run exists (an earlier attempt got through before a crash), or another
+    // run has the logical date.
+    if status == reqwest::StatusCode::CONFLICT {
+        let url = format!("{}/{}", airflow_runs(args, base), run.run_id);
+        let found = airflow_auth(args, client.get(url)).send().await;
+        if found.is_ok_and(|r| r.status().is_success()) {
+            return Ok("triggered".into());
+        }
+    }
     bail!(
         "Airflow answered {status}: {}",
+        text.chars().take(300).collect::<String>()
+    )
+}
+
+/// Retries a failed DAG run by clearing it (Airflow re-runs its tasks); one that never
+/// reached Airflow is triggered.
+async fn airflow_clear(
+    client: &reqwest::Client,
+    args: &TriggerArgs,
+    base: &str,
+    run: &Run,
+    table: &str,
+) -> Result<String> {
+    let url = format!("{}/{}/clear", airflow_runs(args, base), run.run_id);
+    let resp = airflow_auth(args, client.post(url))
+        .json(&json!({ "dry_run": false }))
+        .send()
+        .await
+        .context("reaching Airflow")?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok("triggered".into());
+    }
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Box::pin(airflow_trigger(client, args, base, run, table)).await;
+    }
+    let text = resp.text().await.unwrap_or_default();
+    bail!(
+        "Airflow answered {status} to clearing the failed run: {}",
         text.chars().take(300).collect::<String>()
     )
 }
