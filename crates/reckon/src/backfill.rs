@@ -117,6 +117,10 @@ struct TriggerArgs {
     /// Basic-auth user and password for Airflow 2 (`user:password`).
     #[arg(long, env = "AIRFLOW_BASIC_AUTH", hide_env_values = true)]
     airflow_basic: Option<String>,
+    /// A URL to POST one CloudEvent per partition to instead (structured JSON mode,
+    /// type `dev.reckon.backfill.partition`); a 2xx answer is done.
+    #[arg(long, conflicts_with_all = ["airflow", "command"])]
+    webhook: Option<String>,
     /// A program to run per partition instead (its arguments follow); it gets
     /// `RECKON_TABLE`, `RECKON_PARTITION` and `RECKON_VERSION`; exit 0 is done.
     #[arg(long, num_args = 1.., allow_hyphen_values = true)]
@@ -234,8 +238,8 @@ fn plan(args: &PlanArgs) -> Result<ExitCode> {
 }
 
 fn trigger(args: &TriggerArgs) -> Result<ExitCode> {
-    if args.airflow.is_none() && args.command.is_none() {
-        bail!("give --airflow URL --dag ID, or --command PROGRAM [ARGS...]");
+    if args.airflow.is_none() && args.command.is_none() && args.webhook.is_none() {
+        bail!("give --airflow URL --dag ID, --webhook URL, or --command PROGRAM [ARGS...]");
     }
     if args.airflow.is_some() && args.dag.is_none() {
         bail!("--airflow needs --dag");
@@ -295,6 +299,13 @@ fn trigger(args: &TriggerArgs) -> Result<ExitCode> {
                     rt.block_on(airflow_clear(&client, args, base, run, &table))
                 }
                 (Some(base), _) => rt.block_on(airflow_trigger(&client, args, base, run, &table)),
+                (None, _) if args.webhook.is_some() => rt.block_on(cloudevent(
+                    &client,
+                    args.webhook.as_deref().unwrap_or_default(),
+                    &args.name,
+                    run,
+                    &table,
+                )),
                 (None, Some(cmd)) => run_command(cmd, &table, run),
                 (None, None) => unreachable_outcome(),
             };
@@ -467,6 +478,46 @@ async fn airflow_state(
         Some("failed") => Some("failed".into()),
         _ => None,
     })
+}
+
+/// POSTs `run` as a CloudEvent (structured mode): `done` on a 2xx answer.
+async fn cloudevent(
+    client: &reqwest::Client,
+    url: &str,
+    name: &str,
+    run: &Run,
+    table: &str,
+) -> Result<String> {
+    let event = json!({
+        "specversion": "1.0",
+        "id": run.run_id,
+        "source": format!("reckon/backfill/{name}"),
+        "type": "dev.reckon.backfill.partition",
+        "subject": run.partition,
+        "time": jiff::Timestamp::now().to_string(),
+        "datacontenttype": "application/json",
+        "data": {
+            "table": table,
+            "partition": run.partition,
+            "lastProcessedVersion": run.version,
+            "attempt": run.attempts,
+        },
+    });
+    let resp = client
+        .post(url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/cloudevents+json",
+        )
+        .body(event.to_string())
+        .send()
+        .await
+        .context("reaching the webhook")?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok("done".into());
+    }
+    bail!("the webhook answered {status}")
 }
 
 /// Runs the command for `run`: `done` on exit 0.

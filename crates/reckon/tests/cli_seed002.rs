@@ -384,4 +384,70 @@ async fn planned_partitions_trigger_airflow_dag_runs_tracked_to_done() {
         std::fs::read_to_string(&log).unwrap(),
         "2024-01-01 7\n2024-01-02 7\n"
     );
+
+    // A webhook: one CloudEvent per partition.
+    let events: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>> =
+        Default::default();
+    let e = events.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |h: axum::http::HeaderMap, body: String| {
+            let e = e.clone();
+            async move {
+                let ct = h
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                e.lock()
+                    .unwrap()
+                    .push((ct, serde_json::from_str(&body).unwrap()));
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/events", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    reckon(&[
+        "backfill",
+        "plan",
+        "--table",
+        t,
+        "--store",
+        s,
+        "--name",
+        "w",
+        "--since-version",
+        "2",
+    ]);
+    let (s2, hook2) = (s.to_string(), hook.clone());
+    let sent = tokio::task::spawn_blocking(move || {
+        reckon(&[
+            "backfill",
+            "trigger",
+            "--name",
+            "w",
+            "--store",
+            &s2,
+            "--webhook",
+            &hook2,
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses(&sent),
+        [
+            ("2024-01-01".to_string(), "done".to_string(), 1),
+            ("2024-01-02".into(), "done".into(), 1)
+        ]
+    );
+    let got = events.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].0, "application/cloudevents+json");
+    let ev = &got[0].1;
+    assert_eq!(ev["specversion"], "1.0");
+    assert_eq!(ev["type"], "dev.reckon.backfill.partition");
+    assert_eq!(ev["source"], "reckon/backfill/w");
+    assert_eq!(ev["subject"], "2024-01-01");
+    assert_eq!(ev["data"]["lastProcessedVersion"], 7);
 }
