@@ -464,23 +464,18 @@ impl Runtime {
             })
             .map(|(_, e)| e)
             .collect();
-        let seq = self.store.last_seq();
-        let mut checkpoints = Vec::with_capacity(started.len());
-        for &i in started {
-            let op = &self.nodes[i].op;
-            checkpoints.push(Checkpoint {
-                pipeline: op.name().clone(),
-                seq,
-                snapshot: op.snapshot()?,
-            });
-        }
-        self.store.commit(CommitBatch {
+        // Every operator is checkpointed, not only the new ones: operators checkpoint
+        // together, which is how a restart tells an operator added to the configuration
+        // (no checkpoint beside others that have one) from one that has not reached its
+        // first checkpoint yet.
+        let mut batch = CommitBatch {
             emissions: emissions.clone(),
-            checkpoints,
             dropped_checkpoints: dropped,
             catalog,
             ..CommitBatch::default()
-        })?;
+        };
+        self.checkpoints_into(&mut batch, self.store.last_seq())?;
+        self.store.commit(batch)?;
         Ok(emissions)
     }
 
