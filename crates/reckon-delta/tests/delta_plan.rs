@@ -10,32 +10,10 @@
 use reckon_delta::plan::OnGap;
 use reckon_delta::{ChangeKind, DeltaLog, Error, PlanOptions, plan};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The venv's python with `deltalake`, or `None` (SKIP) when it cannot be installed.
-fn python() -> Option<PathBuf> {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/python-delta.sh"))
-        .output()
-        .ok()?;
-    if out.status.success() {
-        return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    }
-    assert!(
-        std::env::var("RECKON_REQUIRE_SERVICES").is_err(),
-        "the deltalake Python package could not be installed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!(
-        "SKIP: the deltalake Python package is not available (scripts/python-delta.sh failed)"
-    );
-    None
-}
+use reckon_testkit::python::{deltalake as python, repo};
 
 /// Makes `scenario`'s table in `dir`; the versions its steps made.
 fn table(py: &Path, scenario: &str, dir: &Path) -> Value {

@@ -10,30 +10,11 @@ mod common;
 
 use reckon_server::AppOptions;
 use serde_json::Value as Json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> Option<PathBuf> {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/python-delta.sh"))
-        .output()
-        .unwrap();
-    if out.status.success() {
-        return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    }
-    assert!(
-        std::env::var("RECKON_REQUIRE_SERVICES").is_err(),
-        "the deltalake Python package could not be installed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("SKIP: the deltalake Python package is not available");
-    None
-}
+use reckon_testkit::python::{deltalake as python, repo};
 
 /// Waits until `path` holds JSON whose `lastProcessedVersion` is `version`.
 async fn seed_file(path: &Path, version: u64) -> Json {

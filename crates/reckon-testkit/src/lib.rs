@@ -11,6 +11,7 @@ pub use reckon_workload::{Arrival, RandomWorkload, Seed000, SplitMix64};
 
 pub mod alert;
 pub mod bts;
+pub mod python;
 pub mod reconcile;
 pub mod rollup;
 pub mod running;

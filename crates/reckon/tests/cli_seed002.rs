@@ -6,31 +6,11 @@
 //! killed with SIGKILL at any moment leaves the cursor naming a stored plan.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The venv's python with `deltalake`, or `None` (SKIP) when it cannot be installed.
-fn python() -> Option<PathBuf> {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/python-delta.sh"))
-        .output()
-        .unwrap();
-    if out.status.success() {
-        return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    }
-    assert!(
-        std::env::var("RECKON_REQUIRE_SERVICES").is_err(),
-        "the deltalake Python package could not be installed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("SKIP: the deltalake Python package is not available");
-    None
-}
+use reckon_testkit::python::{deltalake as python, repo};
 
 /// The lines printed after the line that starts with `header`, up to the next `==`.
 fn section<'a>(stdout: &'a str, header: &str) -> Vec<&'a str> {
