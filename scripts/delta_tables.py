@@ -7,6 +7,10 @@ the version each step made.
   day (v6), a new fourth day (v7).
 - `long`: 14 daily appends, late rows into the first day at v14, a checkpoint at v14,
   then one more day (v15).
+- `events`: a `ts` event-time column beside the `day` partition: two commits of
+  2024-03-01 (v0-v1), 2024-03-02 at 00:20 (v2, checkpointed), a row of 2024-03-01 at 23:55 that is
+  25 minutes behind the watermark (v3), 2024-03-02 at noon (v4), then a row of
+  2024-03-02 at 02:00, ten hours behind, into the current day (v5).
 - `big`: `RECKON_DELTA_COMMITS` (default 10,000) small appends, a new day every 100,
   one in 20 late into an earlier day; delta-rs checkpoints every 100 commits.
 """
@@ -53,6 +57,32 @@ def long(p):
     return steps
 
 
+def events(p):
+    import datetime
+
+    def at(day, times):
+        ts = [datetime.datetime.fromisoformat(f"{day}T{t}:00+00:00") for t in times]
+        return pa.table({
+            "day": [day] * len(ts),
+            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "v": [1.0] * len(ts),
+        })
+
+    steps = {}
+    for day, times in [("2024-03-01", ["00:00", "06:00", "12:00"]),
+                       ("2024-03-01", ["12:30", "23:50"]),
+                       ("2024-03-02", ["00:20"])]:
+        write_deltalake(p, at(day, times), partition_by=["day"], mode="append")
+    DeltaTable(p).create_checkpoint()
+    steps["start"] = DeltaTable(p).version()
+    write_deltalake(p, at("2024-03-01", ["23:55"]), partition_by=["day"], mode="append")
+    steps["within_grace"] = DeltaTable(p).version()
+    write_deltalake(p, at("2024-03-02", ["12:00"]), partition_by=["day"], mode="append")
+    write_deltalake(p, at("2024-03-02", ["02:00"]), partition_by=["day"], mode="append")
+    steps["late_today"] = DeltaTable(p).version()
+    return steps
+
+
 def big(p):
     import os
     import random
@@ -73,4 +103,4 @@ def big(p):
 
 if __name__ == "__main__":
     scenario, path = sys.argv[1], sys.argv[2]
-    print(json.dumps({"history": history, "long": long, "big": big}[scenario](path)))
+    print(json.dumps({"history": history, "long": long, "events": events, "big": big}[scenario](path)))

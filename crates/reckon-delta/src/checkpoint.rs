@@ -13,7 +13,15 @@ use std::path::Path;
 pub(crate) fn read(path: &Path) -> Result<Vec<Action>> {
     let bad = |e: parquet::errors::ParquetError| Error::Parquet {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: match e {
+            // Built with snappy and lz4 only (what Spark and delta-rs write).
+            parquet::errors::ParquetError::General(m) if m.contains("Disabled feature") => {
+                format!(
+                    "{m}: the checkpoint is compressed with a codec this build does not read (snappy, lz4 and none are read); rewrite it with snappy"
+                )
+            }
+            e => e.to_string(),
+        },
     };
     let file = std::fs::File::open(path).map_err(|e| Error::Io {
         path: path.to_path_buf(),

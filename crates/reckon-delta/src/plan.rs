@@ -16,6 +16,15 @@
 //! partition column's values read as dates, timestamps or integers when they are, else
 //! as text. The partitions to backfill are those with at least one late change.
 //!
+//! With an event-time column ([`PlanOptions::event_time_column`]) lateness follows the
+//! table's **event-time watermark** instead: the newest value of the column among the
+//! table's data files before the commit (from their `stats.maxValues`). A change is late
+//! when the oldest row it touched (`stats.minValues` of the files it added or removed)
+//! is behind that watermark by more than the grace, so late rows into the current
+//! partition count and rows that arrive within the grace into the previous one do not.
+//! A change whose files carry no statistics for the column falls back to the partition
+//! rule.
+//!
 //! A gap (commits after the cursor removed by log retention or VACUUM) is an error by
 //! default ([`OnGap::Fail`]); [`OnGap::AllPartitions`] plans every partition the table
 //! has instead, with the reason `gap`.
@@ -49,6 +58,9 @@ pub struct PlanOptions {
     pub grace_ns: i64,
     /// What a gap in the log does.
     pub on_gap: OnGap,
+    /// A column of event times: lateness then follows the table's event-time
+    /// watermark from file statistics, not the partition order.
+    pub event_time_column: Option<String>,
 }
 
 /// What happened to a partition in a commit.
@@ -91,8 +103,15 @@ pub struct Change {
     pub files_added: usize,
     /// Files removed.
     pub files_removed: usize,
-    /// Older than the newest partition before the commit (beyond the grace).
+    /// Older than the newest partition before the commit (beyond the grace), or
+    /// with an event-time column, rows behind the watermark beyond the grace.
     pub late: bool,
+    /// With an event-time column: the oldest event time the change touched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_event_time: Option<String>,
+    /// With an event-time column: the table's watermark before the commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
 }
 
 /// A backfill plan.
@@ -114,6 +133,9 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Versions the log no longer has (planned as [`ChangeKind::Gap`]).
     pub gap: Option<(u64, u64)>,
+    /// With an event-time column: the column and the table's watermark once every
+    /// commit read is applied.
+    pub event_time: Option<(String, Option<String>)>,
 }
 
 impl Plan {
@@ -145,6 +167,8 @@ impl Plan {
             "partitionColumn": self.partition_column,
             "currentPartition": self.current_partition,
             "gap": self.gap.map(|(a, b)| json!({ "from": a, "to": b })),
+            "eventTimeColumn": self.event_time.as_ref().map(|(c, _)| c),
+            "watermark": self.event_time.as_ref().and_then(|(_, w)| w.as_ref()),
             "details": details.iter().map(|(p, (kinds, rows, versions))| json!({
                 "partition": p,
                 "reasons": kinds,
@@ -200,9 +224,16 @@ impl Order {
 /// The table at one version: its files' partition values, protocol and metadata.
 #[derive(Clone, Debug, Default)]
 struct State {
-    files: BTreeMap<String, BTreeMap<String, Option<String>>>,
+    files: BTreeMap<String, File>,
     protocol: Option<Protocol>,
     meta: Option<MetaData>,
+}
+
+/// A live data file: its partition values and statistics.
+#[derive(Clone, Debug, Default)]
+struct File {
+    values: BTreeMap<String, Option<String>>,
+    stats: Option<String>,
 }
 
 impl State {
@@ -210,8 +241,13 @@ impl State {
         for a in actions {
             match a {
                 Action::Add(add) => {
-                    self.files
-                        .insert(add.path.clone(), add.partition_values.clone());
+                    self.files.insert(
+                        add.path.clone(),
+                        File {
+                            values: add.partition_values.clone(),
+                            stats: add.stats.clone(),
+                        },
+                    );
                 }
                 Action::Remove(r) => {
                     self.files.remove(&r.path);
@@ -272,7 +308,13 @@ fn state_at(log: &DeltaLog, listing: &Listing, version: u64) -> Result<State> {
                 }
                 Action::Remove(r) => {
                     if let Some(pv) = &r.partition_values {
-                        state.files.insert(r.path.clone(), pv.clone());
+                        state.files.insert(
+                            r.path.clone(),
+                            File {
+                                values: pv.clone(),
+                                stats: r.stats.clone(),
+                            },
+                        );
                     }
                 }
                 _ => {}
@@ -307,8 +349,28 @@ fn newest(state: &State, column: &str) -> Option<(Order, String)> {
     state
         .files
         .values()
-        .filter_map(|pv| pv.get(column).cloned().flatten())
+        .filter_map(|f| f.values.get(column).cloned().flatten())
         .map(|v| (Order::of(&v), v))
+        .max()
+}
+
+/// `stats.{which}[column]` of a file (`minValues` or `maxValues`), as text and order.
+fn stat(stats: Option<&str>, which: &str, column: &str) -> Option<(Order, String)> {
+    let stats: Value = serde_json::from_str(stats?).ok()?;
+    let v = match stats.get(which)?.get(column)? {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    Some((Order::of(&v), v))
+}
+
+/// The table's event-time watermark: the newest `column` value among its files.
+fn watermark(state: &State, column: &str) -> Option<(Order, String)> {
+    state
+        .files
+        .values()
+        .filter_map(|f| stat(f.stats.as_deref(), "maxValues", column))
         .max()
 }
 
@@ -376,6 +438,7 @@ pub fn plan(log: &DeltaLog, options: &PlanOptions) -> Result<Plan> {
         partitions: Vec::new(),
         changes: Vec::new(),
         gap: None,
+        event_time: None,
     };
     if let (Some(&a), Some(&b)) = (missing.first(), missing.last()) {
         if options.on_gap == OnGap::Fail {
@@ -391,8 +454,8 @@ pub fn plan(log: &DeltaLog, options: &PlanOptions) -> Result<Plan> {
         let parts: BTreeSet<(Order, String)> = end
             .files
             .values()
-            .map(|pv| {
-                let name = partition_name(pv, &columns);
+            .map(|f| {
+                let name = partition_name(&f.values, &columns);
                 (Order::of(&name), name)
             })
             .collect();
@@ -408,15 +471,26 @@ pub fn plan(log: &DeltaLog, options: &PlanOptions) -> Result<Plan> {
                 files_added: 0,
                 files_removed: 0,
                 late: true,
+                min_event_time: None,
+                watermark: None,
             });
             plan.partitions.push(p);
         }
         return Ok(plan);
     }
     // The newest partition before the first commit read.
-    let mut current: Option<Order> = match since {
+    let event = options.event_time_column.as_deref();
+    let start = match since {
         None => None,
-        Some(c) => newest(&state_at(log, &listing, c)?, &column).map(|(o, _)| o),
+        Some(c) => Some(state_at(log, &listing, c)?),
+    };
+    let mut current: Option<Order> = start
+        .as_ref()
+        .and_then(|s| newest(s, &column))
+        .map(|(o, _)| o);
+    let mut wm: Option<(Order, String)> = match (event, &start) {
+        (Some(e), Some(s)) => watermark(s, e),
+        _ => None,
     };
     let mut late = BTreeSet::new();
     for v in first..=latest {
@@ -448,7 +522,17 @@ pub fn plan(log: &DeltaLog, options: &PlanOptions) -> Result<Plan> {
             files_added: usize,
             files_removed: usize,
             value: Option<String>,
+            min_event: Option<(Order, String)>,
+            max_event: Option<(Order, String)>,
         }
+        let widen = |p: &mut Part<'_>, stats: Option<&str>| {
+            let Some(e) = event else { return };
+            if let Some(m) = stat(stats, "minValues", e)
+                && p.min_event.as_ref().is_none_or(|c| m < *c)
+            {
+                p.min_event = Some(m);
+            }
+        };
         let mut parts: BTreeMap<String, Part<'_>> = BTreeMap::new();
         for a in &commit.actions {
             match a {
@@ -460,6 +544,13 @@ pub fn plan(log: &DeltaLog, options: &PlanOptions) -> Result<Plan> {
                     p.value = add.partition_values.get(&column).cloned().flatten();
                     if add.data_change {
                         p.added.push(add);
+                        widen(p, add.stats.as_deref());
+                        if let Some(e) = event
+                            && let Some(m) = stat(add.stats.as_deref(), "maxValues", e)
+                            && p.max_event.as_ref().is_none_or(|c| m > *c)
+                        {
+                            p.max_event = Some(m);
+                        }
                     }
                 }
                 Action::Remove(r) => {
@@ -472,6 +563,7 @@ pub fn plan(log: &DeltaLog, options: &PlanOptions) -> Result<Plan> {
                     if r.data_change {
                         p.data_removed += 1;
                         p.removed_paths.insert(&r.path);
+                        widen(p, r.stats.as_deref());
                         let rows = r
                             .stats
                             .as_deref()
@@ -488,6 +580,7 @@ pub fn plan(log: &DeltaLog, options: &PlanOptions) -> Result<Plan> {
             }
         }
         let before = current.clone();
+        let wm_before = wm.clone();
         for (name, p) in &parts {
             // A file re-added with a deletion vector over its removed self: rows deleted.
             let dv_delete = p
@@ -502,10 +595,16 @@ pub fn plan(log: &DeltaLog, options: &PlanOptions) -> Result<Plan> {
                 (false, false) if overwrite => ChangeKind::Overwrite,
                 (false, false) => ChangeKind::Rewrite,
             };
+            let by_partition = || match (&p.value, &before) {
+                (Some(v), Some(cur)) => Order::of(v).older(cur, options.grace_ns),
+                _ => false,
+            };
             let is_late = kind != ChangeKind::Compaction
-                && match (&p.value, &before) {
-                    (Some(v), Some(cur)) => Order::of(v).older(cur, options.grace_ns),
-                    _ => false,
+                && match (&p.min_event, &wm_before) {
+                    (Some((m, _)), Some((w, _))) => m.older(w, options.grace_ns),
+                    // The first rows ever: nothing to be late behind.
+                    (Some(_), None) => false,
+                    (None, _) => by_partition(),
                 };
             if is_late {
                 late.insert((Order::of(name), name.clone()));
@@ -521,7 +620,14 @@ pub fn plan(log: &DeltaLog, options: &PlanOptions) -> Result<Plan> {
                 files_added: p.files_added,
                 files_removed: p.files_removed,
                 late: is_late,
+                min_event_time: p.min_event.as_ref().map(|(_, v)| v.clone()),
+                watermark: event.and(wm_before.as_ref().map(|(_, v)| v.clone())),
             });
+            if let Some(m) = &p.max_event
+                && wm.as_ref().is_none_or(|w| m > w)
+            {
+                wm = Some(m.clone());
+            }
             if !p.added.is_empty()
                 && let Some(v) = &p.value
             {
@@ -533,6 +639,7 @@ pub fn plan(log: &DeltaLog, options: &PlanOptions) -> Result<Plan> {
         }
     }
     plan.partitions = late.into_iter().map(|(_, p)| p).collect();
+    plan.event_time = event.map(|e| (e.to_string(), wm.map(|(_, v)| v)));
     Ok(plan)
 }
 

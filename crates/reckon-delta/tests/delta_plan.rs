@@ -116,6 +116,111 @@ fn late_appends_deletes_and_overwrites_are_late_compactions_and_new_days_are_not
 }
 
 #[test]
+fn an_event_time_column_makes_lateness_follow_the_watermark_not_the_partition() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let steps = table(&py, "events", dir.path());
+    assert_eq!(
+        (steps["start"].as_u64(), steps["late_today"].as_u64()),
+        (Some(2), Some(5))
+    );
+    // The commits before the cursor are gone: the watermark at the cursor comes from
+    // the checkpoint's file statistics.
+    for v in 0..2 {
+        std::fs::remove_file(dir.path().join(format!("_delta_log/{v:020}.json"))).unwrap();
+    }
+    let log = DeltaLog::open(dir.path()).unwrap();
+    let hour = 3_600_000_000_000;
+    let by_event = plan(
+        &log,
+        &PlanOptions {
+            since_version: Some(2),
+            grace_ns: hour,
+            event_time_column: Some("ts".into()),
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
+    // 23:55 of the first day, 25 minutes behind 00:20: within the grace. 02:00 of the
+    // current day, ten hours behind noon: late, though its day is the newest.
+    assert_eq!(by_event.partitions, ["2024-03-02"]);
+    let seen: Vec<(u64, bool, Option<&str>, Option<&str>)> = by_event
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                c.version,
+                c.late,
+                c.min_event_time.as_deref(),
+                c.watermark.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                3,
+                false,
+                Some("2024-03-01T23:55:00Z"),
+                Some("2024-03-02T00:20:00Z")
+            ),
+            (
+                4,
+                false,
+                Some("2024-03-02T12:00:00Z"),
+                Some("2024-03-02T00:20:00Z")
+            ),
+            (
+                5,
+                true,
+                Some("2024-03-02T02:00:00Z"),
+                Some("2024-03-02T12:00:00Z")
+            ),
+        ]
+    );
+    let json = by_event.json();
+    assert_eq!(json["eventTimeColumn"], "ts");
+    assert_eq!(json["watermark"], "2024-03-02T12:00:00Z");
+    // Without the column the partition rule holds: the first day is late, the
+    // current one is not.
+    let by_partition = plan(
+        &log,
+        &PlanOptions {
+            since_version: Some(2),
+            grace_ns: hour,
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(by_partition.partitions, ["2024-03-01"]);
+    assert!(by_partition.json().get("watermark").unwrap().is_null());
+
+    // The checkpoint rewritten with zstd (this build reads snappy, lz4 and none):
+    // refused, naming the codec.
+    let cp = dir
+        .path()
+        .join(format!("_delta_log/{:020}.checkpoint.parquet", 2));
+    let script = format!(
+        "import pyarrow.parquet as pq\n\
+         t = pq.read_table('{p}')\n\
+         pq.write_table(t, '{p}', compression='zstd')\n",
+        p = cp.display()
+    );
+    let out = Command::new(&py).arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = plan(&DeltaLog::open(dir.path()).unwrap(), &since(2)).unwrap_err();
+    assert!(
+        e.to_string().contains("zstd") && e.to_string().contains("codec"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_long_log_plans_from_its_checkpoint_and_a_gap_is_reported() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();

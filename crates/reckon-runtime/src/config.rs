@@ -85,9 +85,14 @@ pub struct BackfillConfig {
     /// The partition column ordering partitions in time (default: the first).
     #[serde(default)]
     pub partition_column: Option<String>,
-    /// Changes within this much of the newest partition are not late. Default `0s`.
+    /// Changes within this much of the newest partition (or of the event-time
+    /// watermark) are not late. Default `0s`.
     #[serde(default)]
     pub grace: Option<Duration>,
+    /// A column of event times: lateness follows the table's event-time watermark
+    /// from file statistics instead of the partition order.
+    #[serde(default)]
+    pub event_time_column: Option<String>,
     /// `fail` (default: a gap is logged and the cursor stays) or `all`.
     #[serde(default)]
     pub on_gap: Option<String>,

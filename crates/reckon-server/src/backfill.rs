@@ -90,6 +90,7 @@ pub fn plan_once(store: &Store, b: &BackfillConfig) -> std::result::Result<Optio
             } else {
                 OnGap::Fail
             },
+            event_time_column: b.event_time_column.clone(),
         },
     )
     .map_err(|e| e.to_string())?;

@@ -74,9 +74,15 @@ struct PlanArgs {
     /// The partition column that orders partitions in time (default: the first).
     #[arg(long)]
     partition_column: Option<String>,
-    /// Changes to partitions within this much of the newest are not late (`1d`).
+    /// Changes to partitions within this much of the newest are not late (`1d`);
+    /// with --event-time-column, rows within this much of the watermark.
     #[arg(long)]
     grace: Option<String>,
+    /// A column of event times: a change is late when its rows are behind the
+    /// table's event-time watermark (from the files' min/max statistics) by more
+    /// than the grace, whatever partition they landed in.
+    #[arg(long)]
+    event_time_column: Option<String>,
     /// When commits after the cursor are gone from the log: `fail` (default) or `all`
     /// (plan every partition the table has).
     #[arg(long, default_value = "fail")]
@@ -210,6 +216,7 @@ fn plan(args: &PlanArgs) -> Result<ExitCode> {
             partition_column: args.partition_column.clone(),
             grace_ns,
             on_gap,
+            event_time_column: args.event_time_column.clone(),
         },
     )?;
     let mut out = plan.json();
