@@ -68,6 +68,12 @@ pub struct Config {
     /// Delta tables `reckon serve` watches for late data (`docs/backfill.md`).
     #[serde(default, rename = "backfill")]
     pub backfills: Vec<BackfillConfig>,
+    /// Brokers `reckon serve` consumes (`docs/connectors.md`).
+    #[serde(default, rename = "source")]
+    pub sources: Vec<crate::connectors::SourceConfig>,
+    /// Systems `reckon serve` keeps up to date from the change feed.
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<crate::connectors::SinkConfig>,
 }
 
 /// `[[backfill]]`: a Delta table whose log `reckon serve` plans from every `interval`
@@ -1297,6 +1303,7 @@ impl Config {
                 self.rollup_spec(p)?;
             }
         }
+        crate::connectors::validate(self)?;
         for (i, b) in self.backfills.iter().enumerate() {
             if b.name.is_empty() || b.name.contains('/') {
                 return Err(Error::Config(format!(

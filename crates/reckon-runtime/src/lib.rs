@@ -6,6 +6,7 @@
 //!   path, checkpoints, restore and replay.
 
 pub mod config;
+pub mod connectors;
 pub mod error;
 pub mod repair;
 pub mod runtime;
@@ -15,6 +16,7 @@ pub use config::{
     PipelineConfig, ReconcileConfig, ReconcileSide, ServerConfig, StreamConfig, TimeFormat,
     WebhookConfig, WebhookFormat, WebhookNotify, check_tenant_name,
 };
+pub use connectors::{PartitionBy, SinkConfig, SinkKind, SourceConfig, SourceFormat, SourceKind};
 pub use error::{Error, Result};
 pub use repair::{RepairReport, StreamRepair, repair};
 pub use runtime::{

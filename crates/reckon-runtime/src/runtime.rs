@@ -662,6 +662,20 @@ impl Runtime {
         requests: Vec<IngestRequest>,
         sink: &mut dyn FnMut(&Emission),
     ) -> Result<Vec<IngestReport>> {
+        self.ingest_many_with(now, requests, Vec::new(), sink)
+    }
+
+    /// [`Runtime::ingest_many`], with `catalog` rows committed in the same commit as
+    /// the events: a source's position (`(key, Some(value))` puts, `(key, None)`
+    /// removes, applied in order), so the events and where the source stood after them
+    /// are durable together or not at all.
+    pub fn ingest_many_with(
+        &mut self,
+        now: ProcessingTime,
+        requests: Vec<IngestRequest>,
+        catalog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        sink: &mut dyn FnMut(&Emission),
+    ) -> Result<Vec<IngestReport>> {
         for req in &requests {
             if let Some(pipeline) = self.finished_reader(&req.stream) {
                 return Err(Error::Finished {
@@ -675,6 +689,7 @@ impl Runtime {
         // need not look them up again.
         let mut batch = CommitBatch {
             ids_checked: true,
+            catalog,
             ..CommitBatch::default()
         };
         // Ids of this group's events per stream: the store does not know them yet.

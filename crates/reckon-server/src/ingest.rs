@@ -62,7 +62,7 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
 
 /// The body as text, with every line that is not valid UTF-8 blanked (so line numbers
 /// stay right) and reported.
-fn utf8_lines(bytes: &[u8]) -> (std::borrow::Cow<'_, str>, Vec<DecodeError>) {
+pub(crate) fn utf8_lines(bytes: &[u8]) -> (std::borrow::Cow<'_, str>, Vec<DecodeError>) {
     if let Ok(s) = std::str::from_utf8(bytes) {
         return (std::borrow::Cow::Borrowed(s), Vec::new());
     }
@@ -88,7 +88,7 @@ fn utf8_lines(bytes: &[u8]) -> (std::borrow::Cow<'_, str>, Vec<DecodeError>) {
 }
 
 /// Decodes NDJSON or a JSON array (a body whose first non-blank character is `[`).
-fn decode_json(
+pub(crate) fn decode_json(
     state: &AppState,
     stream: &StreamConfig,
     bytes: &[u8],

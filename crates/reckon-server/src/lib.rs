@@ -29,6 +29,7 @@ mod notify;
 mod query;
 pub mod quota;
 mod rules;
+pub mod source;
 mod total;
 mod wire;
 pub mod writer;
@@ -98,6 +99,7 @@ struct Inner {
     limits: quota::Limits,
     json: Mutex<HashMap<String, Vec<JsonDecoder>>>,
     lines: Mutex<HashMap<String, Vec<LineProtocolDecoder>>>,
+    sources: source::Sources,
 }
 
 impl AppState {
@@ -184,6 +186,10 @@ impl AppState {
     /// The tenants' quotas and usage.
     pub fn limits(&self) -> &quota::Limits {
         &self.inner.limits
+    }
+    /// What each `[[source]]` is doing.
+    pub fn sources(&self) -> &source::Sources {
+        &self.inner.sources
     }
     /// The stream `who` calls `local`, if it may `access` it (else 404 or 403).
     fn resolve_stream(
@@ -335,10 +341,12 @@ impl App {
                 limits,
                 json: Mutex::new(HashMap::new()),
                 lines: Mutex::new(HashMap::new()),
+                sources: source::Sources::default(),
             }),
         };
         let mut webhooks = notify::start(&state)?;
         webhooks.extend(backfill::start(&state));
+        webhooks.extend(source::start(&state));
         Ok(App {
             state,
             shutdown,
@@ -588,6 +596,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rules/backfill", post(rules::backfill_definition))
         .route("/v1/pipelines/{pipeline}/changed", get(changed::changed))
         .route("/v1/backfills", get(backfill::list))
+        .route("/v1/sources", get(source::list))
         .route("/v1/webhooks", get(query::webhooks))
         .route("/v1/webhooks/{name}/deliveries", get(query::deliveries))
         .route("/metrics", get(query::metrics))

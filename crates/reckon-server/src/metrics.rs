@@ -13,6 +13,41 @@ use std::sync::Mutex;
 /// Every metric family: name, type, help.
 const FAMILIES: &[(&str, &str, &str)] = &[
     (
+        "reckon_source_messages_total",
+        "counter",
+        "Messages a [[source]] committed with their events, per source.",
+    ),
+    (
+        "reckon_source_events_total",
+        "counter",
+        "Events decoded from a source's committed messages, per source.",
+    ),
+    (
+        "reckon_source_redelivered_total",
+        "counter",
+        "Messages a broker delivered again that were committed already (skipped), per source.",
+    ),
+    (
+        "reckon_source_decode_errors_total",
+        "counter",
+        "Lines of a source's messages that could not be decoded (skipped and logged), per source.",
+    ),
+    (
+        "reckon_source_paused_total",
+        "counter",
+        "Times a source waited because the writer's queue was full (back-pressure), per source.",
+    ),
+    (
+        "reckon_source_reconnects_total",
+        "counter",
+        "Failed connections or broker errors after which a source reconnects, per source.",
+    ),
+    (
+        "reckon_source_lag_messages",
+        "gauge",
+        "Messages the broker holds for a source and has not delivered yet (NATS), per source.",
+    ),
+    (
         "reckon_events_accepted_total",
         "counter",
         "Events stored in the raw log, per stream.",

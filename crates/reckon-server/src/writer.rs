@@ -44,9 +44,12 @@ enum Job {
     Stop,
 }
 
-/// One ingest request waiting for the writer.
+/// One ingest request waiting for the writer: one batch of events, or several (a
+/// source's batch over several partitions) that commit together.
 struct IngestJob {
-    request: IngestRequest,
+    requests: Vec<IngestRequest>,
+    /// Catalog rows committed with the events (a source's position).
+    catalog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     received: Instant,
     reply: oneshot::Sender<Result<IngestReport, SubmitError>>,
 }
@@ -101,12 +104,26 @@ pub struct WriterHandle {
 impl WriterHandle {
     /// Queues a request and waits until it is durable.
     pub async fn ingest(&self, request: IngestRequest) -> Result<IngestReport, SubmitError> {
+        self.ingest_with(vec![request], Vec::new()).await
+    }
+
+    /// Queues requests that commit together, with `catalog` rows (a source's position
+    /// after their events) in the same commit, and waits until all is durable. The
+    /// answer adds up the requests' reports. A full queue is refused at once
+    /// ([`SubmitError::Overloaded`]): the caller waits and tries again, which pauses a
+    /// source instead of buffering without bound.
+    pub async fn ingest_with(
+        &self,
+        requests: Vec<IngestRequest>,
+        catalog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<IngestReport, SubmitError> {
         if let Some(f) = self.failure() {
             return Err(SubmitError::Stopped(f));
         }
         let (reply, answer) = oneshot::channel();
         let job = Job::Ingest(IngestJob {
-            request,
+            catalog,
+            requests,
             received: Instant::now(),
             reply,
         });
@@ -360,7 +377,7 @@ impl Writer {
             let mut events = 0;
             match rx.recv_timeout(tick_interval) {
                 Ok(Job::Ingest(job)) => {
-                    events += job.request.events.len();
+                    events += job.requests.iter().map(|r| r.events.len()).sum::<usize>();
                     group.push(job);
                 }
                 Ok(Job::Record(d, reply)) => records.push((d, reply)),
@@ -385,7 +402,7 @@ impl Writer {
             while events < MAX_GROUP_EVENTS {
                 match rx.try_recv() {
                     Ok(Job::Ingest(job)) => {
-                        events += job.request.events.len();
+                        events += job.requests.iter().map(|r| r.events.len()).sum::<usize>();
                         group.push(job);
                     }
                     Ok(Job::Record(d, reply)) => records.push((d, reply)),
@@ -553,21 +570,26 @@ impl Writer {
             return;
         }
         let now = self.now();
-        let (mut requests, mut waiting) = (Vec::new(), Vec::new());
+        let (mut requests, mut waiting, mut catalog) = (Vec::new(), Vec::new(), Vec::new());
         for job in group {
             // A finished stream would dead-letter every event: refuse the request
             // instead of the whole group failing.
-            if let Some(pipeline) = self.runtime.finished_reader(&job.request.stream) {
+            let finished = job
+                .requests
+                .iter()
+                .find_map(|r| Some((r.stream.clone(), self.runtime.finished_reader(&r.stream)?)));
+            if let Some((stream, pipeline)) = finished {
                 let e = reckon_runtime::Error::Finished {
-                    stream: job.request.stream.to_string(),
+                    stream: stream.to_string(),
                     pipeline: pipeline.to_string(),
                 };
                 let _ = job.reply.send(Err(SubmitError::Finished(e.to_string())));
                 continue;
             }
-            let stream = job.request.stream.clone();
-            requests.push(job.request);
-            waiting.push((job.received, job.reply, stream));
+            let streams: Vec<Arc<str>> = job.requests.iter().map(|r| r.stream.clone()).collect();
+            catalog.extend(job.catalog);
+            requests.extend(job.requests);
+            waiting.push((job.received, job.reply, streams));
         }
         if requests.is_empty() {
             return;
@@ -575,25 +597,37 @@ impl Writer {
         let mut kinds = Vec::new();
         let result = self
             .runtime
-            .ingest_many(now, requests, &mut |e| kinds.push(emission_labels(e)));
+            .ingest_many_with(now, requests, catalog, &mut |e| {
+                kinds.push(emission_labels(e))
+            });
         match result {
             Ok(reports) => {
                 self.metrics.inc("reckon_commits_total", &[], 1);
                 self.published(now, &kinds);
                 let done = Instant::now();
-                for ((received, reply, stream), report) in waiting.into_iter().zip(reports) {
+                let mut reports = reports.into_iter();
+                for (received, reply, streams) in waiting {
                     let secs = done.duration_since(received).as_secs_f64();
                     self.metrics
                         .observe("reckon_ingest_latency_seconds", &[], secs);
-                    if report.late > 0 {
-                        self.metrics
-                            .observe("reckon_correction_latency_seconds", &[], secs);
+                    let mut total = IngestReport::default();
+                    for (stream, report) in streams.iter().zip(reports.by_ref()) {
+                        if report.late > 0 {
+                            self.metrics
+                                .observe("reckon_correction_latency_seconds", &[], secs);
+                        }
+                        self.count(&report);
+                        if report.dead_lettered > 0 {
+                            self.dead_letter_log.note(stream, &report, done);
+                        }
+                        total.accepted += report.accepted;
+                        total.duplicates += report.duplicates;
+                        total.late += report.late;
+                        total.dead_lettered += report.dead_lettered;
+                        total.last_seq = total.last_seq.max(report.last_seq);
+                        total.pipelines.extend(report.pipelines);
                     }
-                    self.count(&report);
-                    if report.dead_lettered > 0 {
-                        self.dead_letter_log.note(&stream, &report, done);
-                    }
-                    let _ = reply.send(Ok(report));
+                    let _ = reply.send(Ok(total));
                 }
             }
             Err(e) => {
@@ -757,11 +791,12 @@ mod tests {
         handle
             .tx
             .send(Job::Ingest(IngestJob {
-                request: IngestRequest {
+                requests: vec![IngestRequest {
                     stream: Arc::from("s"),
                     partition: reckon_core::PartitionId(0),
                     events: vec![event],
-                },
+                }],
+                catalog: Vec::new(),
                 received: Instant::now(),
                 reply,
             }))

@@ -10,6 +10,7 @@
 pub use reckon_workload::{Arrival, RandomWorkload, Seed000, SplitMix64};
 
 pub mod alert;
+pub mod brokers;
 pub mod bts;
 pub mod python;
 pub mod reconcile;

@@ -1,0 +1,446 @@
+//! Sources: one task per `[[source]]`, consuming a broker into a stream with the
+//! effect of exactly once (`docs/connectors.md`).
+//!
+//! Every kind of broker is one [`Broker`]: it connects (resuming after the position
+//! reckon committed last), hands over batches of [`Message`]s, acknowledges them and
+//! says how far behind it is. The loop here does the rest the same way for all:
+//!
+//! 1. Messages at or before the committed position (a broker delivering again what
+//!    reckon already has) are acknowledged and skipped.
+//! 2. The rest are decoded as the HTTP ingest decodes a body, grouped into one
+//!    request per watermark partition, and handed to the writer **with the new
+//!    position**: events and position commit together, in one durable commit, or
+//!    not at all. A crash before the commit loses nothing (the broker delivers the
+//!    unacknowledged messages again); a crash after it counts nothing twice (step 1).
+//!    A broker without positions (MQTT) relies on event ids instead: the stream's
+//!    `id_field`, or an id made from the message's topic and payload.
+//! 3. Only once the commit is durable are the messages acknowledged.
+//!
+//! A full writer queue pauses the source (the batch is offered again after a wait,
+//! nothing more is taken from the broker), so memory stays bounded; a lost
+//! connection is retried with backoff. `GET /v1/sources` and the `reckon_source_*`
+//! metrics show what each source is doing.
+
+mod mqtt;
+mod nats;
+
+use crate::AppState;
+use crate::writer::SubmitError;
+use reckon_connect::DecodeError;
+use reckon_connect::lineproto::Precision;
+use reckon_core::{Event, EventId, EventTime, PartitionId};
+use reckon_runtime::{IngestRequest, PartitionBy, SourceConfig, SourceFormat, SourceKind};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One message taken from a broker.
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    /// The subject (NATS) or topic (MQTT) it was published on.
+    pub subject: String,
+    /// Its body.
+    pub payload: Vec<u8>,
+    /// Where it is in the broker's log (a JetStream stream sequence), if the broker
+    /// has positions; increasing within a source.
+    pub position: Option<u64>,
+}
+
+/// A broker a source consumes. `connect` is called again after any error.
+pub(crate) trait Broker: Send {
+    /// Connects, resuming after `position` (the last committed), or from the start.
+    fn connect(&mut self, position: Option<u64>)
+    -> impl Future<Output = Result<(), String>> + Send;
+    /// Up to `max` messages, waiting at most `wait` for the first ones.
+    fn next_batch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Vec<Message>, String>> + Send;
+    /// Acknowledges every message of the last batch (they are durable).
+    fn ack(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Messages the broker holds for this source and has not delivered yet.
+    fn lag(&mut self) -> impl Future<Output = Option<u64>> + Send;
+}
+
+/// What `GET /v1/sources` shows of one source.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceStatus {
+    /// Its name.
+    pub name: String,
+    /// `nats` or `mqtt`.
+    pub kind: &'static str,
+    /// The stream it feeds.
+    pub stream: String,
+    /// `connecting`, `running`, `paused` (the writer is full), `reconnecting`, or
+    /// `stopped` (with `error`).
+    pub state: &'static str,
+    /// The last committed position (JetStream stream sequence), if it has positions.
+    pub position: Option<u64>,
+    /// Messages waiting in the broker, as it last said.
+    pub lag: Option<u64>,
+    /// Successful connections since startup (more than 1: it reconnected).
+    pub connects: u64,
+    /// Messages committed (with their events) since startup.
+    pub messages: u64,
+    /// Events they held.
+    pub events: u64,
+    /// Messages skipped because they were committed already (redeliveries).
+    pub redelivered: u64,
+    /// Messages (or lines of them) that could not be decoded.
+    pub decode_errors: u64,
+    /// The last error, if any.
+    pub error: Option<String>,
+}
+
+/// Every source's status, shared between the tasks and `GET /v1/sources`.
+#[derive(Debug, Default)]
+pub struct Sources(Mutex<BTreeMap<String, SourceStatus>>);
+
+impl Sources {
+    fn update(&self, name: &str, f: impl FnOnce(&mut SourceStatus)) {
+        if let Ok(mut m) = self.0.lock()
+            && let Some(s) = m.get_mut(name)
+        {
+            f(s);
+        }
+    }
+
+    /// A snapshot of every source's status.
+    pub fn list(&self) -> Vec<SourceStatus> {
+        self.0
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The catalog key of a source's committed position.
+fn position_key(name: &str) -> Vec<u8> {
+    format!("source/{name}").into_bytes()
+}
+
+/// The source's committed position, if any.
+pub(crate) fn committed(store: &reckon_store::Store, name: &str) -> Option<u64> {
+    let key = position_key(name);
+    let rows = store.catalog(&key).ok()?;
+    let (_, v) = rows.into_iter().find(|(k, _)| *k == key)?;
+    serde_json::from_slice::<serde_json::Value>(&v)
+        .ok()?
+        .get("position")?
+        .as_u64()
+}
+
+/// Starts one task per `[[source]]`.
+pub(crate) fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for s in &state.config().sources {
+        if let Ok(mut m) = state.sources().0.lock() {
+            m.insert(
+                s.name.clone(),
+                SourceStatus {
+                    name: s.name.clone(),
+                    kind: kind_name(s.kind),
+                    stream: s.stream.clone(),
+                    state: "connecting",
+                    position: committed(state.store(), &s.name),
+                    ..SourceStatus::default()
+                },
+            );
+        }
+        let (st, cfg) = (state.clone(), s.clone());
+        tasks.push(match s.kind {
+            SourceKind::Nats => tokio::spawn(async move {
+                let broker = nats::Nats::new(&cfg);
+                run(st, cfg, broker).await
+            }),
+            SourceKind::Mqtt => tokio::spawn(async move {
+                match mqtt::Mqtt::new(&cfg) {
+                    Ok(broker) => run(st, cfg, broker).await,
+                    Err(e) => stopped(&st, &cfg.name, e),
+                }
+            }),
+        });
+    }
+    tasks
+}
+
+fn kind_name(k: SourceKind) -> &'static str {
+    match k {
+        SourceKind::Nats => "nats",
+        SourceKind::Mqtt => "mqtt",
+    }
+}
+
+fn stopped(state: &AppState, name: &str, error: String) {
+    tracing::error!(source = name, "source `{name}` stopped: {error}");
+    state.sources().update(name, |s| {
+        s.state = "stopped";
+        s.error = Some(error);
+    });
+}
+
+/// A message's events, decoded as the HTTP ingest decodes a body.
+fn decode(
+    state: &AppState,
+    cfg: &SourceConfig,
+    stream: &reckon_runtime::StreamConfig,
+    m: &Message,
+) -> (Vec<Event>, Vec<DecodeError>) {
+    let (mut events, errors) = match cfg.format {
+        SourceFormat::Json => crate::ingest::decode_json(state, stream, &m.payload),
+        SourceFormat::LineProtocol => {
+            let precision =
+                Precision::parse(cfg.precision.as_deref().unwrap_or("ns")).unwrap_or_default();
+            let now = EventTime(state.clock().now().0);
+            let (text, mut errors) = crate::ingest::utf8_lines(&m.payload);
+            let (events, more) = state.with_lines(stream, |d| d.decode(&text, precision, now));
+            errors.extend(more);
+            (events, errors)
+        }
+    };
+    if m.position.is_none() && stream.id_field.is_none() {
+        // No position to skip a redelivery by: the message's topic and payload (and
+        // the event's place in it) identify its events, so one delivered again after
+        // a crash is a duplicate by id.
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(m.subject.as_bytes());
+        h.update([0]);
+        h.update(&m.payload);
+        let digest = hex::encode(&h.finalize()[..16]);
+        for (i, e) in events.iter_mut().enumerate() {
+            e.id = Some(EventId(Arc::from(format!("{}#{digest}#{i}", m.subject))));
+        }
+    }
+    (events, errors)
+}
+
+/// The watermark partition of a message's events.
+fn partition_of(cfg: &SourceConfig, m: &Message) -> PartitionId {
+    match cfg.partition_by {
+        PartitionBy::Fixed => PartitionId(cfg.partition),
+        PartitionBy::Subject => {
+            // Stable across restarts and machines (a watermark partition is stored).
+            use sha2::Digest as _;
+            let d = sha2::Sha256::digest(m.subject.as_bytes());
+            PartitionId(u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
+        }
+    }
+}
+
+/// Waits `d`, or less if the server shuts down; `false` on shutdown.
+async fn pause(state: &AppState, d: Duration) -> bool {
+    let mut shutdown = state.shutdown();
+    let slept = tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = shutdown.wait_for(|s| *s) => false,
+    };
+    slept && !*shutdown.borrow()
+}
+
+/// The source loop (see the module's documentation).
+async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
+    let name = cfg.name.clone();
+    let sources = || state.sources();
+    let labels = [("source", name.as_str())];
+    let mut position = committed(state.store(), &name);
+    let mut backoff = Duration::from_millis(200);
+    let mut shutdown = state.shutdown();
+    'connect: loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match broker.connect(position).await {
+            Ok(()) => {
+                tracing::info!(source = %name, ?position, "source `{name}` connected to {}", cfg.url);
+                sources().update(&name, |s| {
+                    s.state = "running";
+                    s.error = None;
+                    s.connects += 1;
+                });
+                backoff = Duration::from_millis(200);
+            }
+            Err(e) => {
+                tracing::warn!(source = %name, "source `{name}`: cannot connect ({e}); retrying in {backoff:?}");
+                state
+                    .metrics()
+                    .inc("reckon_source_reconnects_total", &labels, 1);
+                sources().update(&name, |s| {
+                    s.state = "reconnecting";
+                    s.error = Some(e);
+                });
+                if !pause(&state, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        }
+        let mut lag_at = Instant::now() - Duration::from_secs(10);
+        loop {
+            if lag_at.elapsed() >= Duration::from_secs(1) {
+                lag_at = Instant::now();
+                let lag = broker.lag().await;
+                if let Some(l) = lag {
+                    state
+                        .metrics()
+                        .set("reckon_source_lag_messages", &labels, l as f64);
+                }
+                sources().update(&name, |s| s.lag = lag);
+            }
+            let batch = tokio::select! {
+                b = broker.next_batch(cfg.batch, cfg.max_wait.to_std()) => b,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(source = %name, "source `{name}`: the broker failed ({e}); reconnecting in {backoff:?}");
+                    state
+                        .metrics()
+                        .inc("reckon_source_reconnects_total", &labels, 1);
+                    sources().update(&name, |s| {
+                        s.state = "reconnecting";
+                        s.error = Some(e);
+                    });
+                    if !pause(&state, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue 'connect;
+                }
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let config = state.config();
+            let Some(stream) = config.stream(&cfg.stream).cloned() else {
+                stopped(
+                    &state,
+                    &name,
+                    format!("stream `{}` is no longer defined", cfg.stream),
+                );
+                return;
+            };
+            let (mut redelivered, mut bad) = (0u64, 0u64);
+            let mut parts: BTreeMap<PartitionId, Vec<Event>> = BTreeMap::new();
+            let mut last = position;
+            let mut events = 0u64;
+            for m in &batch {
+                if let (Some(p), Some(done)) = (m.position, position)
+                    && p <= done
+                {
+                    redelivered += 1;
+                    continue;
+                }
+                let (evs, errors) = decode(&state, &cfg, &stream, m);
+                if !errors.is_empty() {
+                    bad += errors.len() as u64;
+                    let first = &errors[0];
+                    tracing::warn!(
+                        source = %name,
+                        subject = %m.subject,
+                        position = ?m.position,
+                        "source `{name}`: {} bad line(s) in a message on `{}`, skipped; the first{}: {}",
+                        errors.len(),
+                        m.subject,
+                        first.line.map(|l| format!(" (line {l})")).unwrap_or_default(),
+                        first.message
+                    );
+                }
+                events += evs.len() as u64;
+                parts.entry(partition_of(&cfg, m)).or_default().extend(evs);
+                if m.position.is_some() {
+                    last = m.position;
+                }
+            }
+            let requests: Vec<IngestRequest> = parts
+                .into_iter()
+                .map(|(partition, events)| IngestRequest {
+                    stream: Arc::from(stream.name.as_str()),
+                    partition,
+                    events,
+                })
+                .collect();
+            let fresh = batch.len() as u64 - redelivered;
+            let catalog = match last {
+                Some(p) if last != position => vec![(
+                    position_key(&name),
+                    Some(
+                        serde_json::json!({ "position": p })
+                            .to_string()
+                            .into_bytes(),
+                    ),
+                )],
+                _ => Vec::new(),
+            };
+            if fresh > 0 {
+                let mut wait = Duration::from_millis(5);
+                loop {
+                    match state
+                        .writer()
+                        .ingest_with(requests.clone(), catalog.clone())
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(SubmitError::Overloaded) => {
+                            // Back-pressure: take nothing more from the broker until
+                            // the writer has room.
+                            state
+                                .metrics()
+                                .inc("reckon_source_paused_total", &labels, 1);
+                            sources().update(&name, |s| s.state = "paused");
+                            if !pause(&state, wait).await {
+                                return;
+                            }
+                            wait = (wait * 2).min(Duration::from_millis(500));
+                        }
+                        Err(SubmitError::Stopped(e)) => {
+                            stopped(&state, &name, format!("the writer stopped: {e}"));
+                            return;
+                        }
+                        Err(SubmitError::Finished(e)) => {
+                            stopped(&state, &name, e);
+                            return;
+                        }
+                    }
+                }
+                position = last;
+            }
+            if let Err(e) = broker.ack().await {
+                // Durable already: the broker delivers them again, and they are
+                // skipped by position or id.
+                tracing::warn!(source = %name, "source `{name}`: acknowledging failed ({e}); the messages will come again and be skipped");
+            }
+            let m = state.metrics();
+            m.inc("reckon_source_messages_total", &labels, fresh);
+            m.inc("reckon_source_events_total", &labels, events);
+            m.inc("reckon_source_redelivered_total", &labels, redelivered);
+            m.inc("reckon_source_decode_errors_total", &labels, bad);
+            sources().update(&name, |s| {
+                s.state = "running";
+                s.position = position;
+                s.messages += fresh;
+                s.events += events;
+                s.redelivered += redelivered;
+                s.decode_errors += bad;
+            });
+        }
+    }
+}
+
+/// `GET /v1/sources`: every source's state, position, lag and counts (an operator's
+/// token).
+pub(crate) async fn list(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
+) -> Result<axum::Json<serde_json::Value>, crate::ApiError> {
+    if !(who.is_operator() && who.reads_all()) {
+        return Err(who.forbidden("read the sources (an operator's token can)"));
+    }
+    Ok(axum::Json(
+        serde_json::json!({ "sources": state.sources().list() }),
+    ))
+}

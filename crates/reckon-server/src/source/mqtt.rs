@@ -1,0 +1,182 @@
+//! The MQTT source: QoS 1 on a persistent session (`clean_session = false`, the
+//! source's `durable` as client id), acknowledged by hand after the commit.
+//!
+//! MQTT has no log position: the broker keeps what the session has not acknowledged
+//! and delivers it again after a reconnect. So a message committed but not yet
+//! acknowledged when reckon died comes again; its events are then duplicates by id
+//! (the stream's `id_field`, or the id made from topic and payload), which the store
+//! drops. The network runs on a task of its own that hands publishes over a channel
+//! and never waits on reckon (it must keep sending acknowledgements and pings). What
+//! the channel holds is bounded by MQTT's own flow control: the broker sends at most
+//! its in-flight limit of unacknowledged QoS 1 messages (mosquitto's
+//! `max_inflight_messages`, 20 by default), and reckon acknowledges only after the
+//! commit, so a full writer stops the broker from sending more.
+
+use super::{Broker, Message};
+use reckon_runtime::SourceConfig;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub(crate) struct Mqtt {
+    host: String,
+    port: u16,
+    client_id: String,
+    topic: String,
+    batch: usize,
+    client: Option<AsyncClient>,
+    rx: Option<mpsc::UnboundedReceiver<Result<Publish, String>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// The last batch's publishes, acknowledged once it is durable.
+    pending: Vec<Publish>,
+}
+
+impl Mqtt {
+    pub(crate) fn new(cfg: &SourceConfig) -> Result<Mqtt, String> {
+        let rest = cfg.url.trim_start_matches("mqtt://").trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse::<u16>()
+                    .map_err(|_| format!("url `{}`: `{p}` is not a port", cfg.url))?,
+            ),
+            None => (rest.to_string(), 1883),
+        };
+        if host.is_empty() {
+            return Err(format!("url `{}` names no host", cfg.url));
+        }
+        Ok(Mqtt {
+            host,
+            port,
+            client_id: cfg.durable_name(),
+            topic: cfg.subject.clone(),
+            batch: cfg.batch,
+            client: None,
+            rx: None,
+            task: None,
+            pending: Vec::new(),
+        })
+    }
+
+    fn close(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        self.client = None;
+        self.rx = None;
+        self.pending.clear();
+    }
+}
+
+impl Drop for Mqtt {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Broker for Mqtt {
+    async fn connect(&mut self, _position: Option<u64>) -> Result<(), String> {
+        self.close();
+        let mut opts = MqttOptions::new(&self.client_id, &self.host, self.port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_clean_session(false);
+        opts.set_manual_acks(true);
+        opts.set_inflight(self.batch.clamp(1, u16::MAX as usize) as u16);
+        // Room for a whole batch of acknowledgements.
+        let (client, mut eventloop) = AsyncClient::new(opts, self.batch + 16);
+        let (tx, rx) = mpsc::unbounded_channel();
+        // The first answer tells whether the connection stands.
+        let first = loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(c))) => break Ok(c.session_present),
+                Ok(_) => {}
+                Err(e) => break Err(format!("connecting to {}:{}: {e}", self.host, self.port)),
+            }
+        };
+        let session_present = first?;
+        if !session_present {
+            client
+                .subscribe(&self.topic, QoS::AtLeastOnce)
+                .await
+                .map_err(|e| format!("subscribing to `{}`: {e}", self.topic))?;
+            // Connected means subscribed: nothing published after this is missed.
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => break,
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("subscribing to `{}`: {e}", self.topic)),
+                }
+            }
+        }
+        self.task = Some(tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send(Ok(p)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        }));
+        self.client = Some(client);
+        self.rx = Some(rx);
+        Ok(())
+    }
+
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Message>, String> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Err("not connected".into());
+        };
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while out.len() < max {
+            let next = match out.is_empty() {
+                // Nothing yet: wait for the first message up to `wait`.
+                true => tokio::time::timeout_at(deadline, rx.recv()).await,
+                // Take what is there; a batch does not wait once it has something
+                // and nothing more is queued.
+                false => match rx.try_recv() {
+                    Ok(m) => Ok(Some(m)),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
+                },
+            };
+            match next {
+                Err(_) => break,
+                Ok(None) => return Err("the connection closed".into()),
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(Some(Ok(p))) => {
+                    out.push(Message {
+                        subject: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                        position: None,
+                    });
+                    self.pending.push(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&mut self) -> Result<(), String> {
+        let Some(client) = &self.client else {
+            self.pending.clear();
+            return Ok(());
+        };
+        for p in self.pending.drain(..) {
+            client.ack(&p).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn lag(&mut self) -> Option<u64> {
+        // MQTT does not say how much the broker holds for a session.
+        None
+    }
+}

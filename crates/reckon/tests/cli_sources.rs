@@ -1,0 +1,472 @@
+//! `[[source]]` against real brokers (private `nats-server -js` and `mosquitto`
+//! instances on free ports, `reckon_testkit::brokers`), through crashes:
+//!
+//! - messages are published while `reckon serve` is killed with SIGKILL at random
+//!   moments, mid-consumption, several times, then started again; at the end every
+//!   window equals the batch oracle over what was published, and the raw log holds
+//!   each published event exactly once. The NATS stream has **no id field**: only the
+//!   position committed with the events keeps a redelivered message from counting
+//!   twice. MQTT has no positions: the ids made from topic and payload do it.
+//! - the broker is killed and started again under a running server: the source
+//!   reconnects and goes on.
+//!
+//! Without the brokers' binaries it prints SKIP (a failure with
+//! `RECKON_REQUIRE_SERVICES=1`, as in CI).
+#![allow(clippy::unwrap_used)]
+
+use reckon_core::{EventTime, Value};
+use reckon_runtime::Config;
+use reckon_store::Store;
+use reckon_testkit::brokers::{Broker, Kind};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A small deterministic generator (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One published event: key, event time (Unix seconds), value.
+type Published = (String, i64, i64);
+
+/// Messages of 1–3 NDJSON events, times spread over two days in any order (many
+/// late), each event numbered so no two messages are alike.
+fn messages(rng: &mut Rng, n: usize, first: usize) -> Vec<(String, String, Vec<Published>)> {
+    (0..n)
+        .map(|m| {
+            let device = rng.below(4);
+            let events: Vec<Published> = (0..1 + rng.below(3))
+                .map(|_| {
+                    (
+                        format!("d{}", rng.below(5)),
+                        1_700_000_000 + rng.below(2 * 86_400) as i64,
+                        rng.below(100) as i64,
+                    )
+                })
+                .collect();
+            let body = events
+                .iter()
+                .enumerate()
+                .map(|(j, (k, t, v))| {
+                    format!(
+                        r#"{{"i":"{k}","time":{t},"v":{v},"n":"{}-{j}"}}"#,
+                        first + m
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            (format!("plant.device{device}"), body, events)
+        })
+        .collect()
+}
+
+fn write_config(dir: &Path, source: &str) -> PathBuf {
+    let path = dir.join("reckon.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[store]
+path = "{}"
+[server]
+listen = "127.0.0.1:0"
+[[stream]]
+name = "levels"
+key_fields = ["i"]
+time_format = "unix_s"
+[[pipeline]]
+name = "levels_1h"
+stream = "levels"
+window = {{ type = "tumbling", size = "1h" }}
+aggregates = [{{ fn = "count" }}, {{ fn = "sum", field = "v", name = "sum" }}]
+allowed_lateness = "30d"
+retention = "60d"
+# Open windows show their count too, so the test can wait for every event.
+early_interval = "200ms"
+{source}
+"#,
+            dir.join("store").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn serve(config: &Path, log: &Path) -> Server {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reckon"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RECKON_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("reckon listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_string();
+    Server { child, base }
+}
+
+impl Server {
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert_eq!(self.child.wait().unwrap().code(), Some(0));
+    }
+    fn sources(&self) -> serde_json::Value {
+        let r = reqwest::blocking_get(&format!("{}/v1/sources", self.base));
+        serde_json::from_str(&r).unwrap_or(serde_json::Value::Null)
+    }
+    /// Events counted in all windows (paging through the windows query).
+    fn counted(&self) -> u64 {
+        let mut total = 0;
+        let mut cursor = String::new();
+        loop {
+            let url = format!(
+                "{}/v1/pipelines/levels_1h/windows?limit=1000{cursor}",
+                self.base
+            );
+            let v: serde_json::Value =
+                serde_json::from_str(&reqwest::blocking_get(&url)).unwrap_or_default();
+            for w in v["windows"].as_array().into_iter().flatten() {
+                total += w["count"].as_u64().unwrap_or(0);
+            }
+            match v["next"].as_str() {
+                Some(n) => cursor = format!("&cursor={n}"),
+                None => return total,
+            }
+        }
+    }
+}
+
+/// A blocking GET with a fresh runtime (the tests drive brokers from their own).
+mod reqwest {
+    pub fn blocking_get(url: &str) -> String {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(host) else {
+            return String::new();
+        };
+        let _ = write!(
+            s,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// Waits until `done` holds, up to `secs`.
+fn wait_for(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every window in the store equals the oracle over `published`, and the raw log
+/// holds each published event once.
+fn check_against_oracle(config: &Path, published: &[Published]) {
+    let cfg = Config::load(config).unwrap();
+    let store = Store::open(&cfg.store.path).unwrap();
+    let raw = store.raw_scan("levels").unwrap();
+    assert_eq!(
+        raw.len(),
+        published.len(),
+        "the raw log must hold every published event exactly once"
+    );
+    let spec = cfg.pipelines[0].spec().unwrap();
+    let latest: BTreeMap<_, _> = store
+        .windows("levels_1h", None, EventTime::MIN, EventTime::MAX, None)
+        .unwrap()
+        .into_iter()
+        .map(|e| ((e.key.clone(), e.window), e))
+        .collect();
+    let diffs = reckon_testkit::diff_with_oracle(&spec, &latest, &raw);
+    assert!(
+        diffs.is_empty(),
+        "{} windows differ: {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(5)]
+    );
+    // And by hand from what was published (independent of decoding).
+    let mut want: BTreeMap<(String, i64), (u64, i64)> = BTreeMap::new();
+    for (k, t, v) in published {
+        let w = want.entry((k.clone(), t - t.rem_euclid(3600))).or_default();
+        w.0 += 1;
+        w.1 += v;
+    }
+    let got: BTreeMap<(String, i64), (u64, i64)> = latest
+        .values()
+        .map(|e| {
+            let k = e.key.as_str().trim_start_matches("i=").to_string();
+            let sum = match e.value("sum") {
+                Some(Value::I64(i)) => *i,
+                Some(Value::F64(f)) => *f as i64,
+                other => panic!("sum {other:?}"),
+            };
+            ((k, e.window.start.0 / 1_000_000_000), (e.count, sum))
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn nats_source_survives_sigkill_with_every_event_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut nats) = Broker::start(Kind::Nats, dir.path()) else {
+        return;
+    };
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[source]]
+name = "plant"
+kind = "nats"
+url = "{}"
+stream = "levels"
+subject = "plant.>"
+jetstream = "PLANT"
+partition_by = "subject"
+batch = 40
+"#,
+            nats.url()
+        ),
+    );
+    let log = dir.path().join("serve.log");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let js = rt.block_on(async {
+        let c = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(c);
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "PLANT".into(),
+            subjects: vec!["plant.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js
+    });
+    let publish = |batch: &[(String, String, Vec<Published>)]| {
+        rt.block_on(async {
+            for (subject, body, _) in batch {
+                js.publish(subject.clone(), body.clone().into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut rng = Rng(7);
+    let mut published: Vec<Published> = Vec::new();
+    let mut sent = 0usize;
+    let first = messages(&mut rng, 1500, 0);
+    publish(&first);
+    sent += first.len();
+    published.extend(first.into_iter().flat_map(|m| m.2));
+    // Killed mid-consumption, again and again, with more published in between.
+    for round in 0..6 {
+        let server = serve(&config, &log);
+        std::thread::sleep(Duration::from_millis(80 + rng.below(400)));
+        server.kill9();
+        let more = messages(&mut rng, 150, sent);
+        publish(&more);
+        sent += more.len();
+        published.extend(more.into_iter().flat_map(|m| m.2));
+        eprintln!("round {round}: {sent} messages published");
+    }
+    let server = serve(&config, &log);
+    wait_for(120, "the source to commit every message", || {
+        server.sources()["sources"][0]["position"].as_u64() == Some(sent as u64)
+    });
+    let s = server.sources();
+    assert_eq!(s["sources"][0]["state"], "running", "{s}");
+    assert_eq!(server.counted(), published.len() as u64);
+
+    // The broker goes away and comes back: the source reconnects and goes on.
+    let connects = server.sources()["sources"][0]["connects"].as_u64().unwrap();
+    nats.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    nats.restart();
+    let js2 = rt.block_on(async {
+        async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap())
+    });
+    let last = messages(&mut rng, 100, sent);
+    rt.block_on(async {
+        for (subject, body, _) in &last {
+            js2.publish(subject.clone(), body.clone().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+    sent += last.len();
+    published.extend(last.into_iter().flat_map(|m| m.2));
+    wait_for(120, "the source to reconnect and commit the rest", || {
+        server.sources()["sources"][0]["position"].as_u64() == Some(sent as u64)
+    });
+    // (The NATS client reconnects by itself; the source may not even notice.)
+    let _ = connects;
+    server.stop();
+    check_against_oracle(&config, &published);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("source `plant` connected"), "{log}");
+}
+
+#[test]
+fn mqtt_source_survives_sigkill_with_every_event_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut broker) = Broker::start(Kind::Mosquitto, dir.path()) else {
+        return;
+    };
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[source]]
+name = "plant"
+kind = "mqtt"
+url = "{}"
+stream = "levels"
+subject = "plant/#"
+batch = 40
+"#,
+            broker.url()
+        ),
+    );
+    let log = dir.path().join("serve.log");
+    // The persistent session exists once the server first subscribed.
+    let server = serve(&config, &log);
+    wait_for(30, "the MQTT source to subscribe", || {
+        server.sources()["sources"][0]["state"] == "running"
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let publish = |port: u16, batch: &[(String, String, Vec<Published>)]| {
+        rt.block_on(async {
+            let mut opts = rumqttc::MqttOptions::new("publisher", "127.0.0.1", port);
+            opts.set_inflight(100);
+            let (client, mut events) = rumqttc::AsyncClient::new(opts, 200);
+            let want = batch.len();
+            let acks = tokio::spawn(async move {
+                let mut n = 0;
+                while n < want {
+                    if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) =
+                        events.poll().await
+                    {
+                        n += 1;
+                    }
+                }
+            });
+            for (subject, body, _) in batch {
+                let topic = subject.replace('.', "/");
+                client
+                    .publish(topic, rumqttc::QoS::AtLeastOnce, false, body.clone())
+                    .await
+                    .unwrap();
+            }
+            tokio::time::timeout(Duration::from_secs(60), acks)
+                .await
+                .unwrap()
+                .unwrap();
+            let _ = client.disconnect().await;
+        })
+    };
+    let mut rng = Rng(11);
+    let mut published: Vec<Published> = Vec::new();
+    let mut sent = 0usize;
+    server.kill9();
+    let first = messages(&mut rng, 1200, 0);
+    publish(broker.port, &first);
+    sent += first.len();
+    published.extend(first.into_iter().flat_map(|m| m.2));
+    for round in 0..6 {
+        let server = serve(&config, &log);
+        std::thread::sleep(Duration::from_millis(80 + rng.below(400)));
+        server.kill9();
+        let more = messages(&mut rng, 120, sent);
+        publish(broker.port, &more);
+        sent += more.len();
+        published.extend(more.into_iter().flat_map(|m| m.2));
+        eprintln!("round {round}: {sent} messages published");
+    }
+    let server = serve(&config, &log);
+    let want = published.len() as u64;
+    wait_for(120, "every event to be counted", || {
+        let n = server.counted();
+        if n < want {
+            eprintln!("{n} of {want}: {}", server.sources());
+            eprintln!(
+                "{}",
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        n >= want
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.counted(), want, "an event was counted twice");
+
+    // The broker goes away (its sessions with it) and comes back: the source
+    // reconnects, subscribes again and goes on.
+    let connects = server.sources()["sources"][0]["connects"].as_u64().unwrap();
+    broker.kill();
+    std::thread::sleep(Duration::from_millis(1000));
+    broker.restart();
+    wait_for(60, "the MQTT source to reconnect", || {
+        server.sources()["sources"][0]["connects"].as_u64() > Some(connects)
+    });
+    let last = messages(&mut rng, 100, sent);
+    publish(broker.port, &last);
+    published.extend(last.into_iter().flat_map(|m| m.2));
+    let want = published.len() as u64;
+    wait_for(120, "the rest to be counted", || server.counted() >= want);
+    server.stop();
+    check_against_oracle(&config, &published);
+}
