@@ -118,8 +118,6 @@ pub enum SinkKind {
     Postgres,
     /// Redis: the latest value of each window and of each key, for real-time reads.
     Redis,
-    /// NATS: every change as a CloudEvent on a subject.
-    Nats,
 }
 
 /// `[[sink]]`: a system `reckon serve` keeps up to date from the change feed.
@@ -128,10 +126,10 @@ pub enum SinkKind {
 pub struct SinkConfig {
     /// The name its cursor is kept under (and its metrics' `sink` label).
     pub name: String,
-    /// `postgres`, `redis` or `nats`.
+    /// `postgres` or `redis`.
     pub kind: SinkKind,
-    /// `postgresql://127.0.0.1:5432/test?user=postgres`, `redis://127.0.0.1:6379`,
-    /// `nats://127.0.0.1:4222`.
+    /// `postgresql://postgres@127.0.0.1:5432/test` (or `host=… user=… dbname=…`),
+    /// `redis://127.0.0.1:6379[/db]`.
     pub url: String,
     /// The pipelines (or reconciliations, running totals, alerts) whose changes go to
     /// the sink. Default: all.
@@ -143,10 +141,6 @@ pub struct SinkConfig {
     /// Redis: the prefix of its keys. Default `reckon:`.
     #[serde(default)]
     pub key_prefix: Option<String>,
-    /// NATS: the subject prefix; a change goes to `{subject}.{pipeline}`. Default
-    /// `reckon.changes`.
-    #[serde(default)]
-    pub subject: Option<String>,
     /// Changes written at most per round trip (one transaction, one pipeline of
     /// commands). Default 500.
     #[serde(default = "default_sink_batch")]
@@ -166,11 +160,6 @@ impl SinkConfig {
     /// The Redis key prefix.
     pub fn redis_prefix(&self) -> &str {
         self.key_prefix.as_deref().unwrap_or("reckon:")
-    }
-
-    /// The NATS subject prefix.
-    pub fn subject_prefix(&self) -> &str {
-        self.subject.as_deref().unwrap_or("reckon.changes")
     }
 }
 
@@ -249,9 +238,8 @@ pub(crate) fn validate(config: &Config) -> Result<()> {
             ));
         }
         let scheme: &[&str] = match k.kind {
-            SinkKind::Postgres => &["postgres://", "postgresql://"],
+            SinkKind::Postgres => &["postgres://", "postgresql://", "host="],
             SinkKind::Redis => &["redis://"],
-            SinkKind::Nats => &["nats://"],
         };
         if !scheme.iter().any(|p| k.url.starts_with(p)) {
             return bad(format!(
@@ -282,9 +270,6 @@ pub(crate) fn validate(config: &Config) -> Result<()> {
         }
         if k.key_prefix.is_some() && k.kind != SinkKind::Redis {
             return wrong("key_prefix", "redis");
-        }
-        if k.subject.is_some() && k.kind != SinkKind::Nats {
-            return wrong("subject", "nats");
         }
     }
     Ok(())

@@ -29,6 +29,7 @@ mod notify;
 mod query;
 pub mod quota;
 mod rules;
+pub mod sinks;
 pub mod source;
 mod total;
 mod wire;
@@ -100,6 +101,7 @@ struct Inner {
     json: Mutex<HashMap<String, Vec<JsonDecoder>>>,
     lines: Mutex<HashMap<String, Vec<LineProtocolDecoder>>>,
     sources: source::Sources,
+    sinks: sinks::Sinks,
 }
 
 impl AppState {
@@ -190,6 +192,10 @@ impl AppState {
     /// What each `[[source]]` is doing.
     pub fn sources(&self) -> &source::Sources {
         &self.inner.sources
+    }
+    /// What each `[[sink]]` is doing.
+    pub fn sinks(&self) -> &sinks::Sinks {
+        &self.inner.sinks
     }
     /// The stream `who` calls `local`, if it may `access` it (else 404 or 403).
     fn resolve_stream(
@@ -342,11 +348,13 @@ impl App {
                 json: Mutex::new(HashMap::new()),
                 lines: Mutex::new(HashMap::new()),
                 sources: source::Sources::default(),
+                sinks: sinks::Sinks::default(),
             }),
         };
         let mut webhooks = notify::start(&state)?;
         webhooks.extend(backfill::start(&state));
         webhooks.extend(source::start(&state));
+        webhooks.extend(sinks::start(&state));
         Ok(App {
             state,
             shutdown,
@@ -597,6 +605,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pipelines/{pipeline}/changed", get(changed::changed))
         .route("/v1/backfills", get(backfill::list))
         .route("/v1/sources", get(source::list))
+        .route("/v1/sinks", get(sinks::list))
         .route("/v1/webhooks", get(query::webhooks))
         .route("/v1/webhooks/{name}/deliveries", get(query::deliveries))
         .route("/metrics", get(query::metrics))

@@ -43,6 +43,16 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Failed connections or broker errors after which a source reconnects, per source.",
     ),
     (
+        "reckon_sink_written_total",
+        "counter",
+        "Changes a [[sink]] wrote (its pipelines' windows, newest version each), per sink.",
+    ),
+    (
+        "reckon_sink_errors_total",
+        "counter",
+        "Failed connections or writes of a sink (each retried with backoff), per sink.",
+    ),
+    (
         "reckon_source_lag_messages",
         "gauge",
         "Messages the broker holds for a source and has not delivered yet (NATS), per source.",

@@ -525,6 +525,7 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
         ("GET", "/v1/pipelines/{pipeline}/changed?since=0", ""),
         ("GET", "/v1/backfills", ""),
         ("GET", "/v1/sources", ""),
+        ("GET", "/v1/sinks", ""),
         (
             "POST",
             "/v1/rules/backfill",

@@ -19,26 +19,11 @@ use reckon_runtime::Config;
 use reckon_store::Store;
 use reckon_testkit::brokers::{Broker, Kind};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+mod common;
+use common::{Rng, serve, wait_for, write_config};
 
 /// One published event: key, event time (Unix seconds), value.
 type Published = (String, i64, i64);
@@ -72,135 +57,6 @@ fn messages(rng: &mut Rng, n: usize, first: usize) -> Vec<(String, String, Vec<P
             (format!("plant.device{device}"), body, events)
         })
         .collect()
-}
-
-fn write_config(dir: &Path, source: &str) -> PathBuf {
-    let path = dir.join("reckon.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[store]
-path = "{}"
-[server]
-listen = "127.0.0.1:0"
-[[stream]]
-name = "levels"
-key_fields = ["i"]
-time_format = "unix_s"
-[[pipeline]]
-name = "levels_1h"
-stream = "levels"
-window = {{ type = "tumbling", size = "1h" }}
-aggregates = [{{ fn = "count" }}, {{ fn = "sum", field = "v", name = "sum" }}]
-allowed_lateness = "30d"
-retention = "60d"
-# Open windows show their count too, so the test can wait for every event.
-early_interval = "200ms"
-{source}
-"#,
-            dir.join("store").display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn serve(config: &Path, log: &Path) -> Server {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reckon"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RECKON_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first
-        .trim()
-        .strip_prefix("reckon listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .to_string();
-    Server { child, base }
-}
-
-impl Server {
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert_eq!(self.child.wait().unwrap().code(), Some(0));
-    }
-    fn sources(&self) -> serde_json::Value {
-        let r = reqwest::blocking_get(&format!("{}/v1/sources", self.base));
-        serde_json::from_str(&r).unwrap_or(serde_json::Value::Null)
-    }
-    /// Events counted in all windows (paging through the windows query).
-    fn counted(&self) -> u64 {
-        let mut total = 0;
-        let mut cursor = String::new();
-        loop {
-            let url = format!(
-                "{}/v1/pipelines/levels_1h/windows?limit=1000{cursor}",
-                self.base
-            );
-            let v: serde_json::Value =
-                serde_json::from_str(&reqwest::blocking_get(&url)).unwrap_or_default();
-            for w in v["windows"].as_array().into_iter().flatten() {
-                total += w["count"].as_u64().unwrap_or(0);
-            }
-            match v["next"].as_str() {
-                Some(n) => cursor = format!("&cursor={n}"),
-                None => return total,
-            }
-        }
-    }
-}
-
-/// A blocking GET with a fresh runtime (the tests drive brokers from their own).
-mod reqwest {
-    pub fn blocking_get(url: &str) -> String {
-        let rest = url.strip_prefix("http://").unwrap();
-        let (host, path) = rest.split_once('/').unwrap();
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(host) else {
-            return String::new();
-        };
-        let _ = write!(
-            s,
-            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        );
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default()
-    }
-}
-
-/// Waits until `done` holds, up to `secs`.
-fn wait_for(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Every window in the store equals the oracle over `published`, and the raw log
@@ -258,6 +114,7 @@ fn nats_source_survives_sigkill_with_every_event_counted_once() {
     };
     let config = write_config(
         dir.path(),
+        "",
         &format!(
             r#"
 [[source]]
@@ -363,6 +220,7 @@ fn mqtt_source_survives_sigkill_with_every_event_counted_once() {
     };
     let config = write_config(
         dir.path(),
+        "",
         &format!(
             r#"
 [[source]]
