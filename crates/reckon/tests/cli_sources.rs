@@ -278,16 +278,22 @@ batch = 40
     let first = messages(&mut rng, 1200, 0);
     publish(broker.port, &first);
     sent += first.len();
-    published.extend(first.into_iter().flat_map(|m| m.2));
+    published.extend(first.iter().flat_map(|m| m.2.clone()));
+    let mut all = first;
     for round in 0..6 {
         let server = serve(&config, &log);
         std::thread::sleep(Duration::from_millis(80 + rng.below(400)));
         server.kill9();
-        let more = messages(&mut rng, 120, sent);
-        publish(broker.port, &more);
+        let mut more = messages(&mut rng, 120, sent);
         sent += more.len();
-        published.extend(more.into_iter().flat_map(|m| m.2));
-        eprintln!("round {round}: {sent} messages published");
+        published.extend(more.iter().flat_map(|m| m.2.clone()));
+        all.extend(more.iter().cloned());
+        // A publisher's retries: ten earlier messages sent again, counted once.
+        for _ in 0..10 {
+            more.push(all[rng.below(all.len() as u64) as usize].clone());
+        }
+        publish(broker.port, &more);
+        eprintln!("round {round}: {sent} messages published, and 10 again");
     }
     let server = serve(&config, &log);
     let want = published.len() as u64;

@@ -35,6 +35,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How much longer than `max_wait` a batch may take before the broker counts as gone.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One message taken from a broker.
 #[derive(Debug, Clone)]
 pub(crate) struct Message {
@@ -290,8 +293,14 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
                 }
                 sources().update(&name, |s| s.lag = lag);
             }
+            // A broker that dies in the middle of a pull may never answer it: a batch
+            // that takes far longer than `max_wait` counts as a failure (reconnecting
+            // starts again after the committed position, so nothing is lost).
+            let wait = cfg.max_wait.to_std();
             let batch = tokio::select! {
-                b = broker.next_batch(cfg.batch, cfg.max_wait.to_std()) => b,
+                b = tokio::time::timeout(wait + BATCH_TIMEOUT, broker.next_batch(cfg.batch, wait)) => {
+                    b.unwrap_or_else(|_| Err(format!("no answer to a pull within {:?}", wait + BATCH_TIMEOUT)))
+                }
                 _ = shutdown.wait_for(|s| *s) => return,
             };
             let batch = match batch {

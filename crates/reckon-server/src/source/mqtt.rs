@@ -88,24 +88,29 @@ impl Broker for Mqtt {
         // The first answer tells whether the connection stands.
         let first = loop {
             match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(c))) => break Ok(c.session_present),
+                Ok(Event::Incoming(Packet::ConnAck(_))) => break Ok(()),
                 Ok(_) => {}
                 Err(e) => break Err(format!("connecting to {}:{}: {e}", self.host, self.port)),
             }
         };
-        let session_present = first?;
-        if !session_present {
-            client
-                .subscribe(&self.topic, QoS::AtLeastOnce)
-                .await
-                .map_err(|e| format!("subscribing to `{}`: {e}", self.topic))?;
-            // Connected means subscribed: nothing published after this is missed.
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => break,
-                    Ok(_) => {}
-                    Err(e) => return Err(format!("subscribing to `{}`: {e}", self.topic)),
+        first?;
+        // Subscribed every time, also to a session the broker kept: the topic in the
+        // configuration may have changed (subscribing again to the same filter keeps
+        // what the session holds).
+        client
+            .subscribe(&self.topic, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| format!("subscribing to `{}`: {e}", self.topic))?;
+        // Connected means subscribed: nothing published after this is missed. What a
+        // kept session delivers meanwhile goes first.
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => break,
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send(Ok(p));
                 }
+                Ok(_) => {}
+                Err(e) => return Err(format!("subscribing to `{}`: {e}", self.topic)),
             }
         }
         self.task = Some(tokio::spawn(async move {
