@@ -54,6 +54,10 @@ impl Broker {
     /// SKIP when its binary is missing.
     pub fn start(kind: Kind, dir: &Path) -> Option<Broker> {
         if find(binary(kind)).is_none() {
+            // The project's script installs Debian's package where it can.
+            services();
+        }
+        if find(binary(kind)).is_none() {
             assert!(
                 std::env::var("RECKON_REQUIRE_SERVICES").is_err(),
                 "{} is not installed (Debian package {})",
@@ -146,15 +150,34 @@ impl Drop for Broker {
     }
 }
 
-/// Whether a TCP service answers on 127.0.0.1:`port`; if not, prints SKIP and returns
-/// `false` (a panic with `RECKON_REQUIRE_SERVICES` set, as in CI).
+/// Runs `scripts/services.sh` (starts, or installs and starts, the machine's
+/// PostgreSQL, Redis, Mosquitto and NATS when they do not answer), once per process.
+fn services() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = Command::new("bash")
+            .arg(crate::python::repo().join("scripts/services.sh"))
+            .stdout(Stdio::null())
+            .status();
+    });
+}
+
+/// Whether a TCP service answers on 127.0.0.1:`port` (after `scripts/services.sh` had
+/// a chance to start it); if not, prints SKIP and returns `false` (a panic with
+/// `RECKON_REQUIRE_SERVICES` set, as in CI).
 pub fn service_up(name: &str, port: u16) -> bool {
-    if TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(2),
-    )
-    .is_ok()
-    {
+    let answers = || {
+        TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(2),
+        )
+        .is_ok()
+    };
+    if answers() {
+        return true;
+    }
+    services();
+    if answers() {
         return true;
     }
     assert!(
