@@ -118,6 +118,8 @@ pub enum SinkKind {
     Postgres,
     /// Redis: the latest value of each window and of each key, for real-time reads.
     Redis,
+    /// NATS JetStream: every change as a CloudEvent on `{subject}.{pipeline}`.
+    Nats,
 }
 
 /// `[[sink]]`: a system `reckon serve` keeps up to date from the change feed.
@@ -126,10 +128,10 @@ pub enum SinkKind {
 pub struct SinkConfig {
     /// The name its cursor is kept under (and its metrics' `sink` label).
     pub name: String,
-    /// `postgres` or `redis`.
+    /// `postgres`, `redis` or `nats`.
     pub kind: SinkKind,
     /// `postgresql://postgres@127.0.0.1:5432/test` (or `host=… user=… dbname=…`),
-    /// `redis://127.0.0.1:6379[/db]`.
+    /// `redis://127.0.0.1:6379[/db]`, `nats://127.0.0.1:4222`.
     pub url: String,
     /// The pipelines (or reconciliations, running totals, alerts) whose changes go to
     /// the sink. Default: all.
@@ -141,6 +143,14 @@ pub struct SinkConfig {
     /// Redis: the prefix of its keys. Default `reckon:`.
     #[serde(default)]
     pub key_prefix: Option<String>,
+    /// NATS: the subject prefix; a change goes to `{subject}.{pipeline}`. Default
+    /// `reckon.changes`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// NATS: the JetStream stream over `{subject}.>` (created if missing). Default
+    /// `RECKON_CHANGES`.
+    #[serde(default)]
+    pub jetstream: Option<String>,
     /// Changes written at most per round trip (one transaction, one pipeline of
     /// commands). Default 500.
     #[serde(default = "default_sink_batch")]
@@ -160,6 +170,16 @@ impl SinkConfig {
     /// The Redis key prefix.
     pub fn redis_prefix(&self) -> &str {
         self.key_prefix.as_deref().unwrap_or("reckon:")
+    }
+
+    /// The NATS subject prefix.
+    pub fn subject_prefix(&self) -> &str {
+        self.subject.as_deref().unwrap_or("reckon.changes")
+    }
+
+    /// The NATS JetStream stream.
+    pub fn jetstream_name(&self) -> &str {
+        self.jetstream.as_deref().unwrap_or("RECKON_CHANGES")
     }
 }
 
@@ -240,6 +260,7 @@ pub(crate) fn validate(config: &Config) -> Result<()> {
         let scheme: &[&str] = match k.kind {
             SinkKind::Postgres => &["postgres://", "postgresql://", "host="],
             SinkKind::Redis => &["redis://"],
+            SinkKind::Nats => &["nats://"],
         };
         if !scheme.iter().any(|p| k.url.starts_with(p)) {
             return bad(format!(
@@ -270,6 +291,19 @@ pub(crate) fn validate(config: &Config) -> Result<()> {
         }
         if k.key_prefix.is_some() && k.kind != SinkKind::Redis {
             return wrong("key_prefix", "redis");
+        }
+        if (k.subject.is_some() || k.jetstream.is_some()) && k.kind != SinkKind::Nats {
+            return wrong("subject and jetstream", "nats");
+        }
+        if k.subject_prefix().is_empty()
+            || k.subject_prefix()
+                .split('.')
+                .any(|t| t.is_empty() || t.contains(['*', '>', ' ']))
+        {
+            return bad(format!(
+                "{what}: subject = \"{}\": give dot-separated tokens without wildcards",
+                k.subject_prefix()
+            ));
         }
     }
     Ok(())

@@ -261,14 +261,18 @@ async fn latency(samples: usize, load_rate: usize) -> (Vec<f64>, Vec<f64>, f64) 
             .await
             .unwrap();
     }
-    let (pg, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls).await.unwrap();
+    let (pg, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let version = |station: usize, start: i64| {
         let pg = &pg;
         let table = table.clone();
         async move {
             pg.query_opt(
-                &format!("SELECT version FROM {table} WHERE key = $1 AND window_start = to_timestamp($2)"),
+                &format!(
+                    "SELECT version FROM {table} WHERE key = $1 AND window_start = to_timestamp($2)"
+                ),
                 &[&format!("s={station}"), &(start as f64)],
             )
             .await
@@ -290,7 +294,11 @@ async fn latency(samples: usize, load_rate: usize) -> (Vec<f64>, Vec<f64>, f64) 
             let before = version(station, start).await.unwrap_or(0);
             let late = format!("{{\"s\":\"{station}\",\"time\":{},\"v\":1}}\n", start + 30);
             let t = Instant::now();
-            js.publish("lat.late", late.into()).await.unwrap().await.unwrap();
+            js.publish("lat.late", late.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
             loop {
                 if version(station, start).await.unwrap_or(0) > before {
                     return t.elapsed().as_secs_f64() * 1e3;
@@ -335,7 +343,9 @@ async fn latency(samples: usize, load_rate: usize) -> (Vec<f64>, Vec<f64>, f64) 
     let rate = load.await.unwrap();
     let _ = stop.send(true);
     drop(app);
-    let _ = pg.execute(&format!("DROP TABLE IF EXISTS {table}"), &[]).await;
+    let _ = pg
+        .execute(&format!("DROP TABLE IF EXISTS {table}"), &[])
+        .await;
     (idle, loaded, rate)
 }
 
@@ -354,7 +364,11 @@ fn main() {
     for (name, e, p) in [
         (format!("NATS, {per} events/message"), events, per),
         (format!("MQTT, {per} events/message"), events, per),
-        (format!("HTTP, {per} events/POST, 4 clients (baseline)"), events, per),
+        (
+            format!("HTTP, {per} events/POST, 4 clients (baseline)"),
+            events,
+            per,
+        ),
         ("NATS, 1 event/message".to_string(), events / 10, 1),
         ("MQTT, 1 event/message".to_string(), events / 10, 1),
     ] {
@@ -376,7 +390,11 @@ fn main() {
     println!("| source | events/s (median of {runs}) | runs |");
     println!("|---|---|---|");
     for (name, mut v) in rows {
-        let runs = v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ");
+        let runs = v
+            .iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         println!("| {name} | {:.0} | {runs} |", median(&mut v));
     }
     let mut idle = Vec::new();

@@ -284,3 +284,103 @@ key_prefix = "{prefix}"
         ))
         .status();
 }
+
+#[test]
+fn nats_sink_publishes_each_version_once_as_a_cloudevent_even_when_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) =
+        reckon_testkit::brokers::Broker::start(reckon_testkit::brokers::Kind::Nats, dir.path())
+    else {
+        return;
+    };
+    let sink = |name: &str| {
+        format!(
+            "[[sink]]\nname = \"{name}\"\nkind = \"nats\"\nurl = \"{}\"\nsubject = \"feed\"\njetstream = \"FEED\"\nbatch = 25\n",
+            nats.url()
+        )
+    };
+    let config = write_config(dir.path(), r#"id_field = "id""#, &sink("feed"));
+    let log = dir.path().join("serve.log");
+    let mut rng = Rng(9);
+    let server = serve(&config, &log);
+    for p in 0..10 {
+        let body: Vec<String> = (0..40)
+            .map(|j| {
+                format!(
+                    r#"{{"id":"{p}-{j}","i":"d{}","time":{},"v":1}}"#,
+                    rng.below(3),
+                    1_700_000_000 + rng.below(6 * 3600)
+                )
+            })
+            .collect();
+        let (status, out) = server.post("/v1/streams/levels/events", &body.join("\n"));
+        assert_eq!(status, 200, "{out}");
+    }
+    let caught_up = |s: &common::Server| {
+        let v = s.get("/v1/sinks");
+        let last = v["last_change"].as_u64();
+        last > Some(0) && v["sinks"][0]["cursor"].as_u64() == last
+    };
+    wait_for(60, "the NATS sink to catch up", || {
+        caught_up(&server) && {
+            std::thread::sleep(Duration::from_millis(600));
+            caught_up(&server)
+        }
+    });
+    let changes = server.get("/v1/sinks")["last_change"].as_u64().unwrap();
+    server.stop();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let read = || {
+        rt.block_on(async {
+            let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+            let mut stream = js.get_stream("FEED").await.unwrap();
+            let n = stream.info().await.unwrap().state.messages;
+            let mut newest: BTreeMap<(String, String), u64> = BTreeMap::new();
+            for seq in 1..=n {
+                let m = stream.get_raw_message(seq).await.unwrap();
+                assert!(m.subject.starts_with("feed.levels_1h"), "{}", m.subject);
+                let ev: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+                assert_eq!(ev["specversion"], "1.0");
+                let d = &ev["data"];
+                let v = d["version"].as_u64().unwrap();
+                assert_eq!(
+                    ev["id"].as_str().unwrap(),
+                    format!(
+                        "levels_1h/{}/{}/v{v}",
+                        d["key"].as_str().unwrap(),
+                        d["window"]["start"].as_str().unwrap()
+                    )
+                );
+                let k = (
+                    d["key"].as_str().unwrap().to_string(),
+                    d["window"]["start"].as_str().unwrap().to_string(),
+                );
+                let e = newest.entry(k).or_default();
+                *e = (*e).max(v);
+            }
+            (n, newest)
+        })
+    };
+    let (n, newest) = read();
+    assert_eq!(n, changes, "one message per change");
+    let store = latest(&config);
+    let want: BTreeMap<(String, String), u64> = store
+        .values()
+        .map(|e| {
+            let start = jiff::Timestamp::from_nanosecond(i128::from(e.window.start.0)).unwrap();
+            (
+                (e.key.as_str().to_string(), start.to_string()),
+                u64::from(e.version.0),
+            )
+        })
+        .collect();
+    assert_eq!(newest, want);
+    assert!(want.values().any(|v| *v > 1), "no window was corrected");
+
+    // The whole feed again under a new name (cursor 0): JetStream keeps one of each.
+    let config = write_config(dir.path(), r#"id_field = "id""#, &sink("feed_replay"));
+    let server = serve(&config, &log);
+    wait_for(60, "the replay to finish", || caught_up(&server));
+    server.stop();
+    assert_eq!(read().0, changes, "a replayed change was stored twice");
+}

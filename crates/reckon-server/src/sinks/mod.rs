@@ -12,6 +12,7 @@
 //! retried with backoff while ingest goes on (the follower serves a sink that fell
 //! behind from the store).
 
+mod nats;
 mod postgres;
 mod redis;
 
@@ -41,7 +42,7 @@ pub(crate) trait Sink: Send {
 pub struct SinkStatus {
     /// Its name.
     pub name: String,
-    /// `postgres` or `redis`.
+    /// `postgres`, `redis` or `nats`.
     pub kind: &'static str,
     /// `connecting`, `running`, `retrying` (with `error`) or `stopped`.
     pub state: &'static str,
@@ -81,6 +82,7 @@ fn kind_name(k: SinkKind) -> &'static str {
     match k {
         SinkKind::Postgres => "postgres",
         SinkKind::Redis => "redis",
+        SinkKind::Nats => "nats",
     }
 }
 
@@ -116,6 +118,10 @@ pub(crate) fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
                     Ok(sink) => run(st, cfg, sink).await,
                     Err(e) => stopped(&st, &cfg.name, e),
                 }
+            }),
+            SinkKind::Nats => tokio::spawn(async move {
+                let sink = nats::Nats::new(&cfg);
+                run(st, cfg, sink).await
             }),
         });
     }
