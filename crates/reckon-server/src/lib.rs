@@ -19,6 +19,7 @@ pub mod auth;
 pub mod backfill;
 mod changed;
 pub mod clock;
+pub mod connector;
 mod define;
 pub mod error;
 mod feed;

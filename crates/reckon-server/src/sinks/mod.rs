@@ -17,12 +17,13 @@ mod postgres;
 mod redis;
 
 use crate::AppState;
+use crate::connector::{Backoff, pause};
 use reckon_core::Emission;
 use reckon_runtime::{SinkConfig, SinkKind};
 use reckon_store::Delivery;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A system a sink writes. `connect` is called again after any error.
@@ -57,26 +58,7 @@ pub struct SinkStatus {
 }
 
 /// Every sink's status, shared between the tasks and `GET /v1/sinks`.
-#[derive(Debug, Default)]
-pub struct Sinks(Mutex<BTreeMap<String, SinkStatus>>);
-
-impl Sinks {
-    fn update(&self, name: &str, f: impl FnOnce(&mut SinkStatus)) {
-        if let Ok(mut m) = self.0.lock()
-            && let Some(s) = m.get_mut(name)
-        {
-            f(s);
-        }
-    }
-
-    /// A snapshot of every sink's status.
-    pub fn list(&self) -> Vec<SinkStatus> {
-        self.0
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
-    }
-}
+pub type Sinks = crate::connector::Statuses<SinkStatus>;
 
 fn kind_name(k: SinkKind) -> &'static str {
     match k {
@@ -95,18 +77,16 @@ pub(crate) fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
             .sink_state(&k.name)
             .map(|s| s.cursor)
             .unwrap_or(0);
-        if let Ok(mut m) = state.sinks().0.lock() {
-            m.insert(
-                k.name.clone(),
-                SinkStatus {
-                    name: k.name.clone(),
-                    kind: kind_name(k.kind),
-                    state: "connecting",
-                    cursor,
-                    ..SinkStatus::default()
-                },
-            );
-        }
+        state.sinks().insert(
+            &k.name,
+            SinkStatus {
+                name: k.name.clone(),
+                kind: kind_name(k.kind),
+                state: "connecting",
+                cursor,
+                ..SinkStatus::default()
+            },
+        );
         let (st, cfg) = (state.clone(), k.clone());
         tasks.push(match k.kind {
             SinkKind::Postgres => tokio::spawn(async move {
@@ -136,16 +116,6 @@ fn stopped(state: &AppState, name: &str, error: String) {
     });
 }
 
-/// Waits `d`, or less if the server shuts down; `false` on shutdown.
-async fn pause(state: &AppState, d: Duration) -> bool {
-    let mut shutdown = state.shutdown();
-    let slept = tokio::select! {
-        _ = tokio::time::sleep(d) => true,
-        _ = shutdown.wait_for(|s| *s) => false,
-    };
-    slept && !*shutdown.borrow()
-}
-
 /// The sink loop (see the module's documentation).
 async fn run<S: Sink>(state: AppState, cfg: SinkConfig, mut sink: S) {
     let name = cfg.name.clone();
@@ -158,7 +128,7 @@ async fn run<S: Sink>(state: AppState, cfg: SinkConfig, mut sink: S) {
     let mut changes = state.follower().subscribe(sink_state.cursor);
     let mut shutdown = state.shutdown();
     let mut connected = false;
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::default();
     let mut page: Option<crate::follow::Page> = None;
     loop {
         if *shutdown.borrow() {
@@ -169,7 +139,7 @@ async fn run<S: Sink>(state: AppState, cfg: SinkConfig, mut sink: S) {
                 Ok(()) => {
                     tracing::info!(sink = %name, "sink `{name}` connected");
                     connected = true;
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     state.sinks().update(&name, |s| {
                         s.state = "running";
                         s.error = None;
@@ -255,17 +225,19 @@ async fn run<S: Sink>(state: AppState, cfg: SinkConfig, mut sink: S) {
     }
 }
 
-/// Logs and counts a failure, waits the backoff (doubling it); `false` on shutdown.
+/// Logs and counts a failure and shows it; then waits the backoff (`false` on
+/// shutdown).
 async fn retry(
     state: &AppState,
     name: &str,
     labels: &[(&'static str, &str)],
     error: String,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> bool {
     tracing::warn!(
         sink = name,
-        "sink `{name}`: {error}; retrying in {backoff:?}"
+        "sink `{name}`: {error}; retrying in {:?}",
+        backoff.next()
     );
     state.metrics().inc("reckon_sink_errors_total", labels, 1);
     state.sinks().update(name, |s| {
@@ -273,9 +245,7 @@ async fn retry(
         s.errors += 1;
         s.error = Some(error);
     });
-    let go_on = pause(state, *backoff).await;
-    *backoff = (*backoff * 2).min(Duration::from_secs(30));
-    go_on
+    backoff.wait(state).await
 }
 
 /// The newest version of each window among `changes` (a batch may hold several

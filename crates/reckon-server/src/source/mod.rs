@@ -25,6 +25,7 @@ mod mqtt;
 mod nats;
 
 use crate::AppState;
+use crate::connector::{Backoff, pause};
 use crate::writer::SubmitError;
 use reckon_connect::DecodeError;
 use reckon_connect::lineproto::Precision;
@@ -32,7 +33,7 @@ use reckon_core::{Event, EventId, EventTime, PartitionId};
 use reckon_runtime::{IngestRequest, PartitionBy, SourceConfig, SourceFormat, SourceKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How much longer than `max_wait` a batch may take before the broker counts as gone.
@@ -98,26 +99,7 @@ pub struct SourceStatus {
 }
 
 /// Every source's status, shared between the tasks and `GET /v1/sources`.
-#[derive(Debug, Default)]
-pub struct Sources(Mutex<BTreeMap<String, SourceStatus>>);
-
-impl Sources {
-    fn update(&self, name: &str, f: impl FnOnce(&mut SourceStatus)) {
-        if let Ok(mut m) = self.0.lock()
-            && let Some(s) = m.get_mut(name)
-        {
-            f(s);
-        }
-    }
-
-    /// A snapshot of every source's status.
-    pub fn list(&self) -> Vec<SourceStatus> {
-        self.0
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
-    }
-}
+pub type Sources = crate::connector::Statuses<SourceStatus>;
 
 /// The catalog key of a source's committed position.
 fn position_key(name: &str) -> Vec<u8> {
@@ -139,19 +121,17 @@ pub(crate) fn committed(store: &reckon_store::Store, name: &str) -> Option<u64> 
 pub(crate) fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for s in &state.config().sources {
-        if let Ok(mut m) = state.sources().0.lock() {
-            m.insert(
-                s.name.clone(),
-                SourceStatus {
-                    name: s.name.clone(),
-                    kind: kind_name(s.kind),
-                    stream: s.stream.clone(),
-                    state: "connecting",
-                    position: committed(state.store(), &s.name),
-                    ..SourceStatus::default()
-                },
-            );
-        }
+        state.sources().insert(
+            &s.name,
+            SourceStatus {
+                name: s.name.clone(),
+                kind: kind_name(s.kind),
+                stream: s.stream.clone(),
+                state: "connecting",
+                position: committed(state.store(), &s.name),
+                ..SourceStatus::default()
+            },
+        );
         let (st, cfg) = (state.clone(), s.clone());
         tasks.push(match s.kind {
             SourceKind::Nats => tokio::spawn(async move {
@@ -233,14 +213,28 @@ fn partition_of(cfg: &SourceConfig, m: &Message) -> PartitionId {
     }
 }
 
-/// Waits `d`, or less if the server shuts down; `false` on shutdown.
-async fn pause(state: &AppState, d: Duration) -> bool {
-    let mut shutdown = state.shutdown();
-    let slept = tokio::select! {
-        _ = tokio::time::sleep(d) => true,
-        _ = shutdown.wait_for(|s| *s) => false,
-    };
-    slept && !*shutdown.borrow()
+/// Logs and counts a broker failure and shows it; then waits the backoff (`false` on
+/// shutdown).
+async fn failed(
+    state: &AppState,
+    name: &str,
+    what: &str,
+    error: String,
+    backoff: &mut Backoff,
+) -> bool {
+    tracing::warn!(
+        source = name,
+        "source `{name}`: {what} ({error}); retrying in {:?}",
+        backoff.next()
+    );
+    state
+        .metrics()
+        .inc("reckon_source_reconnects_total", &[("source", name)], 1);
+    state.sources().update(name, |s| {
+        s.state = "reconnecting";
+        s.error = Some(error);
+    });
+    backoff.wait(state).await
 }
 
 /// The source loop (see the module's documentation).
@@ -249,7 +243,7 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
     let sources = || state.sources();
     let labels = [("source", name.as_str())];
     let mut position = committed(state.store(), &name);
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::default();
     let mut shutdown = state.shutdown();
     'connect: loop {
         if *shutdown.borrow() {
@@ -263,21 +257,12 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
                     s.error = None;
                     s.connects += 1;
                 });
-                backoff = Duration::from_millis(200);
+                backoff.reset();
             }
             Err(e) => {
-                tracing::warn!(source = %name, "source `{name}`: cannot connect ({e}); retrying in {backoff:?}");
-                state
-                    .metrics()
-                    .inc("reckon_source_reconnects_total", &labels, 1);
-                sources().update(&name, |s| {
-                    s.state = "reconnecting";
-                    s.error = Some(e);
-                });
-                if !pause(&state, backoff).await {
+                if !failed(&state, &name, "cannot connect", e, &mut backoff).await {
                     return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
         }
@@ -306,18 +291,9 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
             let batch = match batch {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::warn!(source = %name, "source `{name}`: the broker failed ({e}); reconnecting in {backoff:?}");
-                    state
-                        .metrics()
-                        .inc("reckon_source_reconnects_total", &labels, 1);
-                    sources().update(&name, |s| {
-                        s.state = "reconnecting";
-                        s.error = Some(e);
-                    });
-                    if !pause(&state, backoff).await {
+                    if !failed(&state, &name, "the broker failed", e, &mut backoff).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                     continue 'connect;
                 }
             };
