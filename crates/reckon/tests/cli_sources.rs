@@ -177,6 +177,13 @@ batch = 40
     wait_for(120, "the source to commit every message", || {
         server.sources()["sources"][0]["position"].as_u64() == Some(sent as u64)
     });
+    // A message alone with nothing decodable: skipped and logged, the position moves
+    // past it.
+    publish(&[("plant.device0".into(), "not json".into(), Vec::new())]);
+    sent += 1;
+    wait_for(60, "the position to move past a bad message", || {
+        server.sources()["sources"][0]["position"].as_u64() == Some(sent as u64)
+    });
     let s = server.sources();
     assert_eq!(s["sources"][0]["state"], "running", "{s}");
     assert_eq!(server.counted(), published.len() as u64);
