@@ -10,6 +10,7 @@ use crate::config::{Config, Duration};
 use crate::error::{Error, Result};
 use reckon_core::Span;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// The broker a source reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -19,6 +20,8 @@ pub enum SourceKind {
     Nats,
     /// An MQTT broker, QoS 1 with a persistent session.
     Mqtt,
+    /// Kafka topics, through a consumer group (needs the `kafka` build feature).
+    Kafka,
 }
 
 /// How a source's messages are decoded.
@@ -43,6 +46,9 @@ pub enum PartitionBy {
     /// One partition per subject (NATS) or topic (MQTT): a device that goes quiet on
     /// its own topic then does not hold back the others' watermark (idle partitions).
     Subject,
+    /// Kafka: the message's Kafka partition, plus `partition` (one watermark per
+    /// Kafka partition, as Flink keeps them).
+    Partition,
 }
 
 /// `[[source]]`: a broker `reckon serve` consumes into a stream.
@@ -51,9 +57,10 @@ pub enum PartitionBy {
 pub struct SourceConfig {
     /// The name its position is kept under (and its metrics' `source` label).
     pub name: String,
-    /// `nats` or `mqtt`.
+    /// `nats`, `mqtt` or `kafka`.
     pub kind: SourceKind,
-    /// The broker: `nats://127.0.0.1:4222`, `mqtt://127.0.0.1:1883`.
+    /// The broker: `nats://127.0.0.1:4222`, `mqtt://127.0.0.1:1883`,
+    /// `kafka://127.0.0.1:9092[,host:port…]` (the bootstrap servers).
     pub url: String,
     /// The reckon stream the events go to.
     pub stream: String,
@@ -63,23 +70,30 @@ pub struct SourceConfig {
     /// Line protocol timestamps: `ns` (default), `us`, `ms` or `s`.
     #[serde(default)]
     pub precision: Option<String>,
-    /// NATS: the subject filter (`plant.>`); MQTT: the topic filter (`plant/+/level`).
+    /// NATS: the subject filter (`plant.>`); MQTT: the topic filter (`plant/+/level`);
+    /// Kafka: the topic, several separated by `,`, or a regex starting with `^`.
     pub subject: String,
     /// NATS: the JetStream stream holding the subject (created over `subject`, file
     /// storage, when missing). Default: the source's name.
     #[serde(default)]
     pub jetstream: Option<String>,
     /// NATS: the durable consumer's name; MQTT: the client id of the persistent
-    /// session. Default `reckon-{name}`.
+    /// session; Kafka: the consumer group. Default `reckon-{name}`.
     #[serde(default)]
     pub durable: Option<String>,
-    /// `fixed` (default: every event in `partition`) or `subject` (one watermark
-    /// partition per subject or topic).
+    /// `fixed` (default: every event in `partition`), `subject` (one watermark
+    /// partition per subject or topic) or `partition` (Kafka: one per Kafka
+    /// partition).
     #[serde(default)]
     pub partition_by: PartitionBy,
-    /// The partition of `partition_by = "fixed"`. Default 0.
+    /// The partition of `partition_by = "fixed"`, or the first of `"partition"`.
+    /// Default 0.
     #[serde(default)]
     pub partition: u32,
+    /// Kafka: more librdkafka settings for the consumer (`fetch.max.bytes`,
+    /// `session.timeout.ms`, …), as strings.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
     /// Messages taken at most per commit. Default 1000.
     #[serde(default = "default_batch")]
     pub batch: usize,
@@ -120,6 +134,9 @@ pub enum SinkKind {
     Redis,
     /// NATS JetStream: every change as a CloudEvent on `{subject}.{pipeline}`.
     Nats,
+    /// Kafka: every change as a CloudEvent on `topic`, keyed by its window (needs the
+    /// `kafka` build feature).
+    Kafka,
 }
 
 /// `[[sink]]`: a system `reckon serve` keeps up to date from the change feed.
@@ -128,10 +145,11 @@ pub enum SinkKind {
 pub struct SinkConfig {
     /// The name its cursor is kept under (and its metrics' `sink` label).
     pub name: String,
-    /// `postgres`, `redis` or `nats`.
+    /// `postgres`, `redis`, `nats` or `kafka`.
     pub kind: SinkKind,
     /// `postgresql://postgres@127.0.0.1:5432/test` (or `host=… user=… dbname=…`),
-    /// `redis://127.0.0.1:6379[/db]`, `nats://127.0.0.1:4222`.
+    /// `redis://127.0.0.1:6379[/db]`, `nats://127.0.0.1:4222`,
+    /// `kafka://127.0.0.1:9092[,host:port…]`.
     pub url: String,
     /// The pipelines (or reconciliations, running totals, alerts) whose changes go to
     /// the sink. Default: all.
@@ -151,6 +169,13 @@ pub struct SinkConfig {
     /// `RECKON_CHANGES`.
     #[serde(default)]
     pub jetstream: Option<String>,
+    /// Kafka: the topic (created by the broker's auto-create if missing). Default
+    /// `reckon-changes`.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Kafka: more librdkafka settings for the producer, as strings.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
     /// Changes written at most per round trip (one transaction, one pipeline of
     /// commands). Default 500.
     #[serde(default = "default_sink_batch")]
@@ -181,6 +206,33 @@ impl SinkConfig {
     pub fn jetstream_name(&self) -> &str {
         self.jetstream.as_deref().unwrap_or("RECKON_CHANGES")
     }
+
+    /// The Kafka topic.
+    pub fn topic_name(&self) -> &str {
+        self.topic.as_deref().unwrap_or("reckon-changes")
+    }
+}
+
+/// The Kafka bootstrap servers of a `kafka://host:port[,host:port…]` url.
+pub fn kafka_servers(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("kafka://")?.trim_end_matches('/');
+    let ok = !rest.is_empty()
+        && rest.split(',').all(|hp| {
+            hp.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        });
+    ok.then_some(rest)
+}
+
+/// Whether `t` is a usable Kafka topic name (letters, digits, `.`, `_`, `-`; at most
+/// 249).
+fn kafka_topic(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 249
+        && t != "."
+        && t != ".."
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Whether `s` can name a PostgreSQL table without quoting surprises: letters, digits
@@ -221,9 +273,32 @@ pub(crate) fn validate(config: &Config) -> Result<()> {
         let scheme = match s.kind {
             SourceKind::Nats => "nats://",
             SourceKind::Mqtt => "mqtt://",
+            SourceKind::Kafka => "kafka://",
         };
         if !s.url.starts_with(scheme) {
             return bad(format!("{what}: url `{}` must start with {scheme}", s.url));
+        }
+        if s.kind == SourceKind::Kafka {
+            if kafka_servers(&s.url).is_none() {
+                return bad(format!(
+                    "{what}: url `{}`: give kafka://host:port, several separated by `,`",
+                    s.url
+                ));
+            }
+            if !s.subject.starts_with('^') && !s.subject.split(',').all(|t| kafka_topic(t.trim())) {
+                return bad(format!(
+                    "{what}: subject = \"{}\": give Kafka topics (letters, digits, `.`, `_`, `-`) separated by `,`, or a regex starting with `^`",
+                    s.subject
+                ));
+            }
+        }
+        if s.partition_by == PartitionBy::Partition && s.kind != SourceKind::Kafka {
+            return bad(format!(
+                "{what}: partition_by = \"partition\" is for kind = \"kafka\" (use \"subject\" or \"fixed\")"
+            ));
+        }
+        if !s.properties.is_empty() && s.kind != SourceKind::Kafka {
+            return bad(format!("{what}: properties are for kind = \"kafka\""));
         }
         if s.batch == 0 {
             return bad(format!("{what}: batch must be at least 1"));
@@ -241,7 +316,7 @@ pub(crate) fn validate(config: &Config) -> Result<()> {
                 "{what}: precision is for format = \"line_protocol\""
             ));
         }
-        if s.kind == SourceKind::Mqtt && s.jetstream.is_some() {
+        if s.kind != SourceKind::Nats && s.jetstream.is_some() {
             return bad(format!("{what}: jetstream is for kind = \"nats\""));
         }
     }
@@ -261,6 +336,7 @@ pub(crate) fn validate(config: &Config) -> Result<()> {
             SinkKind::Postgres => &["postgres://", "postgresql://", "host="],
             SinkKind::Redis => &["redis://"],
             SinkKind::Nats => &["nats://"],
+            SinkKind::Kafka => &["kafka://"],
         };
         if !scheme.iter().any(|p| k.url.starts_with(p)) {
             return bad(format!(
@@ -294,6 +370,23 @@ pub(crate) fn validate(config: &Config) -> Result<()> {
         }
         if (k.subject.is_some() || k.jetstream.is_some()) && k.kind != SinkKind::Nats {
             return wrong("subject and jetstream", "nats");
+        }
+        if (k.topic.is_some() || !k.properties.is_empty()) && k.kind != SinkKind::Kafka {
+            return wrong("topic and properties", "kafka");
+        }
+        if k.kind == SinkKind::Kafka {
+            if kafka_servers(&k.url).is_none() {
+                return bad(format!(
+                    "{what}: url `{}`: give kafka://host:port, several separated by `,`",
+                    k.url
+                ));
+            }
+            if !kafka_topic(k.topic_name()) {
+                return bad(format!(
+                    "{what}: topic = \"{}\": use letters, digits, `.`, `_` and `-`",
+                    k.topic_name()
+                ));
+            }
         }
         if k.subject_prefix().is_empty()
             || k.subject_prefix()
@@ -369,8 +462,28 @@ url = "postgresql://127.0.0.1/test"
                 "must start with mqtt://",
             ),
             (
-                "[[source]]\nname = \"a\"\nkind = \"kafka\"\nurl = \"x\"\nstream = \"levels\"\nsubject = \"s\"",
-                "unknown variant `kafka`",
+                "[[source]]\nname = \"a\"\nkind = \"pulsar\"\nurl = \"x\"\nstream = \"levels\"\nsubject = \"s\"",
+                "unknown variant `pulsar`",
+            ),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"kafka\"\nurl = \"kafka://h\"\nstream = \"levels\"\nsubject = \"s\"",
+                "give kafka://host:port",
+            ),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"kafka\"\nurl = \"kafka://h:9092\"\nstream = \"levels\"\nsubject = \"a b\"",
+                "subject = \"a b\"",
+            ),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"nats\"\nurl = \"nats://x\"\nstream = \"levels\"\nsubject = \"s\"\npartition_by = \"partition\"",
+                "is for kind = \"kafka\"",
+            ),
+            (
+                "[[sink]]\nname = \"k\"\nkind = \"kafka\"\nurl = \"kafka://h:1\"\ntopic = \"a/b\"",
+                "topic = \"a/b\"",
+            ),
+            (
+                "[[sink]]\nname = \"k\"\nkind = \"redis\"\nurl = \"redis://x\"\ntopic = \"t\"",
+                "topic and properties is for kind = \"kafka\"",
             ),
             (
                 "[[sink]]\nname = \"p\"\nkind = \"postgres\"\nurl = \"postgres://x\"\ntable = \"x; drop\"",

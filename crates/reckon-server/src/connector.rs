@@ -79,3 +79,7 @@ impl Backoff {
         go_on
     }
 }
+
+/// Why a Kafka source or sink does not start in a build without the `kafka` feature.
+#[cfg(not(feature = "kafka"))]
+pub(crate) const NO_KAFKA: &str = "this reckon was built without Kafka (the `kafka` cargo feature); rebuild with `--features kafka`";

@@ -341,3 +341,177 @@ batch = 40
     server.stop();
     check_against_oracle(&config, &published);
 }
+
+/// Kafka, against librdkafka's mock cluster (the Kafka protocol over TCP, in this
+/// process, so it outlives every reckon killed): three partitions, one watermark
+/// partition each, the consumer group's members killed mid-consumption again and
+/// again, the broker taken down and up, and at the end the group's offsets reset
+/// to the start. Only the offsets committed with the events (per `topic/partition`)
+/// keep a message that comes again from counting twice: the stream has no id field.
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_source_survives_sigkill_with_every_event_counted_once() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("plant", 3, 1).unwrap();
+    let servers = mock.bootstrap_servers();
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
+            r#"
+[[source]]
+name = "plant"
+kind = "kafka"
+url = "kafka://{servers}"
+stream = "levels"
+subject = "plant"
+partition_by = "partition"
+batch = 10
+# A member killed without leaving is given up after this, not Kafka's 45 s.
+properties = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+"#
+        ),
+    );
+    let log = dir.path().join("serve.log");
+    let producer = || -> BaseProducer {
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .create()
+            .unwrap()
+    };
+    let publish = |producer: &BaseProducer, batch: &[(String, String, Vec<Published>)]| {
+        for (subject, body, _) in batch {
+            let mut record = BaseRecord::to("plant").key(subject).payload(body);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        producer.poll(Duration::from_millis(10));
+                        record = r;
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    };
+    // Every offset committed: the lanes' positions (the last offset) add up.
+    let committed = |server: &common::Server| -> u64 {
+        let s = server.sources();
+        s["sources"][0]["positions"]
+            .as_object()
+            .map(|m| m.values().filter_map(|p| p.as_u64()).map(|p| p + 1).sum())
+            .unwrap_or(0)
+    };
+    let mut rng = Rng(13);
+    let mut published: Vec<Published> = Vec::new();
+    let mut sent = 0usize;
+    let first = messages(&mut rng, 2000, 0);
+    let p = producer();
+    publish(&p, &first);
+    sent += first.len();
+    published.extend(first.into_iter().flat_map(|m| m.2));
+    for round in 0..4 {
+        let server = serve(&config, &log);
+        // Killed once it has the partitions (after the killed member is given up)
+        // and is committing: mid-consumption of the backlog.
+        let before = committed(&server);
+        wait_for(60, "the source to commit more", || {
+            committed(&server) > before
+        });
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
+        eprintln!("round {round}: {} of {sent} committed", committed(&server));
+        server.kill9();
+        let more = messages(&mut rng, 600, sent);
+        publish(&p, &more);
+        sent += more.len();
+        published.extend(more.into_iter().flat_map(|m| m.2));
+    }
+    let server = serve(&config, &log);
+    wait_for(120, "the source to commit every message", || {
+        committed(&server) == sent as u64
+    });
+    let s = server.sources();
+    assert_eq!(s["sources"][0]["state"], "running", "{s}");
+    assert_eq!(
+        s["sources"][0]["positions"].as_object().unwrap().len(),
+        3,
+        "{s}"
+    );
+    // (Windows show what is committed once the early results are out.)
+    let want = published.len() as u64;
+    wait_for(30, "every event to be counted", || server.counted() >= want);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.counted(), want, "an event was counted twice");
+
+    server.stop();
+
+    // The group's offsets go back to the start (a crash before they were committed
+    // to Kafka, or an operator resetting the group): reckon starts after its own.
+    {
+        use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+        use rdkafka::{Offset, TopicPartitionList};
+        let group: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .set("group.id", "reckon-plant")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition_offset("plant", p, Offset::Offset(0))
+                .unwrap();
+        }
+        // As a member of the group (the mock takes commits only from members).
+        group.subscribe(&["plant"]).unwrap();
+        wait_for(60, "the test's consumer to join the group", || {
+            let _ = group.poll(Duration::from_millis(100));
+            group.assignment().is_ok_and(|a| a.count() == 3)
+        });
+        group.commit(&tpl, CommitMode::Sync).unwrap();
+        group.unsubscribe();
+        for _ in 0..10 {
+            let _ = group.poll(Duration::from_millis(50));
+        }
+    }
+    let server = serve(&config, &log);
+    let last = messages(&mut rng, 50, sent);
+    publish(&producer(), &last);
+    sent += last.len();
+    published.extend(last.into_iter().flat_map(|m| m.2));
+    wait_for(120, "the source to commit the last ones", || {
+        committed(&server) == sent as u64
+    });
+    let want = published.len() as u64;
+    wait_for(30, "the last ones to be counted", || {
+        server.counted() >= want
+    });
+
+    // The broker goes away and comes back: librdkafka reconnects, the source goes on.
+    mock.broker_down(1).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    mock.broker_up(1).unwrap();
+    let last = messages(&mut rng, 100, sent);
+    publish(&producer(), &last);
+    sent += last.len();
+    published.extend(last.into_iter().flat_map(|m| m.2));
+    wait_for(120, "the source to commit the rest", || {
+        committed(&server) == sent as u64
+    });
+    let want = published.len() as u64;
+    wait_for(30, "the rest to be counted", || server.counted() >= want);
+    server.stop();
+    check_against_oracle(&config, &published);
+    // One watermark partition per Kafka partition: the three are used.
+    let cfg = Config::load(&config).unwrap();
+    let raw = Store::open(&cfg.store.path)
+        .unwrap()
+        .raw_records("levels")
+        .unwrap();
+    let parts: std::collections::BTreeSet<u32> = raw.iter().map(|r| r.partition.0).collect();
+    assert_eq!(parts.into_iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("source `plant`: assigned plant/"), "{log}");
+}

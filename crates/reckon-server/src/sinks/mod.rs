@@ -12,6 +12,8 @@
 //! retried with backoff while ingest goes on (the follower serves a sink that fell
 //! behind from the store).
 
+#[cfg(feature = "kafka")]
+mod kafka;
 mod nats;
 mod postgres;
 mod redis;
@@ -43,7 +45,7 @@ pub(crate) trait Sink: Send {
 pub struct SinkStatus {
     /// Its name.
     pub name: String,
-    /// `postgres`, `redis` or `nats`.
+    /// `postgres`, `redis`, `nats` or `kafka`.
     pub kind: &'static str,
     /// `connecting`, `running`, `retrying` (with `error`) or `stopped`.
     pub state: &'static str,
@@ -65,7 +67,26 @@ fn kind_name(k: SinkKind) -> &'static str {
         SinkKind::Postgres => "postgres",
         SinkKind::Redis => "redis",
         SinkKind::Nats => "nats",
+        SinkKind::Kafka => "kafka",
     }
+}
+
+/// The change as a structured-mode CloudEvent, and its id
+/// (`{pipeline}/{key}/{window start}/v{version}`: one id is one version of one window).
+pub(crate) fn cloudevent(n: u64, e: &Emission) -> (String, serde_json::Value) {
+    let start = crate::wire::rfc3339(e.window.start.0);
+    let id = format!("{}/{}/{start}/v{}", e.pipeline, e.key.as_str(), e.version.0);
+    let ev = serde_json::json!({
+        "specversion": "1.0",
+        "type": format!("dev.reckon.window.{}", crate::writer::kind_name(e.kind)),
+        "source": format!("reckon/{}", e.pipeline),
+        "id": id,
+        "subject": e.key.as_str(),
+        "time": crate::wire::rfc3339(e.emitted_at.0),
+        "datacontenttype": "application/json",
+        "data": crate::wire::emission_json(e, Some(n)),
+    });
+    (id, ev)
 }
 
 /// Starts one task per `[[sink]]`.
@@ -103,6 +124,16 @@ pub(crate) fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
                 let sink = nats::Nats::new(&cfg);
                 run(st, cfg, sink).await
             }),
+            #[cfg(feature = "kafka")]
+            SinkKind::Kafka => tokio::spawn(async move {
+                let sink = kafka::Kafka::new(&cfg);
+                run(st, cfg, sink).await
+            }),
+            #[cfg(not(feature = "kafka"))]
+            SinkKind::Kafka => {
+                stopped(state, &k.name, crate::connector::NO_KAFKA.into());
+                continue;
+            }
         });
     }
     tasks

@@ -7,7 +7,7 @@
 //! a crash is stored once. A consumer reading later than that can drop repeats by the
 //! same id: one id is one version of one window.
 
-use super::Sink;
+use super::{Sink, cloudevent};
 use async_nats::jetstream;
 use reckon_core::Emission;
 use reckon_runtime::SinkConfig;
@@ -40,23 +40,6 @@ fn token(name: &str) -> String {
             c => c,
         })
         .collect()
-}
-
-/// The change as a structured-mode CloudEvent, and its id.
-pub(crate) fn cloudevent(n: u64, e: &Emission) -> (String, serde_json::Value) {
-    let start = crate::wire::rfc3339(e.window.start.0);
-    let id = format!("{}/{}/{start}/v{}", e.pipeline, e.key.as_str(), e.version.0);
-    let ev = serde_json::json!({
-        "specversion": "1.0",
-        "type": format!("dev.reckon.window.{}", crate::writer::kind_name(e.kind)),
-        "source": format!("reckon/{}", e.pipeline),
-        "id": id,
-        "subject": e.key.as_str(),
-        "time": crate::wire::rfc3339(e.emitted_at.0),
-        "datacontenttype": "application/json",
-        "data": crate::wire::emission_json(e, Some(n)),
-    });
-    (id, ev)
 }
 
 impl Sink for Nats {

@@ -1,9 +1,11 @@
 //! Sources: one task per `[[source]]`, consuming a broker into a stream with the
 //! effect of exactly once (`docs/connectors.md`).
 //!
-//! Every kind of broker is one [`Broker`]: it connects (resuming after the position
+//! Every kind of broker is one [`Broker`]: it connects (resuming after the positions
 //! reckon committed last), hands over batches of [`Message`]s, acknowledges them and
-//! says how far behind it is. The loop here does the rest the same way for all:
+//! says how far behind it is. A position is per *lane*: the one JetStream stream of a
+//! NATS source, or each Kafka topic-partition. The loop here does the rest the same
+//! way for all:
 //!
 //! 1. Messages at or before the committed position (a broker delivering again what
 //!    reckon already has) are acknowledged and skipped.
@@ -21,6 +23,8 @@
 //! connection is retried with backoff. `GET /v1/sources` and the `reckon_source_*`
 //! metrics show what each source is doing.
 
+#[cfg(feature = "kafka")]
+mod kafka;
 mod mqtt;
 mod nats;
 
@@ -39,22 +43,31 @@ use std::time::{Duration, Instant};
 /// How much longer than `max_wait` a batch may take before the broker counts as gone.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where a source has got to: for each lane (`""` for a NATS source's stream,
+/// `topic/partition` for Kafka), the position of the last message committed.
+pub(crate) type Positions = BTreeMap<String, u64>;
+
 /// One message taken from a broker.
 #[derive(Debug, Clone)]
 pub(crate) struct Message {
-    /// The subject (NATS) or topic (MQTT) it was published on.
+    /// The subject (NATS) or topic (MQTT, Kafka) it was published on.
     pub subject: String,
     /// Its body.
     pub payload: Vec<u8>,
-    /// Where it is in the broker's log (a JetStream stream sequence), if the broker
-    /// has positions; increasing within a source.
+    /// The lane of `position`.
+    pub lane: Arc<str>,
+    /// Where it is in its lane of the broker's log (a JetStream stream sequence, a
+    /// Kafka offset), if the broker has positions; increasing within a lane.
     pub position: Option<u64>,
+    /// The broker's partition (Kafka), for `partition_by = "partition"`.
+    pub partition: Option<u32>,
 }
 
 /// A broker a source consumes. `connect` is called again after any error.
 pub(crate) trait Broker: Send {
-    /// Connects, resuming after `position` (the last committed), or from the start.
-    fn connect(&mut self, position: Option<u64>)
+    /// Connects, resuming each lane after its position in `positions` (the last
+    /// committed), a lane without one from the start.
+    fn connect(&mut self, positions: &Positions)
     -> impl Future<Output = Result<(), String>> + Send;
     /// Up to `max` messages, waiting at most `wait` for the first ones.
     fn next_batch(
@@ -62,10 +75,16 @@ pub(crate) trait Broker: Send {
         max: usize,
         wait: Duration,
     ) -> impl Future<Output = Result<Vec<Message>, String>> + Send;
-    /// Acknowledges every message of the last batch (they are durable).
-    fn ack(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Acknowledges every message of the last batch (they are durable, and
+    /// `positions` are committed).
+    fn ack(&mut self, positions: &Positions) -> impl Future<Output = Result<(), String>> + Send;
     /// Messages the broker holds for this source and has not delivered yet.
     fn lag(&mut self) -> impl Future<Output = Option<u64>> + Send;
+    /// What is wrong with the connection now, for a broker whose client recovers by
+    /// itself (Kafka) and so never fails a batch.
+    fn trouble(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What `GET /v1/sources` shows of one source.
@@ -73,15 +92,18 @@ pub(crate) trait Broker: Send {
 pub struct SourceStatus {
     /// Its name.
     pub name: String,
-    /// `nats` or `mqtt`.
+    /// `nats`, `mqtt` or `kafka`.
     pub kind: &'static str,
     /// The stream it feeds.
     pub stream: String,
     /// `connecting`, `running`, `paused` (the writer is full), `reconnecting`, or
     /// `stopped` (with `error`).
     pub state: &'static str,
-    /// The last committed position (JetStream stream sequence), if it has positions.
+    /// The last committed position (JetStream stream sequence), if it has one lane.
     pub position: Option<u64>,
+    /// The last committed position of each lane (Kafka: of each `topic/partition`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub positions: Positions,
     /// Messages waiting in the broker, as it last said.
     pub lag: Option<u64>,
     /// Successful connections since startup (more than 1: it reconnected).
@@ -106,21 +128,55 @@ fn position_key(name: &str) -> Vec<u8> {
     format!("source/{name}").into_bytes()
 }
 
-/// The source's committed position, if any.
-pub(crate) fn committed(store: &reckon_store::Store, name: &str) -> Option<u64> {
+/// The source's committed positions: `{"position": N}` for the one lane `""`,
+/// `{"positions": {lane: N, …}}` for named lanes.
+pub(crate) fn committed(store: &reckon_store::Store, name: &str) -> Positions {
     let key = position_key(name);
-    let rows = store.catalog(&key).ok()?;
-    let (_, v) = rows.into_iter().find(|(k, _)| *k == key)?;
-    serde_json::from_slice::<serde_json::Value>(&v)
-        .ok()?
-        .get("position")?
-        .as_u64()
+    let value = store
+        .catalog(&key)
+        .ok()
+        .and_then(|rows| rows.into_iter().find(|(k, _)| *k == key))
+        .and_then(|(_, v)| serde_json::from_slice::<serde_json::Value>(&v).ok());
+    let mut out = Positions::new();
+    if let Some(v) = value {
+        if let Some(p) = v.get("position").and_then(|p| p.as_u64()) {
+            out.insert(String::new(), p);
+        }
+        if let Some(m) = v.get("positions").and_then(|m| m.as_object()) {
+            for (lane, p) in m {
+                if let Some(p) = p.as_u64() {
+                    out.insert(lane.clone(), p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `positions` as stored in the catalog (see [`committed`]).
+fn encode_positions(positions: &Positions) -> Vec<u8> {
+    let (one, named) = split_positions(positions);
+    let mut v = serde_json::Map::new();
+    if let Some(p) = one {
+        v.insert("position".into(), p.into());
+    }
+    if !named.is_empty() {
+        v.insert("positions".into(), serde_json::json!(named));
+    }
+    serde_json::Value::Object(v).to_string().into_bytes()
+}
+
+/// The position of the lane `""` and the named lanes'.
+fn split_positions(positions: &Positions) -> (Option<u64>, Positions) {
+    let mut named = positions.clone();
+    (named.remove(""), named)
 }
 
 /// Starts one task per `[[source]]`.
 pub(crate) fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for s in &state.config().sources {
+        let (position, positions) = split_positions(&committed(state.store(), &s.name));
         state.sources().insert(
             &s.name,
             SourceStatus {
@@ -128,7 +184,8 @@ pub(crate) fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
                 kind: kind_name(s.kind),
                 stream: s.stream.clone(),
                 state: "connecting",
-                position: committed(state.store(), &s.name),
+                position,
+                positions,
                 ..SourceStatus::default()
             },
         );
@@ -144,6 +201,16 @@ pub(crate) fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
                     Err(e) => stopped(&st, &cfg.name, e),
                 }
             }),
+            #[cfg(feature = "kafka")]
+            SourceKind::Kafka => tokio::spawn(async move {
+                let broker = kafka::Kafka::new(&cfg);
+                run(st, cfg, broker).await
+            }),
+            #[cfg(not(feature = "kafka"))]
+            SourceKind::Kafka => {
+                stopped(state, &s.name, crate::connector::NO_KAFKA.into());
+                continue;
+            }
         });
     }
     tasks
@@ -153,6 +220,7 @@ fn kind_name(k: SourceKind) -> &'static str {
     match k {
         SourceKind::Nats => "nats",
         SourceKind::Mqtt => "mqtt",
+        SourceKind::Kafka => "kafka",
     }
 }
 
@@ -210,6 +278,7 @@ fn partition_of(cfg: &SourceConfig, m: &Message) -> PartitionId {
             let d = sha2::Sha256::digest(m.subject.as_bytes());
             PartitionId(u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
         }
+        PartitionBy::Partition => PartitionId(cfg.partition.wrapping_add(m.partition.unwrap_or(0))),
     }
 }
 
@@ -242,16 +311,16 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
     let name = cfg.name.clone();
     let sources = || state.sources();
     let labels = [("source", name.as_str())];
-    let mut position = committed(state.store(), &name);
+    let mut positions = committed(state.store(), &name);
     let mut backoff = Backoff::default();
     let mut shutdown = state.shutdown();
     'connect: loop {
         if *shutdown.borrow() {
             return;
         }
-        match broker.connect(position).await {
+        match broker.connect(&positions).await {
             Ok(()) => {
-                tracing::info!(source = %name, ?position, "source `{name}` connected to {}", cfg.url);
+                tracing::info!(source = %name, ?positions, "source `{name}` connected to {}", cfg.url);
                 sources().update(&name, |s| {
                     s.state = "running";
                     s.error = None;
@@ -276,7 +345,13 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
                         .metrics()
                         .set("reckon_source_lag_messages", &labels, l as f64);
                 }
-                sources().update(&name, |s| s.lag = lag);
+                let trouble = broker.trouble();
+                sources().update(&name, |s| {
+                    s.lag = lag;
+                    if trouble.is_some() || s.state == "running" {
+                        s.error = trouble;
+                    }
+                });
             }
             // A broker that dies in the middle of a pull may never answer it: a batch
             // that takes far longer than `max_wait` counts as a failure (reconnecting
@@ -311,11 +386,11 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
             };
             let (mut redelivered, mut bad) = (0u64, 0u64);
             let mut parts: BTreeMap<PartitionId, Vec<Event>> = BTreeMap::new();
-            let mut last = position;
+            let mut next = positions.clone();
             let mut events = 0u64;
             for m in &batch {
-                if let (Some(p), Some(done)) = (m.position, position)
-                    && p <= done
+                if let Some(p) = m.position
+                    && positions.get(&*m.lane).is_some_and(|done| p <= *done)
                 {
                     redelivered += 1;
                     continue;
@@ -337,8 +412,13 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
                 }
                 events += evs.len() as u64;
                 parts.entry(partition_of(&cfg, m)).or_default().extend(evs);
-                if m.position.is_some() {
-                    last = m.position;
+                if let Some(p) = m.position {
+                    match next.get_mut(&*m.lane) {
+                        Some(at) => *at = (*at).max(p),
+                        None => {
+                            next.insert(m.lane.to_string(), p);
+                        }
+                    }
                 }
             }
             let requests: Vec<IngestRequest> = parts
@@ -350,16 +430,10 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
                 })
                 .collect();
             let fresh = batch.len() as u64 - redelivered;
-            let catalog = match last {
-                Some(p) if last != position => vec![(
-                    position_key(&name),
-                    Some(
-                        serde_json::json!({ "position": p })
-                            .to_string()
-                            .into_bytes(),
-                    ),
-                )],
-                _ => Vec::new(),
+            let catalog = if next != positions {
+                vec![(position_key(&name), Some(encode_positions(&next)))]
+            } else {
+                Vec::new()
             };
             if fresh > 0 {
                 let mut wait = Duration::from_millis(5);
@@ -392,9 +466,9 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
                         }
                     }
                 }
-                position = last;
+                positions = next;
             }
-            if let Err(e) = broker.ack().await {
+            if let Err(e) = broker.ack(&positions).await {
                 // Durable already: the broker delivers them again, and they are
                 // skipped by position or id.
                 tracing::warn!(source = %name, "source `{name}`: acknowledging failed ({e}); the messages will come again and be skipped");
@@ -404,9 +478,11 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
             m.inc("reckon_source_events_total", &labels, events);
             m.inc("reckon_source_redelivered_total", &labels, redelivered);
             m.inc("reckon_source_decode_errors_total", &labels, bad);
+            let (position, named) = split_positions(&positions);
             sources().update(&name, |s| {
                 s.state = "running";
                 s.position = position;
+                s.positions = named;
                 s.messages += fresh;
                 s.events += events;
                 s.redelivered += redelivered;

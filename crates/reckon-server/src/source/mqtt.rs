@@ -12,9 +12,10 @@
 //! `max_inflight_messages`, 20 by default), and reckon acknowledges only after the
 //! commit, so a full writer stops the broker from sending more.
 
-use super::{Broker, Message};
+use super::{Broker, Message, Positions};
 use reckon_runtime::SourceConfig;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -29,6 +30,8 @@ pub(crate) struct Mqtt {
     task: Option<tokio::task::JoinHandle<()>>,
     /// The last batch's publishes, acknowledged once it is durable.
     pending: Vec<Publish>,
+    /// No positions, so no lanes: `""`.
+    lane: Arc<str>,
 }
 
 impl Mqtt {
@@ -55,6 +58,7 @@ impl Mqtt {
             rx: None,
             task: None,
             pending: Vec::new(),
+            lane: Arc::from(""),
         })
     }
 
@@ -75,7 +79,7 @@ impl Drop for Mqtt {
 }
 
 impl Broker for Mqtt {
-    async fn connect(&mut self, _position: Option<u64>) -> Result<(), String> {
+    async fn connect(&mut self, _positions: &Positions) -> Result<(), String> {
         self.close();
         let mut opts = MqttOptions::new(&self.client_id, &self.host, self.port);
         opts.set_keep_alive(Duration::from_secs(30));
@@ -160,7 +164,9 @@ impl Broker for Mqtt {
                     out.push(Message {
                         subject: p.topic.clone(),
                         payload: p.payload.to_vec(),
+                        lane: Arc::clone(&self.lane),
                         position: None,
+                        partition: None,
                     });
                     self.pending.push(p);
                 }
@@ -169,7 +175,7 @@ impl Broker for Mqtt {
         Ok(out)
     }
 
-    async fn ack(&mut self) -> Result<(), String> {
+    async fn ack(&mut self, _positions: &Positions) -> Result<(), String> {
         let Some(client) = &self.client else {
             self.pending.clear();
             return Ok(());

@@ -7,10 +7,11 @@
 //! the consumer had acknowledged before a crash. Acknowledgement is `AckPolicy::All`:
 //! one ack after each commit covers the whole batch.
 
-use super::{Broker, Message};
+use super::{Broker, Message, Positions};
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
 use reckon_runtime::SourceConfig;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long JetStream waits for an acknowledgement before delivering again (longer
@@ -25,6 +26,8 @@ pub(crate) struct Nats {
     consumer: Option<consumer::Consumer<consumer::pull::Config>>,
     /// The last message of the last batch (acknowledging it acknowledges all).
     last: Option<jetstream::Message>,
+    /// Its one lane, `""`.
+    lane: Arc<str>,
 }
 
 impl Nats {
@@ -36,12 +39,14 @@ impl Nats {
             durable: cfg.durable_name(),
             consumer: None,
             last: None,
+            lane: Arc::from(""),
         }
     }
 }
 
 /// Reads a pull to its end into `out`, keeping its last message in `last`.
 async fn read(
+    lane: &Arc<str>,
     mut messages: consumer::pull::Batch,
     out: &mut Vec<Message>,
     last: &mut Option<jetstream::Message>,
@@ -55,7 +60,9 @@ async fn read(
         out.push(Message {
             subject: m.subject.to_string(),
             payload: m.payload.to_vec(),
+            lane: lane.clone(),
             position: Some(seq),
+            partition: None,
         });
         *last = Some(m);
     }
@@ -63,7 +70,8 @@ async fn read(
 }
 
 impl Broker for Nats {
-    async fn connect(&mut self, position: Option<u64>) -> Result<(), String> {
+    async fn connect(&mut self, positions: &Positions) -> Result<(), String> {
+        let position = positions.get("").copied();
         self.consumer = None;
         self.last = None;
         let client = async_nats::ConnectOptions::new()
@@ -116,7 +124,7 @@ impl Broker for Nats {
         // read would deliver its rest to nobody until the ack wait ran out.
         let mut out = Vec::new();
         let now = fetched(c.fetch().max_messages(max).messages().await)?;
-        read(now, &mut out, &mut self.last).await?;
+        read(&self.lane, now, &mut out, &mut self.last).await?;
         if out.is_empty() {
             let one = c
                 .batch()
@@ -124,16 +132,16 @@ impl Broker for Nats {
                 .expires(wait.max(Duration::from_millis(10)))
                 .messages()
                 .await;
-            read(fetched(one)?, &mut out, &mut self.last).await?;
+            read(&self.lane, fetched(one)?, &mut out, &mut self.last).await?;
             if !out.is_empty() && max > 1 {
                 let rest = fetched(c.fetch().max_messages(max - 1).messages().await)?;
-                read(rest, &mut out, &mut self.last).await?;
+                read(&self.lane, rest, &mut out, &mut self.last).await?;
             }
         }
         Ok(out)
     }
 
-    async fn ack(&mut self) -> Result<(), String> {
+    async fn ack(&mut self, _positions: &Positions) -> Result<(), String> {
         match self.last.take() {
             Some(m) => m.ack().await.map_err(|e| e.to_string()),
             None => Ok(()),
