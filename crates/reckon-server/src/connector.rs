@@ -83,3 +83,34 @@ impl Backoff {
 /// Why a Kafka source or sink does not start in a build without the `kafka` feature.
 #[cfg(not(feature = "kafka"))]
 pub(crate) const NO_KAFKA: &str = "this reckon was built without Kafka (the `kafka` cargo feature); rebuild with `--features kafka`";
+
+/// `url` without the password of its user-info (`nats://user:secret@host` →
+/// `nats://user:***@host`), for logs and statuses.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_only_the_password() {
+        use super::redact;
+        assert_eq!(redact("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(redact("nats://u:pw@h:4222/x"), "nats://u:***@h:4222/x");
+        assert_eq!(redact("mqtt://token@h"), "mqtt://token:***@h");
+        assert_eq!(redact("host=x user=y"), "host=x user=y");
+    }
+}

@@ -215,8 +215,35 @@ batch = 40
     let _ = connects;
     server.stop();
     check_against_oracle(&config, &published);
-    let log = std::fs::read_to_string(&log).unwrap();
-    assert!(log.contains("source `plant` connected"), "{log}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("source `plant` connected"), "{text}");
+
+    // The JetStream stream deleted and made anew: its sequences start again below
+    // the committed position. The source says so instead of skipping them.
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        js.delete_stream("PLANT").await.unwrap();
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "PLANT".into(),
+            subjects: vec!["plant.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js.publish("plant.device0", "{}".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let server = serve(&config, &log);
+    wait_for(30, "the source to refuse the new stream", || {
+        server.sources()["sources"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("deleted and created anew"))
+    });
+    assert_eq!(server.counted(), published.len() as u64);
+    server.stop();
 }
 
 #[test]

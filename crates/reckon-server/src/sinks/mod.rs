@@ -89,6 +89,9 @@ pub(crate) fn cloudevent(n: u64, e: &Emission) -> (String, serde_json::Value) {
     (id, ev)
 }
 
+/// How long a connect or a batch's write may take before it counts as a failure.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Starts one task per `[[sink]]`.
 pub(crate) fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
@@ -166,11 +169,16 @@ async fn run<S: Sink>(state: AppState, cfg: SinkConfig, mut sink: S) {
             return;
         }
         if !connected {
-            match sink.connect().await {
+            let connect = tokio::select! {
+                r = tokio::time::timeout(IO_TIMEOUT, sink.connect()) => {
+                    r.unwrap_or_else(|_| Err(format!("no answer within {IO_TIMEOUT:?} while connecting")))
+                }
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            match connect {
                 Ok(()) => {
                     tracing::info!(sink = %name, "sink `{name}` connected");
                     connected = true;
-                    backoff.reset();
                     state.sinks().update(&name, |s| {
                         s.state = "running";
                         s.error = None;
@@ -213,7 +221,15 @@ async fn run<S: Sink>(state: AppState, cfg: SinkConfig, mut sink: S) {
             .collect();
         let mut failed = None;
         for chunk in wanted.chunks(cfg.batch) {
-            if let Err(e) = sink.write(chunk).await {
+            // A system that stops answering (a lock held, packets dropped) counts as a
+            // failure, and shutdown does not wait for it.
+            let written = tokio::select! {
+                r = tokio::time::timeout(IO_TIMEOUT, sink.write(chunk)) => {
+                    r.unwrap_or_else(|_| Err(format!("no answer within {IO_TIMEOUT:?} while writing {} changes", chunk.len())))
+                }
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            if let Err(e) = written {
                 failed = Some(e);
                 break;
             }
@@ -245,6 +261,9 @@ async fn run<S: Sink>(state: AppState, cfg: SinkConfig, mut sink: S) {
         if let Err(e) = state.writer().record(delivery).await {
             return stopped(&state, &name, format!("cannot record its cursor ({e:?})"));
         }
+        // Only a write that went through resets the backoff: one that fails the same
+        // way after every reconnect waits longer and longer.
+        backoff.reset();
         state
             .metrics()
             .inc("reckon_sink_written_total", &labels, wanted.len() as u64);

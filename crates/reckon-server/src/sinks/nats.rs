@@ -49,7 +49,7 @@ impl Sink for Nats {
             .connection_timeout(Duration::from_secs(5))
             .connect(self.url.as_str())
             .await
-            .map_err(|e| format!("connecting to {}: {e}", self.url))?;
+            .map_err(|e| format!("connecting to {}: {e}", crate::connector::redact(&self.url)))?;
         let js = jetstream::new(client);
         js.get_or_create_stream(jetstream::stream::Config {
             name: self.stream.clone(),

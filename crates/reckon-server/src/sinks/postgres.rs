@@ -54,6 +54,26 @@ struct Columns<'a> {
     emitted_at: Vec<i64>,
 }
 
+/// Where a connection string points, `host:port/dbname` (no password), for messages.
+fn where_is(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(c) => {
+            let host = match c.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                #[cfg(unix)]
+                Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+                None => "localhost".into(),
+            };
+            let port = c.get_ports().first().copied().unwrap_or(5432);
+            format!(
+                "{host}:{port}/{}",
+                c.get_dbname().unwrap_or("(default database)")
+            )
+        }
+        Err(_) => crate::connector::redact(url),
+    }
+}
+
 /// Microseconds since the epoch (PostgreSQL's resolution), rounded down.
 fn micros(ns: i64) -> i64 {
     ns.div_euclid(1_000)
@@ -64,7 +84,7 @@ impl Sink for Postgres {
         self.client = None;
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
             .await
-            .map_err(|e| format!("connecting to PostgreSQL: {e}"))?;
+            .map_err(|e| format!("connecting to PostgreSQL at {}: {e}", where_is(&self.url)))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!("PostgreSQL sink connection closed: {e}");

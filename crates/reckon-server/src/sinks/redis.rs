@@ -21,13 +21,13 @@ use tokio::net::TcpStream;
 /// the window `KEYS[1]` if newer, and for the key's latest `KEYS[2]` if the window is
 /// at least as new as the one held.
 const SCRIPT: &str = r#"
-local v = redis.call('HGET', KEYS[1], 'version')
-if v and tonumber(v) >= tonumber(ARGV[1]) then return 0 end
+local v = tonumber(redis.call('HGET', KEYS[1], 'version'))
+if v and v >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'json', ARGV[3])
-local s = redis.call('HGET', KEYS[2], 'start')
-local lv = redis.call('HGET', KEYS[2], 'version')
-if (not s) or tonumber(s) < tonumber(ARGV[2])
-   or (tonumber(s) == tonumber(ARGV[2]) and tonumber(lv) < tonumber(ARGV[1])) then
+local s = tonumber(redis.call('HGET', KEYS[2], 'start'))
+local lv = tonumber(redis.call('HGET', KEYS[2], 'version')) or 0
+if (not s) or s < tonumber(ARGV[2])
+   or (s == tonumber(ARGV[2]) and lv < tonumber(ARGV[1])) then
   redis.call('HSET', KEYS[2], 'start', ARGV[2], 'version', ARGV[1], 'json', ARGV[3])
 end
 return 1
@@ -158,10 +158,12 @@ impl Sink for Redis {
         let mut out = Vec::with_capacity(rows.len() * 512);
         for (n, e) in &rows {
             let json = crate::wire::emission_json(e, Some(*n)).to_string();
+            // The full name: a tenant's `acme/level_1h` is `acme:level_1h`, apart from
+            // another tenant's `level_1h`.
             let base = format!(
                 "{}{}:{}",
                 self.prefix,
-                crate::auth::local_name(&e.pipeline),
+                e.pipeline.replace('/', ":"),
                 e.key.as_str()
             );
             let window = format!("{base}:{}", crate::wire::rfc3339(e.window.start.0));

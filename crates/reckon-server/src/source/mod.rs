@@ -29,7 +29,7 @@ mod mqtt;
 mod nats;
 
 use crate::AppState;
-use crate::connector::{Backoff, pause};
+use crate::connector::{Backoff, pause, redact};
 use crate::writer::SubmitError;
 use reckon_connect::DecodeError;
 use reckon_connect::lineproto::Precision;
@@ -130,13 +130,19 @@ fn position_key(name: &str) -> Vec<u8> {
 
 /// The source's committed positions: `{"position": N}` for the one lane `""`,
 /// `{"positions": {lane: N, …}}` for named lanes.
-pub(crate) fn committed(store: &reckon_store::Store, name: &str) -> Positions {
+pub(crate) fn committed(store: &reckon_store::Store, name: &str) -> Result<Positions, String> {
     let key = position_key(name);
-    let value = store
+    let row = store
         .catalog(&key)
-        .ok()
-        .and_then(|rows| rows.into_iter().find(|(k, _)| *k == key))
-        .and_then(|(_, v)| serde_json::from_slice::<serde_json::Value>(&v).ok());
+        .map_err(|e| format!("cannot read the committed position of source `{name}`: {e}"))?
+        .into_iter()
+        .find(|(k, _)| *k == key);
+    let value = match row {
+        None => None,
+        Some((_, v)) => Some(serde_json::from_slice::<serde_json::Value>(&v).map_err(|e| {
+            format!("the committed position of source `{name}` is not JSON ({e}); it is kept under the catalog key `source/{name}`")
+        })?),
+    };
     let mut out = Positions::new();
     if let Some(v) = value {
         if let Some(p) = v.get("position").and_then(|p| p.as_u64()) {
@@ -150,7 +156,7 @@ pub(crate) fn committed(store: &reckon_store::Store, name: &str) -> Positions {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// `positions` as stored in the catalog (see [`committed`]).
@@ -176,7 +182,8 @@ fn split_positions(positions: &Positions) -> (Option<u64>, Positions) {
 pub(crate) fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for s in &state.config().sources {
-        let (position, positions) = split_positions(&committed(state.store(), &s.name));
+        let (position, positions) =
+            split_positions(&committed(state.store(), &s.name).unwrap_or_default());
         state.sources().insert(
             &s.name,
             SourceStatus {
@@ -251,10 +258,11 @@ fn decode(
             (events, errors)
         }
     };
-    if m.position.is_none() && stream.id_field.is_none() {
-        // No position to skip a redelivery by: the message's topic and payload (and
-        // the event's place in it) identify its events, so one delivered again after
-        // a crash is a duplicate by id.
+    if m.position.is_none() && events.iter().any(|e| e.id.is_none()) {
+        // No position to skip a redelivery by: an event without an id of its own (the
+        // stream has no `id_field`, or this event lacks it) is identified by the
+        // message's topic and payload and its place in it, so one delivered again
+        // after a crash is a duplicate by id.
         use sha2::Digest as _;
         let mut h = sha2::Sha256::new();
         h.update(m.subject.as_bytes());
@@ -262,7 +270,9 @@ fn decode(
         h.update(&m.payload);
         let digest = hex::encode(&h.finalize()[..16]);
         for (i, e) in events.iter_mut().enumerate() {
-            e.id = Some(EventId(Arc::from(format!("{}#{digest}#{i}", m.subject))));
+            if e.id.is_none() {
+                e.id = Some(EventId(Arc::from(format!("{}#{digest}#{i}", m.subject))));
+            }
         }
     }
     (events, errors)
@@ -311,22 +321,32 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
     let name = cfg.name.clone();
     let sources = || state.sources();
     let labels = [("source", name.as_str())];
-    let mut positions = committed(state.store(), &name);
+    // A position that cannot be read is not a first start: starting over would count
+    // everything again.
+    let mut positions = match committed(state.store(), &name) {
+        Ok(p) => p,
+        Err(e) => return stopped(&state, &name, e),
+    };
     let mut backoff = Backoff::default();
     let mut shutdown = state.shutdown();
     'connect: loop {
         if *shutdown.borrow() {
             return;
         }
-        match broker.connect(&positions).await {
+        let connect = tokio::select! {
+            r = tokio::time::timeout(BATCH_TIMEOUT * 3, broker.connect(&positions)) => {
+                r.unwrap_or_else(|_| Err(format!("no answer within {:?} while connecting", BATCH_TIMEOUT * 3)))
+            }
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        match connect {
             Ok(()) => {
-                tracing::info!(source = %name, ?positions, "source `{name}` connected to {}", cfg.url);
+                tracing::info!(source = %name, ?positions, "source `{name}` connected to {}", redact(&cfg.url));
                 sources().update(&name, |s| {
                     s.state = "running";
                     s.error = None;
                     s.connects += 1;
                 });
-                backoff.reset();
             }
             Err(e) => {
                 if !failed(&state, &name, "cannot connect", e, &mut backoff).await {
@@ -364,7 +384,12 @@ async fn run<B: Broker>(state: AppState, cfg: SourceConfig, mut broker: B) {
                 _ = shutdown.wait_for(|s| *s) => return,
             };
             let batch = match batch {
-                Ok(b) => b,
+                // Only a broker that answers resets the backoff: one that fails the same
+                // way after every reconnect waits longer and longer.
+                Ok(b) => {
+                    backoff.reset();
+                    b
+                }
                 Err(e) => {
                     if !failed(&state, &name, "the broker failed", e, &mut backoff).await {
                         return;

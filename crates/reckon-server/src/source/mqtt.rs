@@ -14,7 +14,7 @@
 
 use super::{Broker, Message, Positions};
 use reckon_runtime::SourceConfig;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeReasonCode};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -22,6 +22,8 @@ use tokio::sync::mpsc;
 pub(crate) struct Mqtt {
     host: String,
     port: u16,
+    /// The username and password of the url, if any.
+    credentials: Option<(String, String)>,
     client_id: String,
     topic: String,
     batch: usize,
@@ -36,21 +38,31 @@ pub(crate) struct Mqtt {
 
 impl Mqtt {
     pub(crate) fn new(cfg: &SourceConfig) -> Result<Mqtt, String> {
+        let shown = crate::connector::redact(&cfg.url);
         let rest = cfg.url.trim_start_matches("mqtt://").trim_end_matches('/');
+        // `mqtt://user:password@host:port`: the broker's username and password.
+        let (credentials, rest) = match rest.rsplit_once('@') {
+            Some((user, host)) => {
+                let (u, p) = user.split_once(':').unwrap_or((user, ""));
+                (Some((u.to_string(), p.to_string())), host)
+            }
+            None => (None, rest),
+        };
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) => (
                 h.to_string(),
                 p.parse::<u16>()
-                    .map_err(|_| format!("url `{}`: `{p}` is not a port", cfg.url))?,
+                    .map_err(|_| format!("url `{shown}`: `{p}` is not a port"))?,
             ),
             None => (rest.to_string(), 1883),
         };
         if host.is_empty() {
-            return Err(format!("url `{}` names no host", cfg.url));
+            return Err(format!("url `{shown}` names no host"));
         }
         Ok(Mqtt {
             host,
             port,
+            credentials,
             client_id: cfg.durable_name(),
             topic: cfg.subject.clone(),
             batch: cfg.batch,
@@ -85,6 +97,9 @@ impl Broker for Mqtt {
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_clean_session(false);
         opts.set_manual_acks(true);
+        if let Some((u, p)) = &self.credentials {
+            opts.set_credentials(u, p);
+        }
         opts.set_inflight(self.batch.clamp(1, u16::MAX as usize) as u16);
         // Room for a whole batch of acknowledgements.
         let (client, mut eventloop) = AsyncClient::new(opts, self.batch + 16);
@@ -109,7 +124,26 @@ impl Broker for Mqtt {
         // kept session delivers meanwhile goes first.
         loop {
             match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => break,
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    // A refused subscription would look like a quiet topic; one granted
+                    // at QoS 0 would lose what a crash interrupts.
+                    match ack.return_codes.first() {
+                        Some(SubscribeReasonCode::Success(QoS::AtMostOnce)) => {
+                            tracing::warn!(
+                                "MQTT: the broker granted `{}` at QoS 0 only: a message reckon was given but had not committed when it stopped is lost",
+                                self.topic
+                            );
+                        }
+                        Some(SubscribeReasonCode::Success(_)) => {}
+                        _ => {
+                            return Err(format!(
+                                "the broker refused the subscription to `{}` (check its ACL and the topic filter)",
+                                self.topic
+                            ));
+                        }
+                    }
+                    break;
+                }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let _ = tx.send(Ok(p));
                 }

@@ -78,7 +78,7 @@ impl Broker for Nats {
             .connection_timeout(Duration::from_secs(5))
             .connect(self.url.as_str())
             .await
-            .map_err(|e| format!("connecting to {}: {e}", self.url))?;
+            .map_err(|e| format!("connecting to {}: {e}", crate::connector::redact(&self.url)))?;
         let js = jetstream::new(client);
         let stream = js
             .get_or_create_stream(jetstream::stream::Config {
@@ -88,6 +88,37 @@ impl Broker for Nats {
             })
             .await
             .map_err(|e| format!("JetStream stream `{}`: {e}", self.stream))?;
+        let mut stream = stream;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| format!("JetStream stream `{}`: {e}", self.stream))?;
+        // The consumer is made anew on every connect: on a stream that keeps messages
+        // only while a consumer wants them, that would drop the backlog.
+        if info.config.retention != jetstream::stream::RetentionPolicy::Limits {
+            return Err(format!(
+                "JetStream stream `{}` has {:?} retention; a source needs a stream with limits retention (the default), as its position is kept in reckon's store",
+                self.stream, info.config.retention
+            ));
+        }
+        if let Some(p) = position {
+            let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+            if p > last {
+                // Counting on would skip the new stream's first messages in silence.
+                return Err(format!(
+                    "JetStream stream `{}` ends at sequence {last}, but reckon committed position {p} of it: it was deleted and created anew, or purged. Give the source a new name to read it from its start",
+                    self.stream
+                ));
+            }
+            if first > p + 1 {
+                tracing::warn!(
+                    "JetStream stream `{}` starts at sequence {first}: messages {} to {} were removed (its limits) before reckon read them",
+                    self.stream,
+                    p + 1,
+                    first - 1
+                );
+            }
+        }
         // Not found is fine: the first start.
         let _ = stream.delete_consumer(&self.durable).await;
         let deliver_policy = match position {
