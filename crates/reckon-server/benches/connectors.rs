@@ -11,8 +11,11 @@
 //!    version (polled every millisecond on a connection of its own); p50/p99/max over
 //!    `SAMPLES`, idle and while a publisher sends on-time events at `LOAD_RATE`/s.
 //!
-//! `cargo bench -p reckon-server --bench connectors` (env `EVENTS`, `PER_MESSAGE`,
-//! `SAMPLES`, `LOAD_RATE`, `RUNS`). Needs `nats-server`, `mosquitto` and PostgreSQL
+//! Kafka's rows need `--features kafka` and run against librdkafka's mock cluster in
+//! the bench's own process (it shares the 2 cores with reckon).
+//!
+//! `cargo bench -p reckon-server --features kafka --bench connectors` (env `EVENTS`, `PER_MESSAGE`,
+//! `SAMPLES`, `LOAD_RATE`, `RUNS`; `LATENCY_ONLY=1` skips the rates). Needs `nats-server`, `mosquitto` and PostgreSQL
 //! on 127.0.0.1:5432 (`scripts/services.sh`).
 #![allow(clippy::unwrap_used)]
 
@@ -195,6 +198,66 @@ async fn mqtt_rate(events: usize, per: usize) -> f64 {
     events as f64 / secs
 }
 
+/// Kafka: the backlog on librdkafka's mock cluster (in this process), 8 partitions.
+#[cfg(feature = "kafka")]
+async fn kafka_rate(events: usize, per: usize) -> f64 {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    mock.create_topic("bench", 8, 1).unwrap();
+    let servers = mock.bootstrap_servers();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let messages = events / per;
+    let mut pending = Vec::new();
+    for m in 0..messages {
+        let (key, payload) = (format!("{}", m % 8), body(m * per, per));
+        loop {
+            match producer.send_result(FutureRecord::to("bench").key(&key).payload(&payload)) {
+                Ok(d) => break pending.push(d),
+                // The queue is full: wait for what is in flight.
+                Err(_) => {
+                    for d in pending.drain(..) {
+                        d.await.unwrap().unwrap();
+                    }
+                }
+            }
+        }
+    }
+    for d in pending {
+        d.await.unwrap().unwrap();
+    }
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[[source]]\nname = \"b\"\nkind = \"kafka\"\nurl = \"kafka://{servers}\"\nstream = \"levels\"\nsubject = \"bench\"\npartition_by = \"partition\"\n"
+        ),
+    );
+    let (app, stop) = start(cfg).await;
+    // Timed from the first commit: joining the group (the mock delays a new group's
+    // first rebalance by 3 s, as Kafka's `group.initial.rebalance.delay.ms`) is not
+    // consumption.
+    let (started, first) = loop {
+        let m = app.state().sources().list()[0].messages;
+        if m > 0 {
+            break (Instant::now(), m);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let secs = drained(&app, messages as u64, started).await;
+    let _ = stop.send(true);
+    drop(app);
+    (messages as u64 - first) as f64 * per as f64 / secs
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn kafka_rate(_: usize, _: usize) -> f64 {
+    f64::NAN
+}
+
 async fn http_rate(events: usize, per: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let (app, stop) = start(config(dir.path(), "")).await;
@@ -232,34 +295,97 @@ async fn http_rate(events: usize, per: usize) -> f64 {
     events as f64 / secs
 }
 
-/// Late NATS message → corrected PostgreSQL row, in ms: (idle, under load, load rate).
-async fn latency(samples: usize, load_rate: usize) -> (Vec<f64>, Vec<f64>, f64) {
+/// Where the latency bench publishes: a message is sent once the broker stored it.
+#[derive(Clone)]
+enum Publisher {
+    Nats(Box<async_nats::jetstream::Context>),
+    #[cfg(feature = "kafka")]
+    Kafka(rdkafka::producer::FutureProducer),
+}
+
+impl Publisher {
+    async fn send(&self, subject: &str, body: String) {
+        match self {
+            Publisher::Nats(js) => {
+                js.publish(subject.to_string(), body.into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+            #[cfg(feature = "kafka")]
+            Publisher::Kafka(p) => {
+                p.send(
+                    rdkafka::producer::FutureRecord::to("lat")
+                        .key(subject)
+                        .payload(&body),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+            }
+        }
+    }
+}
+
+/// Late message (NATS, or Kafka on the mock cluster) → corrected PostgreSQL row, in
+/// ms: (idle, under load, load rate).
+async fn latency(samples: usize, load_rate: usize, kafka: bool) -> (Vec<f64>, Vec<f64>, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let nats = Broker::start(Kind::Nats, dir.path()).unwrap();
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: "LAT".into(),
-        subjects: vec!["lat.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
     let table = format!("reckon_bench_{}", std::process::id());
-    let cfg = config(
-        dir.path(),
-        &format!(
-            "[[source]]\nname = \"b\"\nkind = \"nats\"\nurl = \"{}\"\nstream = \"levels\"\nsubject = \"lat.>\"\njetstream = \"LAT\"\n[[sink]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"{PG}\"\ntable = \"{table}\"\n",
-            nats.url()
-        ),
+    let sink = format!(
+        "[[sink]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"{PG}\"\ntable = \"{table}\"\n"
     );
+    let _nats;
+    #[cfg(feature = "kafka")]
+    let _mock;
+    let (js, source) = if !kafka {
+        _nats = Broker::start(Kind::Nats, dir.path()).unwrap();
+        let js = async_nats::jetstream::new(async_nats::connect(_nats.url()).await.unwrap());
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "LAT".into(),
+            subjects: vec!["lat.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        (
+            Publisher::Nats(Box::new(js)),
+            format!(
+                "[[source]]\nname = \"b\"\nkind = \"nats\"\nurl = \"{}\"\nstream = \"levels\"\nsubject = \"lat.>\"\njetstream = \"LAT\"\n",
+                _nats.url()
+            ),
+        )
+    } else {
+        #[cfg(feature = "kafka")]
+        {
+            // The mock answers a fetch that found nothing only after its whole
+            // `fetch.wait.max.ms` (500 ms by default), even when a message arrives
+            // meanwhile; a Kafka broker answers at once. So the consumer asks with a
+            // short wait here, or the figure would be the mock's timer.
+            _mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+            _mock.create_topic("lat", 1, 1).unwrap();
+            let servers = _mock.bootstrap_servers();
+            let p: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &servers)
+                .set("linger.ms", "0")
+                .create()
+                .unwrap();
+            (
+                Publisher::Kafka(p),
+                format!(
+                    "[[source]]\nname = \"b\"\nkind = \"kafka\"\nurl = \"kafka://{servers}\"\nstream = \"levels\"\nsubject = \"lat\"\nproperties = {{ \"fetch.wait.max.ms\" = \"5\" }}\n"
+                ),
+            )
+        }
+        #[cfg(not(feature = "kafka"))]
+        unreachable!("Kafka's latency needs --features kafka")
+    };
+    let cfg = config(dir.path(), &format!("{source}{sink}"));
     let (app, stop) = start(cfg).await;
     // Ten minutes of every station: the first nine minutes' windows close.
     for m in 0..60 {
-        js.publish("lat.a", body(m * 1000, 1000).into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        js.send("lat.a", body(m * 1000, 1000)).await;
     }
     let (pg, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls)
         .await
@@ -294,11 +420,7 @@ async fn latency(samples: usize, load_rate: usize) -> (Vec<f64>, Vec<f64>, f64) 
             let before = version(station, start).await.unwrap_or(0);
             let late = format!("{{\"s\":\"{station}\",\"time\":{},\"v\":1}}\n", start + 30);
             let t = Instant::now();
-            js.publish("lat.late", late.into())
-                .await
-                .unwrap()
-                .await
-                .unwrap();
+            js.send("lat.late", late).await;
             loop {
                 if version(station, start).await.unwrap_or(0) > before {
                     return t.elapsed().as_secs_f64() * 1e3;
@@ -319,11 +441,7 @@ async fn latency(samples: usize, load_rate: usize) -> (Vec<f64>, Vec<f64>, f64) 
             let mut sent = 0usize;
             let mut first = 60_000;
             while !stopping.load(Ordering::Relaxed) {
-                js.publish("lat.load", body(first, 100).into())
-                    .await
-                    .unwrap()
-                    .await
-                    .unwrap();
+                js.send("lat.load", body(first, 100)).await;
                 first += 100;
                 sent += 100;
                 let due = Duration::from_secs_f64(sent as f64 / load_rate as f64);
@@ -361,17 +479,32 @@ fn main() {
         .build()
         .unwrap();
     let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
-    for (name, e, p) in [
-        (format!("NATS, {per} events/message"), events, per),
-        (format!("MQTT, {per} events/message"), events, per),
-        (
-            format!("HTTP, {per} events/POST, 4 clients (baseline)"),
-            events,
-            per,
-        ),
-        ("NATS, 1 event/message".to_string(), events / 10, 1),
-        ("MQTT, 1 event/message".to_string(), events / 10, 1),
-    ] {
+    let rates = if std::env::var("LATENCY_ONLY").is_ok() {
+        Vec::new()
+    } else {
+        vec![
+            (format!("NATS, {per} events/message"), events, per),
+            (format!("MQTT, {per} events/message"), events, per),
+            (
+                format!("Kafka (mock cluster, in process), {per} events/message"),
+                events,
+                per,
+            ),
+            (
+                format!("HTTP, {per} events/POST, 4 clients (baseline)"),
+                events,
+                per,
+            ),
+            ("NATS, 1 event/message".to_string(), events / 10, 1),
+            ("MQTT, 1 event/message".to_string(), events / 10, 1),
+            (
+                "Kafka (mock cluster, in process), 1 event/message".to_string(),
+                events / 10,
+                1,
+            ),
+        ]
+    };
+    for (name, e, p) in rates {
         let mut v = Vec::new();
         for _ in 0..runs {
             v.push(rt.block_on(async {
@@ -379,6 +512,8 @@ fn main() {
                     nats_rate(e, p).await
                 } else if name.starts_with("MQTT") {
                     mqtt_rate(e, p).await
+                } else if name.starts_with("Kafka") {
+                    kafka_rate(e, p).await
                 } else {
                     http_rate(e, p).await
                 }
@@ -397,30 +532,35 @@ fn main() {
             .join(", ");
         println!("| {name} | {:.0} | {runs} |", median(&mut v));
     }
-    let mut idle = Vec::new();
-    let mut loaded = Vec::new();
-    let mut rates = Vec::new();
-    for _ in 0..runs {
-        let (i, l, r) = rt.block_on(latency(samples, load_rate));
-        idle.extend(i);
-        loaded.extend(l);
-        rates.push(r);
-    }
-    println!();
-    println!("| late NATS message → corrected PostgreSQL row | p50 ms | p99 ms | max ms |");
-    println!("|---|---|---|---|");
-    for (name, v) in [
-        ("idle".to_string(), &mut idle),
-        (
-            format!("under load ({:.0} events/s on-time)", median(&mut rates)),
-            &mut loaded,
-        ),
-    ] {
-        let max = v.iter().copied().fold(0.0, f64::max);
-        println!(
-            "| {name} | {:.1} | {:.1} | {max:.1} |",
-            percentile(v, 0.5),
-            percentile(v, 0.99)
-        );
+    for (broker, kafka) in [("NATS", false), ("Kafka (mock cluster)", true)] {
+        if kafka && cfg!(not(feature = "kafka")) {
+            continue;
+        }
+        let mut idle = Vec::new();
+        let mut loaded = Vec::new();
+        let mut rates = Vec::new();
+        for _ in 0..runs {
+            let (i, l, r) = rt.block_on(latency(samples, load_rate, kafka));
+            idle.extend(i);
+            loaded.extend(l);
+            rates.push(r);
+        }
+        println!();
+        println!("| late {broker} message → corrected PostgreSQL row | p50 ms | p99 ms | max ms |");
+        println!("|---|---|---|---|");
+        for (name, v) in [
+            ("idle".to_string(), &mut idle),
+            (
+                format!("under load ({:.0} events/s on-time)", median(&mut rates)),
+                &mut loaded,
+            ),
+        ] {
+            let max = v.iter().copied().fold(0.0, f64::max);
+            println!(
+                "| {name} | {:.1} | {:.1} | {max:.1} |",
+                percentile(v, 0.5),
+                percentile(v, 0.99)
+            );
+        }
     }
 }
