@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the services the connector tests and examples use, each only if nothing
 # answers on its port: PostgreSQL (5432), Redis (6379), Mosquitto (1883) and NATS with
-# JetStream (4222), from Debian's packages (installed when missing and apt works).
+# JetStream (4222), from Debian's packages (installed when missing and apt works), and
+# the kcat client.
 # The connector tests also start private nats-server and mosquitto instances of their
 # own, on free ports, to kill and restart them. Prints one line per service.
 set -euo pipefail
@@ -47,5 +48,13 @@ if up 1883 || need mosquitto mosquitto; then
 fi
 if up 4222 || need nats-server nats-server; then
   start NATS 4222 bash -c 'n=$(command -v nats-server || echo /usr/sbin/nats-server); mkdir -p /var/lib/nats-server; setsid "$n" -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log </dev/null >/dev/null 2>&1 &' || status=1
+fi
+# kcat, a Kafka client, for examples/connectors/kafka.sh (no Kafka broker: that example
+# runs `reckon kafka-mock`).
+if need kcat kcat; then
+  echo "kcat: $(command -v kcat)"
+else
+  echo "kcat: could not be installed" >&2
+  status=1
 fi
 exit "$status"

@@ -10,6 +10,8 @@ mod backfill;
 mod demo;
 mod demo_live;
 mod ingest;
+#[cfg(feature = "kafka")]
+mod kafka_mock;
 mod query;
 mod repair;
 mod replay;
@@ -64,6 +66,11 @@ enum Command {
     /// Delta Lake backfills (seed 002): `plan` the partitions that got late data since
     /// the last plan, from the table's log; `status` of the cursors.
     Backfill(backfill::BackfillArgs),
+    /// Run librdkafka's mock Kafka cluster in memory and print its bootstrap address,
+    /// to try the Kafka source and sink without a broker (not a Kafka broker: nothing
+    /// is kept).
+    #[cfg(feature = "kafka")]
+    KafkaMock(kafka_mock::KafkaMockArgs),
 }
 
 /// The filter without `RECKON_LOG`: reckon's own `info`, and only warnings of the
@@ -111,6 +118,8 @@ fn main() -> ExitCode {
         Command::Define(args) => admin::define(&args),
         Command::Rules(args) => admin::rules(&args),
         Command::Backfill(args) => backfill::run(&args),
+        #[cfg(feature = "kafka")]
+        Command::KafkaMock(args) => kafka_mock::run(&args),
     };
     match result {
         Ok(code) => code,
