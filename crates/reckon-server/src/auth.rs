@@ -399,8 +399,9 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, message)
 }
 
+/// Health checks and the dashboard's files: answered without a token.
 fn is_health(path: &str) -> bool {
-    matches!(path, "/healthz" | "/health" | "/ping")
+    matches!(path, "/healthz" | "/health" | "/ping") || crate::dashboard::is_page(path)
 }
 
 /// Middleware: puts the request's [`Principal`] in its extensions, or answers 401.

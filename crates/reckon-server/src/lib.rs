@@ -20,6 +20,7 @@ pub mod backfill;
 mod changed;
 pub mod clock;
 pub mod connector;
+pub mod dashboard;
 mod define;
 pub mod error;
 mod feed;
@@ -623,6 +624,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/definitions/{kind}/{name}",
             get(define::get_one).put(define::put).delete(define::delete),
         )
+        .route("/", get(dashboard::index))
+        .route("/ui/{file}", get(dashboard::asset))
         .route("/healthz", get(query::healthz))
         .route("/health", get(query::influx_health))
         .route("/ping", get(query::influx_ping).head(query::influx_ping))

@@ -570,6 +570,8 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
             "/api/v2/write?bucket={stream}&precision=s",
             "alarms,station=G-1 value=1 1709287300",
         ),
+        ("GET", "/", ""),
+        ("GET", "/ui/{file}", ""),
         ("GET", "/healthz", ""),
         ("GET", "/health", ""),
         ("GET", "/ping", ""),
@@ -590,7 +592,8 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
             .replace("{webhook}", "ops")
             .replace("{tenant}", "globex")
             .replace("{kind}", "pipeline")
-            .replace("{token}", "0123456789ab");
+            .replace("{token}", "0123456789ab")
+            .replace("{file}", "app.js");
         let token = if template.starts_with("/v1/tokens")
             || template.starts_with("/v1/tenants")
             || template.starts_with("/v1/definitions")
@@ -614,7 +617,8 @@ async fn every_route_keeps_tenants_apart_and_tokens_in_their_scopes() {
                 .replace("{webhook}", &format!("{theirs}ops_of_acme"))
                 .replace("{tenant}", "acme")
                 .replace("{kind}", "pipeline")
-                .replace("{token}", &acme_token_id);
+                .replace("{token}", &acme_token_id)
+                .replace("{file}", "app.js");
             if other == own && !template.contains("tokens") {
                 continue;
             }

@@ -1,0 +1,256 @@
+//! The dashboard in a real browser: headless Debian `chromium`, driven by
+//! `tests/dashboard/check.mjs` (playwright-core), against `reckon serve`.
+//!
+//! The page must show every window of the first key as a point; five late events
+//! POSTed one after the other must each be marked revised on the chart within 1 s;
+//! a click on a revised point shows its revision history (every version, old → new);
+//! and the "as known at" slider at its start shows that window's first version again.
+//! Screenshots go to `docs/dashboard.png` and `docs/dashboard-history.png` when
+//! `RECKON_SCREENSHOTS` names a folder. Without chromium or node it prints SKIP (a
+//! failure with `RECKON_REQUIRE_SERVICES=1`, as in CI); `scripts/browser.sh` installs
+//! them.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+mod common;
+use common::{serve, wait_for, write_config};
+
+const T0: i64 = 1_700_002_800; // 2023-11-14T23:00:00Z, an hour's start
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// `scripts/browser.sh` (installs what is missing); false when the browser cannot run.
+fn browser_ready() -> bool {
+    let ok = Command::new("bash")
+        .arg(repo().join("scripts/browser.sh"))
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("RECKON_REQUIRE_SERVICES").is_err(),
+            "chromium, node or playwright-core is missing (scripts/browser.sh)"
+        );
+        eprintln!("SKIP: chromium, node or playwright-core is missing (run scripts/browser.sh)");
+    }
+    ok
+}
+
+fn start(t: i64) -> String {
+    jiff::Timestamp::from_second(t).unwrap().to_string()
+}
+
+#[test]
+fn the_dashboard_marks_a_late_correction_within_a_second_and_replays_what_was_known() {
+    if !browser_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "", "");
+    let log = dir.path().join("serve.log");
+    let server = serve(&config, &log);
+    // 24 hours of key d0, two events an hour; then d1 far later closes them all.
+    let mut body = String::new();
+    for h in 0..24 {
+        for m in [5, 35] {
+            body.push_str(&format!(
+                "{{\"i\":\"d0\",\"time\":{},\"v\":{}}}\n",
+                T0 + h * 3600 + m * 60,
+                h + 1
+            ));
+        }
+    }
+    body.push_str(&format!(
+        "{{\"i\":\"d1\",\"time\":{},\"v\":1}}\n",
+        T0 + 40 * 3600
+    ));
+    let (status, out) = server.post("/v1/streams/levels/events", &body);
+    assert_eq!(status, 200, "{out}");
+    wait_for(30, "the windows", || server.counted() == 49);
+    let late: Vec<serde_json::Value> = [2, 5, 8, 11, 14]
+        .iter()
+        .map(|h| {
+            serde_json::json!({
+                "path": "/v1/streams/levels/events",
+                "body": format!("{{\"i\":\"d0\",\"time\":{},\"v\":100}}", T0 + h * 3600 + 600),
+                "start": start(T0 + h * 3600),
+            })
+        })
+        .collect();
+    let shots = std::env::var("RECKON_SCREENSHOTS").ok();
+    let arg = serde_json::json!({
+        "points": 24,
+        "late": late,
+        "history": start(T0 + 2 * 3600),
+        "shots": shots,
+    });
+    let node_modules = std::env::var("HOME").unwrap() + "/.cache/reckon-node/node_modules";
+    let out = Command::new("node")
+        .arg(repo().join("crates/reckon/tests/dashboard/check.mjs"))
+        .arg(&server.base)
+        .arg(arg.to_string())
+        .env("RECKON_NODE_MODULES", &node_modules)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "check.mjs failed: {stderr}");
+    let r: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii())
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    eprintln!("{r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "errors in the page");
+    assert_eq!(r["points"], 24, "{r}");
+    assert_eq!(r["plotted"], 24, "{r}");
+    assert_eq!(r["revised_before"], 0, "{r}");
+    assert_eq!(r["revised_after"], 5, "five windows marked revised: {r}");
+    let lat: Vec<f64> = r["latency_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(lat.len(), 5);
+    assert!(
+        lat.iter().all(|ms| *ms <= 1000.0),
+        "a correction took more than 1 s to show: {lat:?}"
+    );
+    // The history of the 01:00 window: its versions, the late one last, old → new.
+    let rows = r["history_rows"].as_u64().unwrap();
+    assert!(rows >= 2, "{r}");
+    let detail = r["detail"].as_str().unwrap();
+    assert!(detail.contains("late"), "{detail}");
+    assert!(detail.contains("→"), "{detail}");
+    // As known at the slider's start: a version before the late one.
+    let history = server.get(&format!(
+        "/v1/pipelines/levels_1h/history?key=i=d0&start={}",
+        start(T0 + 2 * 3600)
+    ));
+    let versions = history["versions"].as_array().unwrap();
+    let newest = versions.last().unwrap()["version"].as_u64().unwrap();
+    assert_eq!(versions.len() as u64, rows);
+    assert!(
+        r["as_of_version"].as_u64().unwrap() < newest,
+        "as known at the start, the window was not yet revised: {r}"
+    );
+    assert!(r["overview"].as_str().unwrap().contains("levels_1h"), "{r}");
+    server.stop();
+}
+
+/// The dashboard's figures (`docs/BENCHMARKS.md`), not part of the suite:
+/// `cargo test --release -p reckon --test dashboard -- --ignored --nocapture`.
+/// First paint of a key with 100,000 one-minute windows (every page of the windows
+/// query loaded and drawn), and correction → browser latency over `SAMPLES` (default
+/// 100) late events, each POSTed once the previous one was marked.
+#[test]
+#[ignore]
+fn dashboard_figures() {
+    if !browser_ready() {
+        return;
+    }
+    let points: i64 = std::env::var("POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let samples: i64 = std::env::var("SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("reckon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+path = "{}"
+[server]
+listen = "127.0.0.1:0"
+[[stream]]
+name = "levels"
+key_fields = ["i"]
+time_format = "unix_s"
+[[pipeline]]
+name = "levels_1m"
+stream = "levels"
+window = {{ type = "tumbling", size = "1m" }}
+aggregates = [{{ fn = "sum", field = "v", name = "sum" }}, {{ fn = "count" }}]
+allowed_lateness = "1000d"
+retention = "1000d"
+"#,
+            dir.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let server = serve(&config, &log);
+    let t0 = T0 - points * 60;
+    for chunk in (0..points).collect::<Vec<_>>().chunks(20_000) {
+        let body: String = chunk
+            .iter()
+            .map(|m| {
+                format!(
+                    "{{\"i\":\"d0\",\"time\":{},\"v\":{}}}\n",
+                    t0 + m * 60 + 5,
+                    m % 50
+                )
+            })
+            .collect();
+        let (status, out) = server.post("/v1/streams/levels/events", &body);
+        assert_eq!(status, 200, "{out}");
+    }
+    let (status, out) = server.post(
+        "/v1/streams/levels/events",
+        &format!("{{\"i\":\"d1\",\"time\":{},\"v\":1}}", T0 + 3600),
+    );
+    assert_eq!(status, 200, "{out}");
+    let late: Vec<serde_json::Value> = (0..samples)
+        .map(|k| {
+            let m = points - 1 - k * 7;
+            serde_json::json!({
+                "path": "/v1/streams/levels/events",
+                "body": format!("{{\"i\":\"d0\",\"time\":{},\"v\":1000}}", t0 + m * 60 + 30),
+                "start": start(t0 + m * 60),
+            })
+        })
+        .collect();
+    let arg = serde_json::json!({ "points": points, "late": late });
+    let node_modules = std::env::var("HOME").unwrap() + "/.cache/reckon-node/node_modules";
+    let out = Command::new("node")
+        .arg(repo().join("crates/reckon/tests/dashboard/check.mjs"))
+        .arg(&server.base)
+        .arg(arg.to_string())
+        .env("RECKON_NODE_MODULES", &node_modules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    let mut lat: Vec<f64> = r["latency_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "page JavaScript: {} bytes; first paint with {} points: {} ms; correction → browser over {} samples: p50 {} ms, p99 {} ms, max {} ms",
+        reckon_server::dashboard::script_bytes(),
+        r["points"],
+        r["first_paint_ms"],
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+    server.stop();
+}

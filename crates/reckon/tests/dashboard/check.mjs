@@ -1,0 +1,69 @@
+// Drives the dashboard in headless Debian chromium (playwright-core): loads the page,
+// checks the chart's points, posts late events and times each until the page marks
+// its window revised, clicks for the history, and moves the "as known at" slider.
+// Prints one JSON line for crates/reckon/tests/dashboard.rs (and the bench).
+//
+//   node check.mjs URL '{"points":24,"late":[{"start":…,"body":…}],"shots":"docs"}'
+import { createRequire } from "node:module";
+const require = createRequire(process.env.RECKON_NODE_MODULES + "/");
+const { chromium } = require("playwright-core");
+const [url, argText] = process.argv.slice(2);
+const arg = JSON.parse(argText);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+const out = {};
+try {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const t0 = Date.now();
+  await page.goto(url + "/");
+  await page.waitForFunction((n) => window.reckon && window.reckon.points() >= n, arg.points, { timeout: 30000 });
+  // Drawn: uPlot's canvas is there with the points' data.
+  await page.waitForSelector("#chart canvas");
+  out.first_paint_ms = Date.now() - t0;
+  out.points = await page.evaluate(() => window.reckon.points());
+  out.plotted = await page.evaluate(() => window.reckon.state.plot.data[1].filter((v) => v != null).length);
+  out.revised_before = await page.evaluate(() => window.reckon.state.plot.data[2].filter((v) => v != null).length);
+  if (arg.shots) await page.screenshot({ path: arg.shots + "/dashboard.png", fullPage: true });
+  // Wait until the change feed is open (the server counts its clients).
+  await new Promise((r) => setTimeout(r, 300));
+  out.latency_ms = [];
+  for (const late of arg.late || []) {
+    const sent = Date.now();
+    const r = await fetch(url + late.path, { method: "POST", body: late.body });
+    if (!r.ok) throw Error("POST " + late.path + ": " + r.status + " " + (await r.text()));
+    const at = await page.waitForFunction(
+      (s) => { const r = window.reckon.revised().filter((x) => x.start === s); return r.length && r[r.length - 1].at; },
+      late.start, { timeout: 5000, polling: "raf" });
+    out.latency_ms.push((await at.jsonValue()) - sent);
+  }
+  out.revised_after = await page.evaluate(() => window.reckon.state.plot.data[2].filter((v) => v != null).length);
+  if (arg.history) {
+    // Click the revised point: its revision history appears.
+    const i = await page.evaluate((s) => window.reckon.state.plot.data[0].indexOf(Date.parse(s) / 1000), arg.history);
+    const box = await page.evaluate((i) => {
+      const u = window.reckon.state.plot, r = u.over.getBoundingClientRect();
+      return { x: r.left + u.valToPos(u.data[0][i], "x"), y: r.top + u.valToPos(u.data[1][i], "y") };
+    }, i);
+    await page.mouse.move(box.x, box.y);
+    await page.mouse.click(box.x, box.y);
+    await page.waitForSelector("#detail table", { timeout: 5000 });
+    out.history_rows = await page.evaluate(() => document.querySelectorAll("#detail table tr").length - 1);
+    out.detail = await page.evaluate(() => document.querySelector("#detail").innerText);
+    if (arg.shots) await page.screenshot({ path: arg.shots + "/dashboard-history.png", fullPage: true });
+    // As known at the start: the revised window shows its first version again.
+    await page.evaluate(() => { const s = document.querySelector("#asof"); s.value = "0"; s.dispatchEvent(new Event("input")); });
+    await page.waitForFunction((s) => { const w = window.reckon.state.wins.get(s); return window.reckon.state.asOf && w; }, arg.history);
+    await new Promise((r) => setTimeout(r, 300));
+    out.as_of_version = await page.evaluate((s) => { const w = window.reckon.state.wins.get(s); return w && w.e.version; }, arg.history);
+    out.now_version = arg.now_version;
+  }
+  out.overview = await page.evaluate(() => document.querySelector("#pipes").innerText);
+  out.errors = errors;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));
