@@ -184,6 +184,11 @@ pub trait Operator: Send + fmt::Debug {
     fn gauges(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
+    /// The watermark of each source partition it tracks (its own watermark is their
+    /// minimum over the active ones); empty for operators without partitions.
+    fn partition_watermarks(&self) -> Vec<(crate::PartitionId, Watermark)> {
+        Vec::new()
+    }
     /// The operator itself, for queries of one kind (a running total's real-time
     /// counter): `op.as_any().downcast_ref::<RunningTotal>()`.
     fn as_any(&self) -> &dyn std::any::Any;

@@ -478,6 +478,10 @@ impl Pipeline {
     pub fn partition_watermark(&self, p: PartitionId) -> Option<Watermark> {
         self.watermark.partition(p)
     }
+    /// Every source partition that has sent something, with its watermark.
+    pub fn partition_watermarks(&self) -> Vec<(PartitionId, Watermark)> {
+        self.watermark.partitions().collect()
+    }
     /// The latest processing time handed to [`Pipeline::advance`].
     pub fn now(&self) -> ProcessingTime {
         self.now

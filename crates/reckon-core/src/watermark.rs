@@ -110,6 +110,15 @@ impl WatermarkTracker {
             .map(|p| Watermark(p.max_time.minus(self.out_of_orderness)))
     }
 
+    /// Every partition that has sent something, with its watermark, in the order they
+    /// first sent.
+    pub fn partitions(&self) -> impl Iterator<Item = (PartitionId, Watermark)> + '_ {
+        self.partitions
+            .iter()
+            .filter(|p| p.max_time > EventTime::MIN)
+            .map(|p| (p.id, Watermark(p.max_time.minus(self.out_of_orderness))))
+    }
+
     /// Records an event at `t` from `partition` seen at processing time `now`. Returns
     /// whether the pipeline watermark moved.
     #[inline]
@@ -255,6 +264,18 @@ mod tests {
         assert_eq!(t.current(), wm(95));
         assert!(t.observe(P0, et(101), pt(2)));
         assert_eq!(t.current(), wm(96));
+    }
+
+    #[test]
+    fn partitions_lists_each_that_sent_with_its_own_watermark() {
+        let mut t = WatermarkTracker::new(Span::secs(5), None);
+        t.expect(P1);
+        assert_eq!(t.partitions().count(), 0, "expected, but nothing sent yet");
+        t.observe(P0, et(100), pt(0));
+        t.observe(P1, et(40), pt(0));
+        t.observe(P1, et(30), pt(1));
+        let got: Vec<_> = t.partitions().collect();
+        assert_eq!(got, vec![(P1, wm(35)), (P0, wm(95))]);
     }
 
     #[test]

@@ -34,14 +34,15 @@ async function overview() {
   const [p, text] = await Promise.all([get("/v1/pipelines"), get("/metrics", true)]);
   const m = prom(text), now = {};
   const sum = (n, pl) => m.filter((x) => x.n === n && lab(x.l, "pipeline") === pl).reduce((a, x) => a + x.v, 0);
-  let rows = tr(["pipeline", "kind", "watermark", "lag", "late events/s", "dead letters"], true);
+  let rows = tr(["pipeline", "kind", "watermark", "lag per partition", "late events/s", "dead letters"], true);
   for (const x of p.pipelines) {
     const late = sum("reckon_events_late_applied_total", x.name);
     now[x.name] = late;
     const rate = before[x.name] === undefined ? "" : ((late - before[x.name]) / 2).toFixed(1);
-    const lag = m.find((y) => y.n === "reckon_watermark_lag_seconds" && lab(y.l, "pipeline") === x.name);
     const dead = sum("reckon_events_dead_lettered_total", x.name);
-    rows += tr([esc(x.name), esc(x.kind), esc(x.watermark || "–"), lag ? lag.v.toFixed(1) + " s" : "–", rate,
+    const parts = m.filter((y) => y.n === "reckon_partition_watermark_seconds" && lab(y.l, "pipeline") === x.name)
+      .map((y) => lab(y.l, "partition") + ": " + (Date.now() / 1e3 - y.v).toFixed(0) + " s");
+    rows += tr([esc(x.name), esc(x.kind), esc(x.watermark || "–"), esc(parts.join(", ")), rate,
       dead ? '<span class="warn">' + dead + "</span>" : "0"]);
   }
   before = now;
@@ -60,8 +61,8 @@ async function overview() {
     conns += tr([esc(s.name), what + " " + esc(s.kind || ""), esc(s.state || ""),
       esc(s.cursor ?? s.position ?? JSON.stringify(s.positions || "") ?? ""), s.error ? '<span class="warn">' + esc(s.error) + "</span>" : ""]);
   });
-  for (const [path, what, f] of [["/v1/sources", "source", "sources"], ["/v1/sinks", "sink", "sinks"], ["/v1/webhooks", "webhook", "webhooks"]]) {
-    try { add((await get(path))[f], what); } catch (e) { /* not an operator */ }
+  for (const f of ["sources", "sinks", "webhooks"]) {
+    try { add((await get("/v1/" + f))[f], f.slice(0, -1)); } catch (e) { /* not an operator */ }
   }
   $("conns").innerHTML = conns;
   $("status").textContent = "up to date " + new Date().toLocaleTimeString();
@@ -118,7 +119,7 @@ async function load() {
     r = await get(url + (next ? "&cursor=" + enc(next) : ""));
     first = first || r.windows[0];
     for (const e of r.windows) S.wins.set(e.window.start, { t: secs(e.window.start), e, prev: null });
-    if (!r.next || S.wins.size >= 500000) break;
+    if (!r.next) break;
     next = r.next;
   }
   if (!S.col) {

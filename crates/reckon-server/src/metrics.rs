@@ -113,6 +113,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Processing time minus the pipeline's watermark, in seconds.",
     ),
     (
+        "reckon_partition_watermark_seconds",
+        "gauge",
+        "The watermark of one source partition of a pipeline (its maximum event time minus the out-of-orderness), in Unix seconds; the pipeline's is the minimum over the active ones.",
+    ),
+    (
         "reckon_ingest_requests_total",
         "counter",
         "Ingest requests by outcome (ok, partial, rejected, throttled by a tenant's quota, overloaded, failed).",

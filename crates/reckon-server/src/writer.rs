@@ -682,6 +682,14 @@ impl Writer {
             for (gauge, value) in op.gauges() {
                 self.metrics.set(gauge, &l, value);
             }
+            for (p, wm) in op.partition_watermarks() {
+                let p = p.0.to_string();
+                self.metrics.set(
+                    "reckon_partition_watermark_seconds",
+                    &[("pipeline", &**op.name()), ("partition", &p)],
+                    wm.0.0 as f64 / 1e9,
+                );
+            }
         }
         let last_change = self.runtime.store().last_change();
         self.progress.send_if_modified(|p| {

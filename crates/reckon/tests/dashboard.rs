@@ -138,7 +138,23 @@ fn the_dashboard_marks_a_late_correction_within_a_second_and_replays_what_was_kn
         r["as_of_version"].as_u64().unwrap() < newest,
         "as known at the start, the window was not yet revised: {r}"
     );
-    assert!(r["overview"].as_str().unwrap().contains("levels_1h"), "{r}");
+    // The overview: the pipeline, with its one partition's lag (its watermark is in
+    // /metrics per partition).
+    let overview = r["overview"].as_str().unwrap();
+    assert!(overview.contains("levels_1h"), "{r}");
+    assert!(
+        overview.contains("0: "),
+        "no partition lag shown: {overview}"
+    );
+    let metrics = common::http("GET", &format!("{}/metrics", server.base), "").1;
+    assert!(
+        metrics
+            .contains("reckon_partition_watermark_seconds{partition=\"0\",pipeline=\"levels_1h\"}")
+            || metrics.contains(
+                "reckon_partition_watermark_seconds{pipeline=\"levels_1h\",partition=\"0\"}"
+            ),
+        "{metrics}"
+    );
     server.stop();
 }
 
@@ -146,7 +162,8 @@ fn the_dashboard_marks_a_late_correction_within_a_second_and_replays_what_was_kn
 /// `cargo test --release -p reckon --test dashboard -- --ignored --nocapture`.
 /// First paint of a key with 100,000 one-minute windows (every page of the windows
 /// query loaded and drawn), and correction → browser latency over `SAMPLES` (default
-/// 100) late events, each POSTed once the previous one was marked.
+/// 100) late events, each POSTed once the previous one was marked, with `LOAD` on-time
+/// events/s of other keys posted meanwhile (default 0).
 #[test]
 #[ignore]
 fn dashboard_figures() {
@@ -220,6 +237,37 @@ retention = "1000d"
         })
         .collect();
     let arg = serde_json::json!({ "points": points, "late": late });
+    // `LOAD` on-time events/s of other keys meanwhile (batches of 100), if set.
+    let load: u64 = std::env::var("LOAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = (load > 0).then(|| {
+        let (stop, base) = (stop.clone(), server.base.clone());
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body: String = (0..100)
+                    .map(|j| {
+                        format!(
+                            "{{\"i\":\"k{}\",\"time\":{},\"v\":1}}\n",
+                            j % 20,
+                            T0 + 3600 + (sent / 100) as i64
+                        )
+                    })
+                    .collect();
+                common::http("POST", &format!("{base}/v1/streams/levels/events"), &body);
+                sent += 100;
+                let due = std::time::Duration::from_secs_f64(sent as f64 / load as f64);
+                if let Some(w) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(w);
+                }
+            }
+            sent as f64 / started.elapsed().as_secs_f64()
+        })
+    });
     let node_modules = std::env::var("HOME").unwrap() + "/.cache/reckon-node/node_modules";
     let out = Command::new("node")
         .arg(repo().join("crates/reckon/tests/dashboard/check.mjs"))
@@ -233,6 +281,8 @@ retention = "1000d"
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rate = loader.map(|t| t.join().unwrap()).unwrap_or(0.0);
     let r: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
     let mut lat: Vec<f64> = r["latency_ms"]
         .as_array()
@@ -243,7 +293,7 @@ retention = "1000d"
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
     println!(
-        "page JavaScript: {} bytes; first paint with {} points: {} ms; correction → browser over {} samples: p50 {} ms, p99 {} ms, max {} ms",
+        "page JavaScript: {} bytes; first paint with {} points: {} ms; correction → browser over {} samples, at {rate:.0} other events/s: p50 {} ms, p99 {} ms, max {} ms",
         reckon_server::dashboard::script_bytes(),
         r["points"],
         r["first_paint_ms"],

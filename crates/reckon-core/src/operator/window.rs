@@ -65,6 +65,9 @@ impl Operator for WindowOperator {
     fn watermark(&self) -> Watermark {
         self.engine.watermark()
     }
+    fn partition_watermarks(&self) -> Vec<(crate::PartitionId, Watermark)> {
+        self.engine.partition_watermarks()
+    }
     fn now(&self) -> ProcessingTime {
         self.engine.now()
     }

@@ -58,10 +58,18 @@ early_interval = "200ms"
     path
 }
 
-/// A running `reckon serve`.
+/// A running `reckon serve`; killed if the test panics while it runs.
 pub struct Server {
     pub child: Child,
     pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Gone already after `kill9` or `stop`; otherwise a failed test's server.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Starts `reckon serve --config CONFIG`, its log appended to `log`.
