@@ -304,3 +304,141 @@ retention = "1000d"
     );
     server.stop();
 }
+
+/// A running total in the dashboard: its buckets are points, and a click on one shows
+/// the real-time counter beside the reconciled total, as `/total` gives them.
+#[test]
+fn the_dashboard_shows_a_running_total_real_time_beside_reconciled() {
+    if !browser_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "",
+        "[[running_total]]\nname = \"net\"\nstream = \"levels\"\nbucket = \"1h\"\nvalue = \"v\"\nretention = \"5000d\"\n",
+    );
+    let log = dir.path().join("serve.log");
+    let server = serve(&config, &log);
+    let mut body = String::new();
+    for h in 0..6 {
+        body.push_str(&format!(
+            "{{\"i\":\"d0\",\"time\":{},\"v\":1}}\n",
+            T0 + h * 3600 + 60
+        ));
+    }
+    let (status, out) = server.post("/v1/streams/levels/events", &body);
+    assert_eq!(status, 200, "{out}");
+    // A late +10 for 01:00: the bucket gets a new version.
+    let (status, out) = server.post(
+        "/v1/streams/levels/events",
+        &format!("{{\"i\":\"d0\",\"time\":{},\"v\":10}}", T0 + 3600 + 120),
+    );
+    assert_eq!(status, 200, "{out}");
+    // Five closed buckets (the watermark is in the sixth).
+    wait_for(30, "the buckets", || {
+        server.get("/v1/pipelines/net/windows?key=i=d0")["windows"]
+            .as_array()
+            .is_some_and(|w| w.len() == 5)
+    });
+    let total = server.get("/v1/pipelines/net/total?key=i=d0");
+    let arg = serde_json::json!({
+        "points": 5,
+        "select": { "pipe": "net", "key": "i=d0" },
+        "history": start(T0 + 3600),
+    });
+    let node_modules = std::env::var("HOME").unwrap() + "/.cache/reckon-node/node_modules";
+    let out = Command::new("node")
+        .arg(repo().join("crates/reckon/tests/dashboard/check.mjs"))
+        .arg(&server.base)
+        .arg(arg.to_string())
+        .env("RECKON_NODE_MODULES", &node_modules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check.mjs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    assert_eq!(
+        r["errors"],
+        serde_json::json!([]),
+        "errors in the page: {r}"
+    );
+    assert_eq!(r["points"], 5, "{r}");
+    let detail = r["detail"].as_str().unwrap();
+    let want = format!(
+        "now: reconciled {}, real-time {} (difference {})",
+        total["value"], total["real_time"], total["difference"]
+    );
+    assert!(detail.contains(&want), "{detail}\nwanted: {want}");
+    server.stop();
+}
+
+/// A reconciliation in the dashboard (seed 001's files): its completeness per period
+/// is the chart of the empty key, and a click on a period lists the ids reported
+/// missing and those found late.
+#[test]
+fn the_dashboard_lists_a_reconciliation_periods_missing_and_found_ids() {
+    if !browser_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let seed = repo().join("examples/seed001");
+    let toml = std::fs::read_to_string(seed.join("reckon.toml"))
+        .unwrap()
+        .replace(
+            "path = \"reckon-seed001-data\"",
+            &format!(
+                "path = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"",
+                dir.path().join("store").display()
+            ),
+        );
+    let config = dir.path().join("reckon.toml");
+    std::fs::write(&config, toml).unwrap();
+    let log = dir.path().join("serve.log");
+    let server = serve(&config, &log);
+    for (stream, file) in [
+        ("payments_audit", "audit.ndjson"),
+        ("payments", "payments.ndjson"),
+        ("payments", "late.ndjson"),
+    ] {
+        let body = std::fs::read_to_string(seed.join(file)).unwrap();
+        let (status, out) = server.post(&format!("/v1/streams/{stream}/events"), &body);
+        assert_eq!(status, 200, "{out}");
+    }
+    let period = "2024-05-01T10:00:00Z";
+    let found = server.get(&format!(
+        "/v1/pipelines/payments_recon/windows?key=id=p2&from={period}&to=2024-05-01T10:15:00Z"
+    ));
+    assert_eq!(found["windows"][0]["kind"], "found", "{found}");
+    let arg = serde_json::json!({
+        "points": 1,
+        "select": { "pipe": "payments_recon", "key": "" },
+        "history": period,
+    });
+    let node_modules = std::env::var("HOME").unwrap() + "/.cache/reckon-node/node_modules";
+    let out = Command::new("node")
+        .arg(repo().join("crates/reckon/tests/dashboard/check.mjs"))
+        .arg(&server.base)
+        .arg(arg.to_string())
+        .env("RECKON_NODE_MODULES", &node_modules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check.mjs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    assert_eq!(
+        r["errors"],
+        serde_json::json!([]),
+        "errors in the page: {r}"
+    );
+    let detail = r["detail"].as_str().unwrap();
+    assert!(detail.contains("found late: p2"), "{detail}");
+    assert!(detail.contains("missing: none"), "{detail}");
+    server.stop();
+}

@@ -20,7 +20,18 @@ try {
   page.on("pageerror", (e) => errors.push(String(e)));
   const t0 = Date.now();
   await page.goto(url + "/");
-  await page.waitForFunction((n) => window.reckon && window.reckon.points() >= n, arg.points, { timeout: 30000 });
+  if (arg.select) {
+    // Another pipeline and key than the first.
+    const { pipe, key } = arg.select;
+    await page.waitForFunction((p) => [...document.querySelector("#pipe").options].some((o) => o.value === p), pipe);
+    await page.selectOption("#pipe", pipe);
+    await page.waitForFunction((k) => [...document.querySelector("#key").options].some((o) => o.value === k), key);
+    await page.selectOption("#key", key);
+  }
+  await page.waitForFunction((a) => {
+    const r = window.reckon;
+    return r && r.points() >= a.points && (!a.select || (r.state.pipe === a.select.pipe && r.state.key === a.select.key));
+  }, arg, { timeout: 30000 });
   // Drawn: uPlot's canvas is there with the points' data.
   await page.waitForSelector("#chart canvas");
   out.first_paint_ms = Date.now() - t0;
@@ -50,7 +61,8 @@ try {
     }, i);
     await page.mouse.move(box.x, box.y);
     await page.mouse.click(box.x, box.y);
-    await page.waitForSelector("#detail table", { timeout: 5000 });
+    await page.waitForSelector("#detail table", { timeout: 15000 });
+    if (arg.select) await page.waitForFunction(() => document.querySelector("#detail p"), null, { timeout: 15000 });
     out.history_rows = await page.evaluate(() => document.querySelectorAll("#detail table tr").length - 1);
     out.detail = await page.evaluate(() => document.querySelector("#detail").innerText);
     if (arg.shots) await page.screenshot({ path: arg.shots + "/dashboard-history.png", fullPage: true });
