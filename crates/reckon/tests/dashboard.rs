@@ -43,6 +43,32 @@ fn browser_ready() -> bool {
     ok
 }
 
+/// Runs `check.mjs` on the page at `base` with `arg`; its JSON answer (the page
+/// raised no script error).
+fn run_page(base: &str, arg: &serde_json::Value) -> serde_json::Value {
+    let node_modules = std::env::var("HOME").unwrap() + "/.cache/reckon-node/node_modules";
+    let out = Command::new("node")
+        .arg(repo().join("crates/reckon/tests/dashboard/check.mjs"))
+        .arg(base)
+        .arg(arg.to_string())
+        .env("RECKON_NODE_MODULES", &node_modules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check.mjs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii())
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(
+        r["errors"],
+        serde_json::json!([]),
+        "errors in the page: {r}"
+    );
+    r
+}
+
 fn start(t: i64) -> String {
     jiff::Timestamp::from_second(t).unwrap().to_string()
 }
@@ -91,20 +117,8 @@ fn the_dashboard_marks_a_late_correction_within_a_second_and_replays_what_was_kn
         "history": start(T0 + 2 * 3600),
         "shots": shots,
     });
-    let node_modules = std::env::var("HOME").unwrap() + "/.cache/reckon-node/node_modules";
-    let out = Command::new("node")
-        .arg(repo().join("crates/reckon/tests/dashboard/check.mjs"))
-        .arg(&server.base)
-        .arg(arg.to_string())
-        .env("RECKON_NODE_MODULES", &node_modules)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "check.mjs failed: {stderr}");
-    let r: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii())
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let r = run_page(&server.base, &arg);
     eprintln!("{r}");
-    assert_eq!(r["errors"], serde_json::json!([]), "errors in the page");
     assert_eq!(r["points"], 24, "{r}");
     assert_eq!(r["plotted"], 24, "{r}");
     assert_eq!(r["revised_before"], 0, "{r}");
@@ -268,22 +282,9 @@ retention = "1000d"
             sent as f64 / started.elapsed().as_secs_f64()
         })
     });
-    let node_modules = std::env::var("HOME").unwrap() + "/.cache/reckon-node/node_modules";
-    let out = Command::new("node")
-        .arg(repo().join("crates/reckon/tests/dashboard/check.mjs"))
-        .arg(&server.base)
-        .arg(arg.to_string())
-        .env("RECKON_NODE_MODULES", &node_modules)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let r = run_page(&server.base, &arg);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let rate = loader.map(|t| t.join().unwrap()).unwrap_or(0.0);
-    let r: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
     let mut lat: Vec<f64> = r["latency_ms"]
         .as_array()
         .unwrap()
@@ -347,25 +348,7 @@ fn the_dashboard_shows_a_running_total_real_time_beside_reconciled() {
         "select": { "pipe": "net", "key": "i=d0" },
         "history": start(T0 + 3600),
     });
-    let node_modules = std::env::var("HOME").unwrap() + "/.cache/reckon-node/node_modules";
-    let out = Command::new("node")
-        .arg(repo().join("crates/reckon/tests/dashboard/check.mjs"))
-        .arg(&server.base)
-        .arg(arg.to_string())
-        .env("RECKON_NODE_MODULES", &node_modules)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "check.mjs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
-    assert_eq!(
-        r["errors"],
-        serde_json::json!([]),
-        "errors in the page: {r}"
-    );
+    let r = run_page(&server.base, &arg);
     assert_eq!(r["points"], 5, "{r}");
     let detail = r["detail"].as_str().unwrap();
     let want = format!(
@@ -418,25 +401,7 @@ fn the_dashboard_lists_a_reconciliation_periods_missing_and_found_ids() {
         "select": { "pipe": "payments_recon", "key": "" },
         "history": period,
     });
-    let node_modules = std::env::var("HOME").unwrap() + "/.cache/reckon-node/node_modules";
-    let out = Command::new("node")
-        .arg(repo().join("crates/reckon/tests/dashboard/check.mjs"))
-        .arg(&server.base)
-        .arg(arg.to_string())
-        .env("RECKON_NODE_MODULES", &node_modules)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "check.mjs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
-    assert_eq!(
-        r["errors"],
-        serde_json::json!([]),
-        "errors in the page: {r}"
-    );
+    let r = run_page(&server.base, &arg);
     let detail = r["detail"].as_str().unwrap();
     assert!(detail.contains("found late: p2"), "{detail}");
     assert!(detail.contains("missing: none"), "{detail}");
