@@ -16,7 +16,9 @@ need() { # command package
   command -v "$1" >/dev/null 2>&1 && return 0
   [ -x "/usr/sbin/$1" ] && return 0
   if command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null 2>&1 || true
+    # A fresh machine may have no package lists yet: fetch them once and retry.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null 2>&1; } || true
   fi
   command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]
 }
