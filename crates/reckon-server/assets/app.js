@@ -5,50 +5,54 @@ const enc = encodeURIComponent;
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => "&#" + c.charCodeAt(0) + ";");
 const tr = (cells, th) => "<tr>" + cells.map((c) => (th ? "<th>" : "<td>") + c).join("") + "</tr>";
 const secs = (iso) => Date.parse(iso) / 1000;
+const warn = (s) => '<span class="warn">' + esc(s) + "</span>";
 let token = localStorage.getItem("reckon-token") || "";
 const hdr = () => (token ? { Authorization: "Bearer " + token } : {});
-function ask() {
+$("tok").onclick = () => {
 	const t = prompt("reckon token (empty for none)", token);
-	if (t !== null) { token = t; localStorage.setItem("reckon-token", t); location.reload(); }
-}
-$("tok").onclick = ask;
+	if (t !== null) { localStorage.setItem("reckon-token", t); location.reload(); }
+};
 async function get(path, text) {
 	const r = await fetch(path, { headers: hdr() });
 	if (r.status === 401) throw Error("a token is needed");
 	if (!r.ok) throw Error(path + ": " + r.status);
 	return text ? r.text() : r.json();
 }
+// Every page of a windows query.
+async function all(url) {
+	const out = [];
+	for (let next = ""; ; ) {
+		const r = await get(url + (next ? "&cursor=" + enc(next) : ""));
+		for (const e of r.windows) out.push(e);
+		if (!(next = r.next)) return out;
+	}
+}
 
 // ---- overview, every 2 s
 let before = {};
-function prom(text) {
-	const out = [];
-	for (const l of text.split("\n")) {
-		const m = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(l);
-		if (m) out.push({ n: m[1], l: m[2] || "", v: +m[3] });
-	}
-	return out;
-}
 const lab = (l, k) => ((new RegExp(k + '="([^"]*)"')).exec(l) || [])[1];
 async function overview() {
 	const [p, text] = await Promise.all([get("/v1/pipelines"), get("/metrics", true)]);
-	const m = prom(text), now = {};
-	const sum = (n, pl) => m.filter((x) => x.n === n && lab(x.l, "pipeline") === pl).reduce((a, x) => a + x.v, 0);
+	const m = [], now = {};
+	for (const l of text.split("\n")) {
+		const x = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(l);
+		if (x) m.push({ n: x[1], l: x[2] || "", v: +x[3] });
+	}
+	const of = (n, pl) => m.filter((x) => x.n === n && lab(x.l, "pipeline") === pl);
+	const sum = (n, pl) => of(n, pl).reduce((a, x) => a + x.v, 0);
 	let rows = tr(["pipeline", "kind", "watermark", "lag per partition", "late events/s", "dead letters"], true);
 	for (const x of p.pipelines) {
-		const late = sum("reckon_events_late_applied_total", x.name);
-		now[x.name] = late;
-		const rate = before[x.name] === undefined ? "" : ((late - before[x.name]) / 2).toFixed(1);
+		const late = (now[x.name] = sum("reckon_events_late_applied_total", x.name));
 		const dead = sum("reckon_events_dead_lettered_total", x.name);
-		const parts = m.filter((y) => y.n === "reckon_partition_watermark_seconds" && lab(y.l, "pipeline") === x.name)
-			.map((y) => lab(y.l, "partition") + ": " + (Date.now() / 1e3 - y.v).toFixed(0) + " s");
-		rows += tr([esc(x.name), esc(x.kind), esc(x.watermark || "–"), esc(parts.join(", ")), rate,
-			dead ? '<span class="warn">' + dead + "</span>" : "0"]);
+		const parts = of("reckon_partition_watermark_seconds", x.name).map((y) => lab(y.l, "partition") + ": " + (Date.now() / 1e3 - y.v).toFixed(0) + " s");
+		rows += tr([esc(x.name), esc(x.kind), esc(x.watermark || "–"), esc(parts.join(", ")),
+			x.name in before ? ((late - before[x.name]) / 2).toFixed(1) : "", dead ? warn(dead) : "0"]);
+		if (x.name === S.pipe && x.watermark) S.wm = Math.max(S.wm, secs(x.watermark));
 	}
 	before = now;
 	$("pipes").innerHTML = rows;
-	const b = m.filter((x) => x.n === "reckon_correction_latency_seconds_bucket");
 	let prev = 0, bars = "";
+	const b = m.filter((x) => x.n === "reckon_correction_latency_seconds_bucket");
 	const total = Math.max(1, (b[b.length - 1] || { v: 0 }).v);
 	for (const x of b) {
 		const le = lab(x.l, "le"), n = x.v - prev;
@@ -57,22 +61,25 @@ async function overview() {
 	}
 	$("hist").innerHTML = bars || "no corrections yet";
 	let conns = tr(["name", "kind", "state", "position / cursor", "error"], true);
-	const add = (list, what) => (list || []).forEach((s) => {
-		conns += tr([esc(s.name), what + " " + esc(s.kind || ""), esc(s.state || ""),
-			esc(s.cursor ?? s.position ?? JSON.stringify(s.positions || "") ?? ""), s.error ? '<span class="warn">' + esc(s.error) + "</span>" : ""]);
-	});
 	for (const f of ["sources", "sinks", "webhooks"]) {
-		try { add((await get("/v1/" + f))[f], f.slice(0, -1)); } catch (e) { /* not an operator */ }
+		try {
+			for (const s of (await get("/v1/" + f))[f] || []) conns += tr([esc(s.name), f.slice(0, -1) + " " + esc(s.kind || ""),
+				esc(s.state || ""), esc(s.cursor ?? s.position ?? JSON.stringify(s.positions ?? "")), s.error ? warn(s.error) : ""]);
+		} catch (e) { /* not an operator */ }
 	}
 	$("conns").innerHTML = conns;
+	await sample();
 	$("status").textContent = "up to date " + new Date().toLocaleTimeString();
 }
 
 // ---- one key's windows
-const S = { pipe: "", key: "", col: "", kinds: {}, wins: new Map(), asOf: null, plot: null, abort: null, revised: [] };
-// Revised: a version after the result was out.
+// wins: the key's windows by start; eps: an alert rule's episodes of every key;
+// rt: a running total's [time, reconciled, real-time] samples; wm: the newest watermark.
+const S = { pipe: "", key: "", col: "", kinds: {}, wins: new Map(), eps: new Map(), rt: [[], [], []], wm: 0, gen: 0, asOf: null, plot: null, rtPlot: null, abort: null, revised: [] };
 const api = () => "/v1/pipelines/" + enc(S.pipe);
-const rev = (e) => e.kind === "late" || e.kind === "recomputed" || e.kind === "retracted";
+const kind = () => S.kinds[S.pipe];
+// Revised: a version after the result was out, or an episode found by a correction.
+const rev = (e) => /^(late|recomputed|retracted)$/.test(e.kind) || e.values.late === true;
 function value(e) {
 	const v = e.values[S.col];
 	return typeof v === "number" ? v : null;
@@ -90,64 +97,58 @@ function draw() {
 			series: [{}, { label: S.col, stroke: "#457b9d", points: { show: true, size: 5 } },
 				{ label: "revised", stroke: "#e63946", paths: () => null, points: { show: true, size: 11, fill: "#e63946" } }],
 		}, [xs, ys, rv], $("chart"));
-		S.plot.over.onclick = () => show(S.plot.cursor.idx);
+		S.plot.over.onclick = () => {
+			const t = S.plot.data[0][S.plot.cursor.idx];
+			if (t != null) hist(S.key, [...S.wins.values()].find((w) => w.t === t));
+		};
 	} else S.plot.setData([xs, ys, rv]);
+	if (kind() === "alert") timeline();
 }
 function line(e, prev) {
-	const why = e.kind === "on_time" ? "" : " (" + e.kind + ")";
-	const old = prev ? value(prev) + " → " : "";
-	return `v${e.version}${esc(why)}: ${old}${value(e)} · count ${e.count} · at ${esc(e.emitted_at)}`;
+	const why = e.kind === "on_time" ? "" : " (" + e.kind + (e.values.late ? ", late" : "") + ")";
+	return `v${e.version}${esc(why)}: ${prev ? value(prev) + " → " : ""}${value(e)} · count ${e.count} · at ${esc(e.emitted_at)}`;
 }
-async function show(i) {
-	if (i == null || !S.plot) return;
-	const t = S.plot.data[0][i], w = [...S.wins.values()].find((w) => w.t === t);
+// A window's revision history, and what its kind adds.
+async function hist(key, w) {
 	if (!w) return;
-	let h = `<b>${esc(w.e.window.start)}</b> ${line(w.e, w.prev)}`;
-	{
-		const r = await get(`${api()}/history?key=${enc(S.key)}&start=${enc(w.e.window.start)}&limit=1000`);
-		h += "<table>" + tr(["version", "why", "value", "count", "known at"], true) +
-			r.versions.map((v, j) => tr([v.version, esc(v.kind), (j ? value(r.versions[j - 1]) + " → " : "") + value(v), v.count, esc(v.emitted_at)])).join("") + "</table>";
-		// A reconciliation's period: its ids.
-		if (S.kinds[S.pipe] === "reconcile" && !S.key) {
-			const p = await get(`${api()}/windows?from=${enc(w.e.window.start)}&to=${enc(w.e.window.end)}&limit=10000`);
-			const ids = (k) => p.windows.filter((x) => x.kind === k).map((x) => esc(x.key.slice(3))).join(", ") || "none";
-			h += `<p>missing: ${ids("missing")}<br>found late: ${ids("found")}</p>`;
-		}
-		// A running total: real-time beside reconciled.
-		if (S.kinds[S.pipe] === "running_total") {
-			const r = await get(`${api()}/total?key=${enc(S.key)}`);
-			h += `<p>now: reconciled ${r.value}, real-time ${r.real_time} (difference ${r.difference})</p>`;
-		}
+	const st = w.e.window.start, r = await get(`${api()}/history?key=${enc(key)}&start=${enc(st)}&limit=1000`);
+	let h = `<b>${esc(key)} ${esc(st)}</b> ${line(w.e, w.prev)}<table>` + tr(["version", "why", "value", "count", "known at"], true) +
+		r.versions.map((v, j) => tr([v.version, esc(v.kind), (j ? value(r.versions[j - 1]) + " → " : "") + value(v), v.count, esc(v.emitted_at)])).join("") + "</table>";
+	if (kind() === "reconcile" && !key) {
+		const p = await get(`${api()}/windows?from=${enc(st)}&to=${enc(w.e.window.end)}&limit=10000`);
+		const ids = (k) => p.windows.filter((x) => x.kind === k).map((x) => esc(x.key.slice(3))).join(", ") || "none";
+		h += `<p>missing: ${ids("missing")}<br>found late: ${ids("found")}</p>`;
+	}
+	if (kind() === "running_total") {
+		const t = await get(`${api()}/total?key=${enc(key)}`);
+		h += `<p>now: reconciled ${t.value}, real-time ${t.real_time} (difference ${t.difference})</p>`;
 	}
 	$("detail").innerHTML = h;
 }
 async function load() {
-	let url = `${api()}/windows?key=${enc(S.key)}&limit=10000`;
-	if (S.asOf) url += "&as_of=" + enc(S.asOf);
-	S.wins = new Map();
-	let r, first;
-	for (let next = ""; ; ) {
-		r = await get(url + (next ? "&cursor=" + enc(next) : ""));
-		first = first || r.windows[0];
-		for (const e of r.windows) S.wins.set(e.window.start, { t: secs(e.window.start), e, prev: null });
-		if (!r.next) break;
-		next = r.next;
-	}
-	if (!S.col) {
-		const e = first;
-		const cols = e ? Object.keys(e.values).filter((c) => typeof e.values[c] === "number") : [];
+	const gen = ++S.gen, q = (S.asOf ? "&as_of=" + enc(S.asOf) : "") + "&limit=10000";
+	const ws = await all(`${api()}/windows?key=${enc(S.key)}` + q), eps = kind() === "alert" ? await all(api() + "/windows?" + q) : [];
+	// Another choice was made meanwhile: its load draws.
+	if (gen !== S.gen) return;
+	S.wins = new Map(ws.map((e) => [e.window.start, { t: secs(e.window.start), e, prev: null }]));
+	const e = ws[0], cols = e ? Object.keys(e.values).filter((c) => typeof e.values[c] === "number") : [];
+	if (!cols.includes(S.col)) {
 		$("col").innerHTML = cols.map((c) => `<option>${esc(c)}</option>`).join("");
 		S.col = cols[0] || "";
 	}
+	S.eps = new Map();
+	eps.forEach(keep);
 	reset();
 	draw();
+	await sample();
 }
-// The key's change feed, by fetch: the token goes in a header.
+// The change feed, by fetch (the token goes in a header): the key's, or an alert
+// rule's whole feed for its timeline.
 async function follow() {
 	if (S.abort) S.abort.abort();
 	const ac = (S.abort = new AbortController());
-	const url = `${api()}/changes?key=${enc(S.key)}`;
-	const r = await fetch(url, { headers: { ...hdr(), Accept: "text/event-stream" }, signal: ac.signal });
+	const r = await fetch(api() + "/changes" + (kind() === "alert" ? "" : "?key=" + enc(S.key)),
+		{ headers: { ...hdr(), Accept: "text/event-stream" }, signal: ac.signal });
 	const rd = r.body.getReader(), dec = new TextDecoder();
 	let buf = "";
 	for (;;) {
@@ -164,24 +165,76 @@ async function follow() {
 	}
 }
 function change(e) {
-	if (S.asOf || e.key !== S.key) return;
+	if (S.asOf || e.pipeline !== S.pipe) return;
+	keep(e);
 	const w = S.wins.get(e.window.start);
-	if (w && w.e.version >= e.version) return;
+	if (e.key !== S.key || (w && w.e.version >= e.version)) return kind() === "alert" && timeline();
 	S.wins.set(e.window.start, { t: secs(e.window.start), e, prev: w ? w.e : null });
 	if (rev(e)) S.revised.push({ start: e.window.start, version: e.version, at: Date.now() });
 	draw();
 	$("detail").innerHTML = `<span class="flash">${esc(e.window.start)} ${line(e, w && w.e)}</span>`;
+	sample();
 }
+
+// ---- an alert rule's timeline: every key's episodes as bars in event time
+function keep(e) {
+	S.wm = Math.max(S.wm, secs(e.watermark));
+	if (kind() !== "alert") return;
+	const k = e.key + " " + e.window.start, o = S.eps.get(k);
+	if (!o || o.version < e.version) S.eps.set(k, e);
+}
+function timeline() {
+	// A firing episode lasts until the watermark; a retracted one is drawn over its window.
+	const eps = [...S.eps.values()], end = (e) => (e.values.resolved_at ? secs(e.values.resolved_at) : Math.max(e.kind === "retracted" ? 0 : S.wm, secs(e.window.end)));
+	const x0 = Math.min(...eps.map((e) => secs(e.window.start))), span = Math.max(...eps.map(end)) - x0 || 1;
+	const pc = (t) => ((100 * (t - x0)) / span).toFixed(2) + "%";
+	let h = "";
+	for (const key of [...new Set(eps.map((e) => e.key))].sort()) {
+		h += `<div class="row"><span>${esc(key)}</span><div>`;
+		for (const e of eps.filter((e) => e.key === key)) {
+			const a = secs(e.window.start), st = e.kind === "retracted" ? "retracted" : e.values.resolved_at ? "resolved" : "firing";
+			h += `<i class="${st}${e.values.late ? " late" : ""}" style="left:${pc(a)};width:${pc(x0 + Math.max(end(e) - a, span / 300))}" data-k="${esc(key)}" data-s="${esc(e.window.start)}" ` +
+				`title="${esc(e.window.start + " → " + (e.values.resolved_at || "firing") + ": " + st + (e.values.late ? ", fired late" : "") + ", v" + e.version)}"></i>`;
+		}
+		h += "</div></div>";
+	}
+	const iso = (t) => new Date(t * 1e3).toISOString();
+	$("extra").innerHTML = eps.length ? "<h3>Episodes (red firing, grey resolved, hollow retracted, outlined found late)</h3>" + h +
+		`<div class="axis"><p>${iso(x0)}</p><p>${iso(x0 + span)}</p></div>` : "";
+}
+$("extra").onclick = (ev) => {
+	const d = ev.target.dataset, e = S.eps.get(d.k + " " + d.s);
+	if (e) hist(d.k, { e, prev: null });
+};
+
+// ---- a running total: the reconciled total beside the real-time counter, sampled
+async function sample() {
+	if (kind() !== "running_total" || S.asOf || !S.key) return;
+	const t = await get(`${api()}/total?key=${enc(S.key)}`);
+	[Date.now() / 1e3, t.value, t.real_time].forEach((v, i) => S.rt[i].push(v));
+	if (!S.rtPlot) {
+		$("extra").innerHTML = "<h3>Now, reconciled and real-time (sampled since the page opened)</h3>";
+		S.rtPlot = new uPlot({
+			width: Math.min(1100, innerWidth - 40), height: 200,
+			series: [{}, { label: "reconciled", stroke: "#457b9d" }, { label: "real-time", stroke: "#e63946", dash: [6, 4] }],
+		}, S.rt, $("extra"));
+	} else S.rtPlot.setData(S.rt);
+}
+
 async function pick() {
 	S.pipe = $("pipe").value;
 	S.col = "";
 	const r = await get(`${api()}/windows?limit=1000`);
-	const keys = [...new Set(r.windows.map((e) => e.key))];
-	$("key").innerHTML = keys.map((k) => `<option>${esc(k)}</option>`).join("");
+	$("key").innerHTML = [...new Set(r.windows.map((e) => e.key))].map((k) => `<option>${esc(k)}</option>`).join("");
 	await pickKey();
 }
 async function pickKey() {
 	S.key = $("key").value;
+	if (S.rtPlot) S.rtPlot.destroy();
+	S.rtPlot = null;
+	S.rt = [[], [], []];
+	S.wm = 0;
+	$("extra").innerHTML = "";
 	follow().catch(() => {});
 	await load();
 }
@@ -196,7 +249,7 @@ $("pipe").onchange = pick;
 $("key").onchange = pickKey;
 $("col").onchange = () => { S.col = $("col").value; reset(); draw(); };
 // For tests.
-window.reckon = { state: S, points: () => S.wins.size, revised: () => S.revised };
+window.reckon = { state: S, points: () => S.wins.size, revised: () => S.revised, episodes: () => [...S.eps.values()] };
 (async () => {
 	const p = await get("/v1/pipelines");
 	p.pipelines.forEach((x) => (S.kinds[x.name] = x.kind));

@@ -294,8 +294,9 @@ retention = "1000d"
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
     println!(
-        "page JavaScript: {} bytes; first paint with {} points: {} ms; correction → browser over {} samples, at {rate:.0} other events/s: p50 {} ms, p99 {} ms, max {} ms",
-        reckon_server::dashboard::script_bytes(),
+        "page JavaScript: {} bytes ({} sent gzipped); first paint with {} points: {} ms; correction → browser over {} samples, at {rate:.0} other events/s: p50 {} ms, p99 {} ms, max {} ms",
+        reckon_server::dashboard::script_bytes().0,
+        reckon_server::dashboard::script_bytes().1,
         r["points"],
         r["first_paint_ms"],
         lat.len(),
@@ -306,8 +307,10 @@ retention = "1000d"
     server.stop();
 }
 
-/// A running total in the dashboard: its buckets are points, and a click on one shows
-/// the real-time counter beside the reconciled total, as `/total` gives them.
+/// A running total in the dashboard: its buckets are points; below them a chart of the
+/// reconciled total beside the real-time counter, sampled live, parts when an event
+/// arrives out of order and the clamp makes arrival order matter; and a click on a
+/// bucket shows both as `/total` gives them.
 #[test]
 fn the_dashboard_shows_a_running_total_real_time_beside_reconciled() {
     if !browser_ready() {
@@ -317,24 +320,20 @@ fn the_dashboard_shows_a_running_total_real_time_beside_reconciled() {
     let config = write_config(
         dir.path(),
         "",
-        "[[running_total]]\nname = \"net\"\nstream = \"levels\"\nbucket = \"1h\"\nvalue = \"v\"\nretention = \"5000d\"\n",
+        "[[running_total]]\nname = \"net\"\nstream = \"levels\"\nbucket = \"1h\"\nvalue = \"v\"\nclamp = true\nretention = \"5000d\"\n",
     );
     let log = dir.path().join("serve.log");
     let server = serve(&config, &log);
+    let event = |t: i64, v: i64| format!("{{\"i\":\"d0\",\"time\":{t},\"v\":{v}}}");
     let mut body = String::new();
     for h in 0..6 {
-        body.push_str(&format!(
-            "{{\"i\":\"d0\",\"time\":{},\"v\":1}}\n",
-            T0 + h * 3600 + 60
-        ));
+        body.push_str(&event(T0 + h * 3600 + 60, 1));
+        body.push('\n');
     }
     let (status, out) = server.post("/v1/streams/levels/events", &body);
     assert_eq!(status, 200, "{out}");
     // A late +10 for 01:00: the bucket gets a new version.
-    let (status, out) = server.post(
-        "/v1/streams/levels/events",
-        &format!("{{\"i\":\"d0\",\"time\":{},\"v\":10}}", T0 + 3600 + 120),
-    );
+    let (status, out) = server.post("/v1/streams/levels/events", &event(T0 + 3600 + 120, 10));
     assert_eq!(status, 200, "{out}");
     // Five closed buckets (the watermark is in the sixth).
     wait_for(30, "the buckets", || {
@@ -342,20 +341,129 @@ fn the_dashboard_shows_a_running_total_real_time_beside_reconciled() {
             .as_array()
             .is_some_and(|w| w.len() == 5)
     });
-    let total = server.get("/v1/pipelines/net/total?key=i=d0");
+    // The last sample of the page's chart: [reconciled, real-time].
+    let last = "(() => { const r = reckon.state.rt, n = r[0].length - 1; return n >= 0 && [r[1][n], r[2][n]]; })()";
+    let is = |a: i64, b: i64| format!("JSON.stringify({last}) === '[{a},{b}]'");
     let arg = serde_json::json!({
         "points": 5,
         "select": { "pipe": "net", "key": "i=d0" },
+        "steps": [
+            // −20 after everything: 16 − 20 hits the clamp, in both orders.
+            { "path": "/v1/streams/levels/events", "body": event(T0 + 5 * 3600 + 600, -20), "until": is(0, 0) },
+            // +5 before everything, late: reconciled 5+1+1+10+1+1+1+1 − 20 = 1; the
+            // real-time counter adds it to its 0: 5.
+            { "path": "/v1/streams/levels/events", "body": event(T0 + 30, 5), "until": is(1, 5) },
+        ],
+        "values": {
+            "samples": "reckon.state.rt[0].length",
+            "series": "reckon.state.rtPlot.series.map((s) => s.label).slice(1)",
+            "heading": "document.querySelector('#extra h3').innerText",
+        },
         "history": start(T0 + 3600),
+        "shot": "dashboard-totals.png",
+        "shots": std::env::var("RECKON_SCREENSHOTS").ok(),
     });
     let r = run_page(&server.base, &arg);
     assert_eq!(r["points"], 5, "{r}");
+    let v = &r["values"];
+    assert!(v["samples"].as_u64().unwrap() >= 3, "{r}");
+    assert_eq!(v["series"], serde_json::json!(["reconciled", "real-time"]), "{r}");
+    assert!(v["heading"].as_str().unwrap().contains("real-time"), "{r}");
+    // The page's last sample is what the server says.
+    let total = server.get("/v1/pipelines/net/total?key=i=d0");
+    assert_eq!(
+        (&total["value"], &total["real_time"], &total["difference"]),
+        (&serde_json::json!(1), &serde_json::json!(5), &serde_json::json!(-4)),
+        "{total}"
+    );
     let detail = r["detail"].as_str().unwrap();
     let want = format!(
         "now: reconciled {}, real-time {} (difference {})",
         total["value"], total["real_time"], total["difference"]
     );
     assert!(detail.contains(&want), "{detail}\nwanted: {want}");
+    server.stop();
+}
+
+/// An alert rule's timeline: every series' episodes as bars in event time, a late fire
+/// outlined and a retraction drawn hollow as each lands, and a bar's history on click.
+#[test]
+fn the_dashboard_draws_an_alert_timeline_with_late_fires_and_retractions_live() {
+    if !browser_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "",
+        "[[alert]]\nname = \"hot\"\ninput = \"levels_1h\"\ncondition = \"sum >= 50\"\n",
+    );
+    let log = dir.path().join("serve.log");
+    let server = serve(&config, &log);
+    let event = |key: &str, t: i64, v: i64| format!("{{\"i\":\"{key}\",\"time\":{t},\"v\":{v}}}\n");
+    let mut body = String::new();
+    for h in 0..6 {
+        body.push_str(&event("d0", T0 + h * 3600 + 60, if h == 2 { 100 } else { 1 }));
+        body.push_str(&event("d1", T0 + h * 3600 + 60, if h == 4 { 100 } else { 1 }));
+    }
+    body.push_str(&event("d9", T0 + 10 * 3600, 1));
+    let (status, out) = server.post("/v1/streams/levels/events", &body);
+    assert_eq!(status, 200, "{out}");
+    // Two episodes, both over: d0 at 02:00, d1 at 04:00.
+    wait_for(30, "the episodes", || {
+        server.get("/v1/pipelines/hot/windows")["windows"]
+            .as_array()
+            .is_some_and(|w| w.len() == 2 && w.iter().all(|e| e["values"]["state"] == "resolved"))
+    });
+    let (h0, h2) = (start(T0), start(T0 + 2 * 3600));
+    let arg = serde_json::json!({
+        "points": 1,
+        "select": { "pipe": "hot", "key": "i=d0" },
+        "steps": [
+            // A late 100 at 00:10 fires d0 at 00:00, found late.
+            { "path": "/v1/streams/levels/events", "body": event("d0", T0 + 600, 100),
+              "until": format!("document.querySelector('#extra i.late[data-s=\"{h0}\"]')") },
+            // A late −100 at 02:15 takes back d0's episode at 02:00.
+            { "path": "/v1/streams/levels/events", "body": event("d0", T0 + 2 * 3600 + 900, -100),
+              "until": format!("document.querySelector('#extra i.retracted[data-s=\"{h2}\"]')") },
+            // A click on the late bar: its history.
+            { "do": "document.querySelector('#extra i.late').dispatchEvent(new MouseEvent('click', { bubbles: true }))",
+              "until": format!("document.querySelector('#detail table') && document.querySelector('#detail b').innerText.includes('{h0}')") },
+        ],
+        "values": {
+            "rows": "[...document.querySelectorAll('#extra .row span')].map((s) => s.innerText)",
+            "bars": "[...document.querySelectorAll('#extra i')].map((i) => i.className + ' ' + i.dataset.k + ' ' + i.dataset.s)",
+            "revised": "reckon.state.plot.data[2].filter((v) => v != null).length",
+            "detail": "document.querySelector('#detail').innerText",
+        },
+        "shot": "dashboard-alerts.png",
+        "shots": std::env::var("RECKON_SCREENSHOTS").ok(),
+    });
+    let r = run_page(&server.base, &arg);
+    let v = &r["values"];
+    assert_eq!(v["rows"], serde_json::json!(["i=d0", "i=d1"]), "{r}");
+    let mut bars: Vec<String> = v["bars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect();
+    bars.sort();
+    assert_eq!(
+        bars,
+        [
+            format!("resolved i=d1 {}", start(T0 + 4 * 3600)),
+            format!("resolved late i=d0 {h0}"),
+            format!("retracted i=d0 {h2}"),
+        ],
+        "{r}"
+    );
+    // On d0's chart, both of its episodes are revised points.
+    assert_eq!(v["revised"], 2, "{r}");
+    assert!(v["detail"].as_str().unwrap().contains("late"), "{r}");
+    // The page's bars are the rule's stored episodes.
+    let stored = server.get("/v1/pipelines/hot/windows");
+    assert_eq!(stored["windows"].as_array().unwrap().len(), 3, "{stored}");
     server.stop();
 }
 

@@ -4,6 +4,8 @@
 // Prints one JSON line for crates/reckon/tests/dashboard.rs (and the bench).
 //
 //   node check.mjs URL '{"points":24,"late":[{"start":…,"body":…}],"shots":"docs"}'
+//   (also "select", "history", "steps":[{"path","body","until"}], "values":{name: expr},
+//   "shot": a file name for the one screenshot, at the end, instead of the two others)
 import { createRequire } from "node:module";
 const require = createRequire(process.env.RECKON_NODE_MODULES + "/");
 const { chromium } = require("playwright-core");
@@ -38,7 +40,7 @@ try {
   out.points = await page.evaluate(() => window.reckon.points());
   out.plotted = await page.evaluate(() => window.reckon.state.plot.data[1].filter((v) => v != null).length);
   out.revised_before = await page.evaluate(() => window.reckon.state.plot.data[2].filter((v) => v != null).length);
-  if (arg.shots) await page.screenshot({ path: arg.shots + "/dashboard.png", fullPage: true });
+  if (arg.shots && !arg.shot) await page.screenshot({ path: arg.shots + "/dashboard.png", fullPage: true });
   // Wait until the change feed is open (the server counts its clients).
   await new Promise((r) => setTimeout(r, 300));
   out.latency_ms = [];
@@ -52,6 +54,19 @@ try {
     out.latency_ms.push((await at.jsonValue()) - sent);
   }
   out.revised_after = await page.evaluate(() => window.reckon.state.plot.data[2].filter((v) => v != null).length);
+  // Steps: a POST, then the time until `until` (an expression in the page) holds.
+  out.steps_ms = [];
+  // A step may instead `do` something in the page (an expression), such as a click.
+  for (const step of arg.steps || []) {
+    const sent = Date.now();
+    if (step.do) await page.evaluate(step.do);
+    if (step.path) {
+      const r = await fetch(url + step.path, { method: "POST", body: step.body });
+      if (!r.ok) throw Error("POST " + step.path + ": " + r.status + " " + (await r.text()));
+    }
+    await page.waitForFunction(step.until, null, { timeout: step.timeout || 10000, polling: "raf" });
+    out.steps_ms.push(Date.now() - sent);
+  }
   if (arg.history) {
     // Click the revised point: its revision history appears.
     const i = await page.evaluate((s) => window.reckon.state.plot.data[0].indexOf(Date.parse(s) / 1000), arg.history);
@@ -65,7 +80,7 @@ try {
     if (arg.select) await page.waitForFunction(() => document.querySelector("#detail p"), null, { timeout: 15000 });
     out.history_rows = await page.evaluate(() => document.querySelectorAll("#detail table tr").length - 1);
     out.detail = await page.evaluate(() => document.querySelector("#detail").innerText);
-    if (arg.shots) await page.screenshot({ path: arg.shots + "/dashboard-history.png", fullPage: true });
+    if (arg.shots && !arg.shot) await page.screenshot({ path: arg.shots + "/dashboard-history.png", fullPage: true });
     // As known at the start: the revised window shows its first version again.
     await page.evaluate(() => { const s = document.querySelector("#asof"); s.value = "0"; s.dispatchEvent(new Event("input")); });
     await page.waitForFunction((s) => { const w = window.reckon.state.wins.get(s); return window.reckon.state.asOf && w; }, arg.history);
@@ -73,6 +88,10 @@ try {
     out.as_of_version = await page.evaluate((s) => { const w = window.reckon.state.wins.get(s); return w && w.e.version; }, arg.history);
     out.now_version = arg.now_version;
   }
+  // What the test asks of the page at the end: name → expression.
+  out.values = {};
+  for (const [name, expr] of Object.entries(arg.values || {})) out.values[name] = await page.evaluate(expr);
+  if (arg.shots && arg.shot) await page.screenshot({ path: arg.shots + "/" + arg.shot, fullPage: true });
   out.overview = await page.evaluate(() => document.querySelector("#pipes").innerText);
   out.errors = errors;
 } finally {
