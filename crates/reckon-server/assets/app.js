@@ -29,11 +29,11 @@ async function all(url) {
 }
 
 // ---- overview, every 2 s
-let before = {};
+let before = {}, beforeAt = 0;
 const lab = (l, k) => ((new RegExp(k + '="([^"]*)"')).exec(l) || [])[1];
 async function overview() {
 	const [p, text] = await Promise.all([get("/v1/pipelines"), get("/metrics", true)]);
-	const m = [], now = {};
+	const m = [], now = {}, at = Date.now(), dt = (at - beforeAt) / 1e3;
 	for (const l of text.split("\n")) {
 		const x = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(l);
 		if (x) m.push({ n: x[1], l: x[2] || "", v: +x[3] });
@@ -46,10 +46,11 @@ async function overview() {
 		const dead = sum("reckon_events_dead_lettered_total", x.name);
 		const parts = of("reckon_partition_watermark_seconds", x.name).map((y) => lab(y.l, "partition") + ": " + (Date.now() / 1e3 - y.v).toFixed(0) + " s");
 		rows += tr([esc(x.name), esc(x.kind), esc(x.watermark || "–"), esc(parts.join(", ")),
-			x.name in before ? ((late - before[x.name]) / 2).toFixed(1) : "", dead ? warn(dead) : "0"]);
-		if (x.name === S.pipe && x.watermark) S.wm = Math.max(S.wm, secs(x.watermark));
+			x.name in before ? ((late - before[x.name]) / dt).toFixed(1) : "", dead ? warn(dead) : "0"]);
+		if (x.name === S.pipe && x.watermark && !S.asOf) S.wm = Math.max(S.wm, secs(x.watermark));
 	}
 	before = now;
+	beforeAt = at;
 	$("pipes").innerHTML = rows;
 	let prev = 0, bars = "";
 	const b = m.filter((x) => x.n === "reckon_correction_latency_seconds_bucket");
@@ -75,7 +76,7 @@ async function overview() {
 // ---- one key's windows
 // wins: the key's windows by start; eps: an alert rule's episodes of every key;
 // rt: a running total's [time, reconciled, real-time] samples; wm: the newest watermark.
-const S = { pipe: "", key: "", col: "", kinds: {}, wins: new Map(), eps: new Map(), rt: [[], [], []], wm: 0, gen: 0, asOf: null, plot: null, rtPlot: null, abort: null, revised: [] };
+const S = { pipe: "", key: "", col: "", kinds: {}, wins: new Map(), eps: new Map(), rt: [[], [], []], wm: 0, ch: 0, gen: 0, first: Infinity, pending: [], asOf: null, plot: null, rtPlot: null, abort: null, revised: [] };
 const api = () => "/v1/pipelines/" + enc(S.pipe);
 const kind = () => S.kinds[S.pipe];
 // Revised: a version after the result was out, or an episode found by a correction.
@@ -97,10 +98,10 @@ function draw() {
 			series: [{}, { label: S.col, stroke: "#457b9d", points: { show: true, size: 5 } },
 				{ label: "revised", stroke: "#e63946", paths: () => null, points: { show: true, size: 11, fill: "#e63946" } }],
 		}, [xs, ys, rv], $("chart"));
-		S.plot.over.onclick = () => {
+		S.plot.over.onclick = safe(async () => {
 			const t = S.plot.data[0][S.plot.cursor.idx];
-			if (t != null) hist(S.key, [...S.wins.values()].find((w) => w.t === t));
-		};
+			if (t != null) await hist(S.key, [...S.wins.values()].find((w) => w.t === t));
+		});
 	} else S.plot.setData([xs, ys, rv]);
 	if (kind() === "alert") timeline();
 }
@@ -126,54 +127,80 @@ async function hist(key, w) {
 	$("detail").innerHTML = h;
 }
 async function load() {
-	const gen = ++S.gen, q = (S.asOf ? "&as_of=" + enc(S.asOf) : "") + "&limit=10000";
-	const ws = await all(`${api()}/windows?key=${enc(S.key)}` + q), eps = kind() === "alert" ? await all(api() + "/windows?" + q) : [];
-	// Another choice was made meanwhile: its load draws.
+	// A newer load draws instead; live changes wait in S.pending meanwhile.
+	const gen = ++S.gen, k = kind(), q = (S.asOf ? "&as_of=" + enc(S.asOf) : "") + "&limit=10000";
+	let ws, eps;
+	S.loading = true;
+	try {
+		ws = await all(`${api()}/windows?key=${enc(S.key)}` + q);
+		eps = k === "alert" ? await all(api() + "/windows?" + q) : [];
+	} finally { if (gen === S.gen) S.loading = false; }
 	if (gen !== S.gen) return;
 	S.wins = new Map(ws.map((e) => [e.window.start, { t: secs(e.window.start), e, prev: null }]));
 	const e = ws[0], cols = e ? Object.keys(e.values).filter((c) => typeof e.values[c] === "number") : [];
 	if (!cols.includes(S.col)) {
 		$("col").innerHTML = cols.map((c) => `<option>${esc(c)}</option>`).join("");
-		S.col = cols[0] || "";
+		S.col = cols.includes("value") ? "value" : cols[0] || "";
 	}
 	S.eps = new Map();
+	S.wm = 0;
 	eps.forEach(keep);
+	if (!S.asOf) S.first = least([...ws, ...eps].map((e) => Date.parse(e.emitted_at)));
 	reset();
 	draw();
+	const p = S.pending;
+	S.pending = [];
+	p.forEach(change);
 	await sample();
 }
+const least = (xs) => xs.reduce((a, x) => Math.min(a, x), Infinity);
+const most = (xs) => xs.reduce((a, x) => Math.max(a, x), -Infinity);
 // The change feed, by fetch (the token goes in a header): the key's, or an alert
-// rule's whole feed for its timeline.
-async function follow() {
+// rule's whole feed for its timeline. Resolves once the server follows it (then the
+// windows are read: nothing falls between); reconnects after the last change it had.
+async function follow(since) {
 	if (S.abort) S.abort.abort();
-	const ac = (S.abort = new AbortController());
-	const r = await fetch(api() + "/changes" + (kind() === "alert" ? "" : "?key=" + enc(S.key)),
+	const ac = (S.abort = new AbortController()), ch = S.ch;
+	S.live = false;
+	const r = await fetch(api() + "/changes?" + (kind() === "alert" ? "" : "key=" + enc(S.key)) + (since ? "&since=" + since : ""),
 		{ headers: { ...hdr(), Accept: "text/event-stream" }, signal: ac.signal });
-	const rd = r.body.getReader(), dec = new TextDecoder();
-	let buf = "";
-	for (;;) {
-		const { value: chunk, done } = await rd.read();
-		if (done) break;
-		buf += dec.decode(chunk, { stream: true });
-		let i;
-		while ((i = buf.indexOf("\n\n")) >= 0) {
-			const msg = buf.slice(0, i);
-			buf = buf.slice(i + 2);
-			const data = msg.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("\n");
-			if (data && msg.includes("event: emission")) change(JSON.parse(data));
+	if (!r.ok) throw Error("the change feed: " + r.status);
+	S.live = true;
+	(async () => {
+		const rd = r.body.getReader(), dec = new TextDecoder();
+		let buf = "";
+		for (;;) {
+			const { value: chunk, done } = await rd.read();
+			if (done) throw Error("the change feed ended");
+			buf += dec.decode(chunk, { stream: true });
+			let i;
+			while ((i = buf.indexOf("\n\n")) >= 0) {
+				const msg = buf.slice(0, i), id = /^id: ?(\d+)/m.exec(msg);
+				buf = buf.slice(i + 2);
+				const data = msg.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("\n");
+				if (id) since = id[1];
+				if (data && msg.includes("event: emission")) change(JSON.parse(data));
+			}
 		}
-	}
+	})().catch((e) => {
+		if (ac.signal.aborted || ch !== S.ch) return;
+		$("status").textContent = e.message + ": reconnecting";
+		// After the last change it had; without one, the windows are read again.
+		const again = () => ch === S.ch && follow(since).then(() => since || load(), () => setTimeout(again, 2000));
+		setTimeout(again, 1000);
+	});
 }
 function change(e) {
 	if (S.asOf || e.pipeline !== S.pipe) return;
+	if (S.loading) return S.pending.push(e);
 	keep(e);
 	const w = S.wins.get(e.window.start);
-	if (e.key !== S.key || (w && w.e.version >= e.version)) return kind() === "alert" && timeline();
+	if (e.key !== S.key || (w && w.e.version >= e.version)) return kind() === "alert" && redraw();
 	S.wins.set(e.window.start, { t: secs(e.window.start), e, prev: w ? w.e : null });
 	if (rev(e)) S.revised.push({ start: e.window.start, version: e.version, at: Date.now() });
 	draw();
 	$("detail").innerHTML = `<span class="flash">${esc(e.window.start)} ${line(e, w && w.e)}</span>`;
-	sample();
+	safe(sample)();
 }
 
 // ---- an alert rule's timeline: every key's episodes as bars in event time
@@ -183,18 +210,21 @@ function keep(e) {
 	const k = e.key + " " + e.window.start, o = S.eps.get(k);
 	if (!o || o.version < e.version) S.eps.set(k, e);
 }
+// At most once a frame.
+const redraw = () => S.raf || (S.raf = requestAnimationFrame(() => { S.raf = 0; timeline(); }));
 function timeline() {
 	// A firing episode lasts until the watermark; a retracted one is drawn over its window.
 	const eps = [...S.eps.values()], end = (e) => (e.values.resolved_at ? secs(e.values.resolved_at) : Math.max(e.kind === "retracted" ? 0 : S.wm, secs(e.window.end)));
-	const x0 = Math.min(...eps.map((e) => secs(e.window.start))), span = Math.max(...eps.map(end)) - x0 || 1;
-	const pc = (t) => ((100 * (t - x0)) / span).toFixed(2) + "%";
+	const x0 = least(eps.map((e) => secs(e.window.start))), span = most(eps.map(end)) - x0 || 1;
+	const pc = (t) => ((100 * (t - x0)) / span).toFixed(2) + "%", by = new Map();
+	for (const e of eps) by.set(e.key, [...(by.get(e.key) || []), e]);
 	let h = "";
-	for (const key of [...new Set(eps.map((e) => e.key))].sort()) {
+	for (const key of [...by.keys()].sort()) {
 		h += `<div class="row"><span>${esc(key)}</span><div>`;
-		for (const e of eps.filter((e) => e.key === key)) {
+		for (const e of by.get(key)) {
 			const a = secs(e.window.start), st = e.kind === "retracted" ? "retracted" : e.values.resolved_at ? "resolved" : "firing";
 			h += `<i class="${st}${e.values.late ? " late" : ""}" style="left:${pc(a)};width:${pc(x0 + Math.max(end(e) - a, span / 300))}" data-k="${esc(key)}" data-s="${esc(e.window.start)}" ` +
-				`title="${esc(e.window.start + " → " + (e.values.resolved_at || "firing") + ": " + st + (e.values.late ? ", fired late" : "") + ", v" + e.version)}"></i>`;
+				`title="${esc(e.window.start + (st === "resolved" ? " → " + e.values.resolved_at : "") + ": " + st + (e.values.late ? ", found late" : "") + ", v" + e.version)}"></i>`;
 		}
 		h += "</div></div>";
 	}
@@ -202,59 +232,73 @@ function timeline() {
 	$("extra").innerHTML = eps.length ? "<h3>Episodes (red firing, grey resolved, hollow retracted, outlined found late)</h3>" + h +
 		`<div class="axis"><p>${iso(x0)}</p><p>${iso(x0 + span)}</p></div>` : "";
 }
-$("extra").onclick = (ev) => {
+const safe = (f) => (...a) => f(...a).catch((e) => ($("status").textContent = e.message));
+$("extra").onclick = safe(async (ev) => {
 	const d = ev.target.dataset, e = S.eps.get(d.k + " " + d.s);
-	if (e) hist(d.k, { e, prev: null });
-};
+	if (e) await hist(d.k, { e, prev: null });
+});
 
 // ---- a running total: the reconciled total beside the real-time counter, sampled
+// (one request at a time; the last hour at a sample each 2 s)
 async function sample() {
-	if (kind() !== "running_total" || S.asOf || !S.key) return;
-	const t = await get(`${api()}/total?key=${enc(S.key)}`);
-	[Date.now() / 1e3, t.value, t.real_time].forEach((v, i) => S.rt[i].push(v));
-	if (!S.rtPlot) {
-		$("extra").innerHTML = "<h3>Now, reconciled and real-time (sampled since the page opened)</h3>";
-		S.rtPlot = new uPlot({
-			width: Math.min(1100, innerWidth - 40), height: 200,
-			series: [{}, { label: "reconciled", stroke: "#457b9d" }, { label: "real-time", stroke: "#e63946", dash: [6, 4] }],
-		}, S.rt, $("extra"));
-	} else S.rtPlot.setData(S.rt);
+	if (kind() !== "running_total" || S.asOf || !S.key || S.sampling) return;
+	const ch = S.ch;
+	S.sampling = true;
+	try {
+		const t = await get(`${api()}/total?key=${enc(S.key)}`);
+		if (ch !== S.ch) return;
+		[Date.now() / 1e3, t.value, t.real_time].forEach((v, i) => S.rt[i].push(v) > 1800 && S.rt[i].shift());
+		if (!S.rtPlot) {
+			$("extra").innerHTML = "<h3>Now, reconciled and real-time (sampled while this key is shown)</h3>";
+			S.rtPlot = new uPlot({
+				width: Math.min(1100, innerWidth - 40), height: 200,
+				series: [{}, { label: "reconciled", stroke: "#457b9d" }, { label: "real-time", stroke: "#e63946", dash: [6, 4] }],
+			}, S.rt, $("extra"));
+		} else S.rtPlot.setData(S.rt);
+	} finally { S.sampling = false; }
 }
 
+const opts = (xs) => xs.map((x) => `<option value="${esc(x)}">${esc(x)}</option>`).join("");
 async function pick() {
+	const ch = ++S.ch;
 	S.pipe = $("pipe").value;
 	S.col = "";
 	const r = await get(`${api()}/windows?limit=1000`);
-	$("key").innerHTML = [...new Set(r.windows.map((e) => e.key))].map((k) => `<option>${esc(k)}</option>`).join("");
+	if (ch !== S.ch) return;
+	$("key").innerHTML = opts([...new Set(r.windows.map((e) => e.key))]);
 	await pickKey();
 }
 async function pickKey() {
+	S.ch++;
 	S.key = $("key").value;
 	if (S.rtPlot) S.rtPlot.destroy();
 	S.rtPlot = null;
 	S.rt = [[], [], []];
-	S.wm = 0;
+	S.wins = new Map();
+	S.eps = new Map();
 	$("extra").innerHTML = "";
-	follow().catch(() => {});
+	await follow().catch((e) => ($("status").textContent = e.message));
 	await load();
 }
 // The slider: first result (+1 ms: ours are ms, the server's ns) to now.
 $("asof").oninput = () => {
-	const v = +$("asof").value, first = 1 + Math.min(...[...S.wins.values()].map((w) => Date.parse(w.e.emitted_at)));
+	const v = +$("asof").value, first = 1 + S.first;
 	S.asOf = v >= 1000 || !isFinite(first) ? null : new Date(first + ((Date.now() - first) * v) / 1000).toISOString();
 	$("asofl").textContent = S.asOf ? S.asOf + " (as known then)" : "now (live)";
-	load();
+	clearTimeout(S.slide);
+	S.slide = setTimeout(safe(load), 100);
 };
-$("pipe").onchange = pick;
-$("key").onchange = pickKey;
+$("pipe").onchange = safe(pick);
+$("key").onchange = safe(pickKey);
 $("col").onchange = () => { S.col = $("col").value; reset(); draw(); };
 // For tests.
 window.reckon = { state: S, points: () => S.wins.size, revised: () => S.revised, episodes: () => [...S.eps.values()] };
 (async () => {
 	const p = await get("/v1/pipelines");
 	p.pipelines.forEach((x) => (S.kinds[x.name] = x.kind));
-	$("pipe").innerHTML = p.pipelines.map((x) => `<option>${esc(x.name)}</option>`).join("");
-	await overview();
-	setInterval(() => overview().catch((e) => ($("status").textContent = e.message)), 2000);
-	if ($("pipe").value) await pick();
+	$("pipe").innerHTML = opts(p.pipelines.map((x) => x.name));
+	const tick = () => overview().catch((e) => ($("status").textContent = e.message)).then(() => setTimeout(tick, 2000));
+	await tick();
+	// Unless a choice was made meanwhile.
+	if ($("pipe").value && !S.ch) await pick();
 })().catch((e) => ($("status").textContent = e.message));

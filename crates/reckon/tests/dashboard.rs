@@ -307,6 +307,121 @@ retention = "1000d"
     server.stop();
 }
 
+/// The alert timeline's figures (`docs/BENCHMARKS.md`), not part of the suite:
+/// `cargo test --release -p reckon --test dashboard alert_timeline_figures -- --ignored --nocapture`.
+/// `SERIES` (default 100) series with `EPISODES` (default 20) episodes each, one-minute
+/// windows; first paint of the rule (its timeline drawn with every bar), then the time
+/// from a late event POSTed until the page shows the episode it fires, outlined as found
+/// late, over `SAMPLES` (default 50) late events, each sent once the previous one showed.
+#[test]
+#[ignore]
+fn alert_timeline_figures() {
+    if !browser_ready() {
+        return;
+    }
+    let env = |k: &str, d: i64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (series, episodes, samples) = (env("SERIES", 100), env("EPISODES", 20), env("SAMPLES", 50));
+    assert!(
+        samples <= episodes,
+        "SAMPLES ≤ EPISODES: a late fire per gap of s0"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("reckon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+path = "{}"
+[server]
+listen = "127.0.0.1:0"
+[[stream]]
+name = "levels"
+key_fields = ["i"]
+time_format = "unix_s"
+[[pipeline]]
+name = "levels_1m"
+stream = "levels"
+window = {{ type = "tumbling", size = "1m" }}
+aggregates = [{{ fn = "sum", field = "v", name = "sum" }}]
+allowed_lateness = "1000d"
+retention = "1000d"
+[[alert]]
+name = "hot"
+input = "levels_1m"
+condition = "sum >= 50"
+retention = "1000d"
+"#,
+            dir.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let server = serve(&config, &log);
+    // Series s: minute 4k holds (an episode), the three after it do not.
+    let t0 = T0 - episodes * 4 * 60;
+    let mut body = String::new();
+    for s in 0..series {
+        for m in 0..episodes * 4 {
+            let v = if m % 4 == 0 { 100 } else { 1 };
+            body.push_str(&format!(
+                "{{\"i\":\"s{s}\",\"time\":{},\"v\":{v}}}\n",
+                t0 + m * 60 + 5
+            ));
+        }
+    }
+    body.push_str(&format!("{{\"i\":\"z\",\"time\":{},\"v\":1}}\n", T0 + 3600));
+    let (status, out) = server.post("/v1/streams/levels/events", &body);
+    assert_eq!(status, 200, "{out}");
+    let total = (series * episodes) as usize;
+    wait_for(120, "the episodes", || {
+        server.get("/v1/pipelines/hot/windows?limit=100000")["windows"]
+            .as_array()
+            .is_some_and(|w| w.len() == total)
+    });
+    // A late 100 at minute 4k + 2 of s0: a new episode there, found late.
+    let steps: Vec<serde_json::Value> = (0..samples)
+        .map(|k| {
+            let m = 4 * k + 2;
+            serde_json::json!({
+                "path": "/v1/streams/levels/events",
+                "body": format!("{{\"i\":\"s0\",\"time\":{},\"v\":100}}", t0 + m * 60 + 30),
+                "until": format!("document.querySelector('#extra i.late[data-s=\"{}\"]')", start(t0 + m * 60)),
+            })
+        })
+        .collect();
+    let arg = serde_json::json!({
+        "points": episodes,
+        "select": { "pipe": "hot", "key": "i=s0" },
+        "steps": steps,
+        "values": { "bars": "document.querySelectorAll('#extra i').length" },
+    });
+    let r = run_page(&server.base, &arg);
+    assert_eq!(r["values"]["bars"], total + samples as usize, "{r}");
+    let mut lat: Vec<f64> = r["steps_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "alert timeline: {series} series, {total} episodes; first paint {} ms; late fire → bar over {} samples: p50 {} ms, p99 {} ms, max {} ms",
+        r["first_paint_ms"],
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+    server.stop();
+}
+
 /// A running total in the dashboard: its buckets are points; below them a chart of the
 /// reconciled total beside the real-time counter, sampled live, parts when an event
 /// arrives out of order and the clamp makes arrival order matter; and a click on a
@@ -358,6 +473,7 @@ fn the_dashboard_shows_a_running_total_real_time_beside_reconciled() {
             "samples": "reckon.state.rt[0].length",
             "series": "reckon.state.rtPlot.series.map((s) => s.label).slice(1)",
             "heading": "document.querySelector('#extra h3').innerText",
+            "last": last,
         },
         "history": start(T0 + 3600),
         "shot": "dashboard-totals.png",
@@ -367,13 +483,26 @@ fn the_dashboard_shows_a_running_total_real_time_beside_reconciled() {
     assert_eq!(r["points"], 5, "{r}");
     let v = &r["values"];
     assert!(v["samples"].as_u64().unwrap() >= 3, "{r}");
-    assert_eq!(v["series"], serde_json::json!(["reconciled", "real-time"]), "{r}");
+    assert_eq!(
+        v["series"],
+        serde_json::json!(["reconciled", "real-time"]),
+        "{r}"
+    );
     assert!(v["heading"].as_str().unwrap().contains("real-time"), "{r}");
     // The page's last sample is what the server says.
     let total = server.get("/v1/pipelines/net/total?key=i=d0");
     assert_eq!(
+        v["last"],
+        serde_json::json!([total["value"], total["real_time"]]),
+        "{r}"
+    );
+    assert_eq!(
         (&total["value"], &total["real_time"], &total["difference"]),
-        (&serde_json::json!(1), &serde_json::json!(5), &serde_json::json!(-4)),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(5),
+            &serde_json::json!(-4)
+        ),
         "{total}"
     );
     let detail = r["detail"].as_str().unwrap();
@@ -403,8 +532,16 @@ fn the_dashboard_draws_an_alert_timeline_with_late_fires_and_retractions_live() 
     let event = |key: &str, t: i64, v: i64| format!("{{\"i\":\"{key}\",\"time\":{t},\"v\":{v}}}\n");
     let mut body = String::new();
     for h in 0..6 {
-        body.push_str(&event("d0", T0 + h * 3600 + 60, if h == 2 { 100 } else { 1 }));
-        body.push_str(&event("d1", T0 + h * 3600 + 60, if h == 4 { 100 } else { 1 }));
+        body.push_str(&event(
+            "d0",
+            T0 + h * 3600 + 60,
+            if h == 2 { 100 } else { 1 },
+        ));
+        body.push_str(&event(
+            "d1",
+            T0 + h * 3600 + 60,
+            if h == 4 { 100 } else { 1 },
+        ));
     }
     body.push_str(&event("d9", T0 + 10 * 3600, 1));
     let (status, out) = server.post("/v1/streams/levels/events", &body);

@@ -41,8 +41,8 @@ try {
   out.plotted = await page.evaluate(() => window.reckon.state.plot.data[1].filter((v) => v != null).length);
   out.revised_before = await page.evaluate(() => window.reckon.state.plot.data[2].filter((v) => v != null).length);
   if (arg.shots && !arg.shot) await page.screenshot({ path: arg.shots + "/dashboard.png", fullPage: true });
-  // Wait until the change feed is open (the server counts its clients).
-  await new Promise((r) => setTimeout(r, 300));
+  // The change feed is open (the server follows it once it has answered).
+  await page.waitForFunction(() => window.reckon.state.live, null, { timeout: 10000 });
   out.latency_ms = [];
   for (const late of arg.late || []) {
     const sent = Date.now();
