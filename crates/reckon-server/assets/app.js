@@ -76,7 +76,7 @@ async function overview() {
 // ---- one key's windows
 // wins: the key's windows by start; eps: an alert rule's episodes of every key;
 // rt: a running total's [time, reconciled, real-time] samples; wm: the newest watermark.
-const S = { pipe: "", key: "", col: "", kinds: {}, wins: new Map(), eps: new Map(), rt: [[], [], []], wm: 0, ch: 0, gen: 0, first: Infinity, pending: [], asOf: null, plot: null, rtPlot: null, abort: null, revised: [] };
+const S = { pipe: "", key: "", col: "", kinds: {}, wins: new Map(), eps: new Map(), rt: [[], [], []], wm: 0, ch: 0, gen: 0, first: Infinity, pending: [], dirty: new Set(), asOf: null, plot: null, rtPlot: null, abort: null, revised: [] };
 const api = () => "/v1/pipelines/" + enc(S.pipe);
 const kind = () => S.kinds[S.pipe];
 // Revised: a version after the result was out, or an episode found by a correction.
@@ -103,7 +103,6 @@ function draw() {
 			if (t != null) await hist(S.key, [...S.wins.values()].find((w) => w.t === t));
 		});
 	} else S.plot.setData([xs, ys, rv]);
-	if (kind() === "alert") timeline();
 }
 function line(e, prev) {
 	const why = e.kind === "on_time" ? "" : " (" + e.kind + (e.values.late ? ", late" : "") + ")";
@@ -148,6 +147,7 @@ async function load() {
 	if (!S.asOf) S.first = least([...ws, ...eps].map((e) => Date.parse(e.emitted_at)));
 	reset();
 	draw();
+	if (k === "alert") timeline();
 	const p = S.pending;
 	S.pending = [];
 	p.forEach(change);
@@ -185,6 +185,7 @@ async function follow(since) {
 	})().catch((e) => {
 		if (ac.signal.aborted || ch !== S.ch) return;
 		$("status").textContent = e.message + ": reconnecting";
+		S.reconnects = (S.reconnects || 0) + 1;
 		// After the last change it had; without one, the windows are read again.
 		const again = () => ch === S.ch && follow(since).then(() => since || load(), () => setTimeout(again, 2000));
 		setTimeout(again, 1000);
@@ -194,8 +195,9 @@ function change(e) {
 	if (S.asOf || e.pipeline !== S.pipe) return;
 	if (S.loading) return S.pending.push(e);
 	keep(e);
+	if (kind() === "alert") redraw(e.key);
 	const w = S.wins.get(e.window.start);
-	if (e.key !== S.key || (w && w.e.version >= e.version)) return kind() === "alert" && redraw();
+	if (e.key !== S.key || (w && w.e.version >= e.version)) return;
 	S.wins.set(e.window.start, { t: secs(e.window.start), e, prev: w ? w.e : null });
 	if (rev(e)) S.revised.push({ start: e.window.start, version: e.version, at: Date.now() });
 	draw();
@@ -210,24 +212,34 @@ function keep(e) {
 	const k = e.key + " " + e.window.start, o = S.eps.get(k);
 	if (!o || o.version < e.version) S.eps.set(k, e);
 }
-// At most once a frame.
-const redraw = () => S.raf || (S.raf = requestAnimationFrame(() => { S.raf = 0; timeline(); }));
-function timeline() {
+// At most once a frame, and only the rows of the keys that changed.
+function redraw(key) {
+	S.dirty.add(key);
+	S.raf = S.raf || requestAnimationFrame(() => {
+		const d = S.dirty;
+		S.raf = 0;
+		S.dirty = new Set();
+		d.forEach((k) => timeline(k));
+	});
+}
+// Every key's episodes (or, when the time range is unchanged, one key's row again).
+function timeline(only) {
 	// A firing episode lasts until the watermark; a retracted one is drawn over its window.
 	const eps = [...S.eps.values()], end = (e) => (e.values.resolved_at ? secs(e.values.resolved_at) : Math.max(e.kind === "retracted" ? 0 : S.wm, secs(e.window.end)));
 	const x0 = least(eps.map((e) => secs(e.window.start))), span = most(eps.map(end)) - x0 || 1;
-	const pc = (t) => ((100 * (t - x0)) / span).toFixed(2) + "%", by = new Map();
-	for (const e of eps) by.set(e.key, [...(by.get(e.key) || []), e]);
+	const pc = (t) => ((100 * (t - x0)) / span).toFixed(2) + "%";
+	const bar = (e) => {
+		const a = secs(e.window.start), st = e.kind === "retracted" ? "retracted" : e.values.resolved_at ? "resolved" : "firing";
+		return `<i class="${st}${e.values.late ? " late" : ""}" style="left:${pc(a)};width:${pc(x0 + Math.max(end(e) - a, span / 300))}" data-k="${esc(e.key)}" data-s="${esc(e.window.start)}" ` +
+			`title="${esc(e.window.start + (st === "resolved" ? " → " + e.values.resolved_at : "") + ": " + st + (e.values.late ? ", found late" : "") + ", v" + e.version)}"></i>`;
+	};
+	const range = x0 + "/" + span, row = only !== undefined && range === S.range && [...document.querySelectorAll("#extra .row")].find((r) => r.dataset.k === only);
+	if (row) return void (row.lastChild.innerHTML = eps.filter((e) => e.key === only).map(bar).join(""));
+	S.range = range;
+	const by = new Map();
+	for (const e of eps) (by.get(e.key) || by.set(e.key, []).get(e.key)).push(e);
 	let h = "";
-	for (const key of [...by.keys()].sort()) {
-		h += `<div class="row"><span>${esc(key)}</span><div>`;
-		for (const e of by.get(key)) {
-			const a = secs(e.window.start), st = e.kind === "retracted" ? "retracted" : e.values.resolved_at ? "resolved" : "firing";
-			h += `<i class="${st}${e.values.late ? " late" : ""}" style="left:${pc(a)};width:${pc(x0 + Math.max(end(e) - a, span / 300))}" data-k="${esc(key)}" data-s="${esc(e.window.start)}" ` +
-				`title="${esc(e.window.start + (st === "resolved" ? " → " + e.values.resolved_at : "") + ": " + st + (e.values.late ? ", found late" : "") + ", v" + e.version)}"></i>`;
-		}
-		h += "</div></div>";
-	}
+	for (const key of [...by.keys()].sort()) h += `<div class="row" data-k="${esc(key)}"><span>${esc(key)}</span><div>${by.get(key).map(bar).join("")}</div></div>`;
 	const iso = (t) => new Date(t * 1e3).toISOString();
 	$("extra").innerHTML = eps.length ? "<h3>Episodes (red firing, grey resolved, hollow retracted, outlined found late)</h3>" + h +
 		`<div class="axis"><p>${iso(x0)}</p><p>${iso(x0 + span)}</p></div>` : "";

@@ -56,15 +56,21 @@ try {
   out.revised_after = await page.evaluate(() => window.reckon.state.plot.data[2].filter((v) => v != null).length);
   // Steps: a POST, then the time until `until` (an expression in the page) holds.
   out.steps_ms = [];
-  // A step may instead `do` something in the page (an expression), such as a click.
+  // A step may instead `do` something in the page (an expression), such as a click,
+  // or `wait` for the test: a line {"waiting": what} out, then one line in.
   for (const step of arg.steps || []) {
+    if (step.wait) {
+      console.log(JSON.stringify({ waiting: step.wait }));
+      await new Promise((r) => process.stdin.once("data", r));
+      process.stdin.pause();
+    }
     const sent = Date.now();
     if (step.do) await page.evaluate(step.do);
     if (step.path) {
       const r = await fetch(url + step.path, { method: "POST", body: step.body });
       if (!r.ok) throw Error("POST " + step.path + ": " + r.status + " " + (await r.text()));
     }
-    await page.waitForFunction(step.until, null, { timeout: step.timeout || 10000, polling: "raf" });
+    if (step.until) await page.waitForFunction(step.until, null, { timeout: step.timeout || 10000, polling: "raf" });
     out.steps_ms.push(Date.now() - sent);
   }
   if (arg.history) {
